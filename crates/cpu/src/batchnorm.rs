@@ -1,0 +1,441 @@
+//! Batch normalization over NCHW arrays, statistics per channel.
+//!
+//! The input is viewed as `[n, c, hw]` (hw = H*W) and each channel is normalized with the mean
+//! and variance of its `n * hw` values (training) or with running statistics (eval). Per-channel
+//! sums are accumulated in f64, in a fixed order (samples, then positions), with channels in
+//! parallel; the variance is a second pass around the mean rather than E[x²] - E[x]², which
+//! loses everything to cancellation when the mean is large. Elementwise passes run in parallel
+//! over (sample, channel) planes. No sum ever spans threads, so results do not depend on the
+//! thread count.
+use crate::Element;
+use rayon::prelude::*;
+
+/// `x` is `[n, c, hw]` flattened (hw = H*W).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BnShape {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+}
+
+impl BnShape {
+    fn len(self) -> usize {
+        self.n * self.c * self.hw
+    }
+}
+
+/// What training-mode forward returns: output and the per-channel batch statistics.
+pub struct BnTrainOut<T> {
+    pub y: Vec<T>,
+    pub mean: Vec<T>,
+    /// Biased batch variance (divides by n*hw), the one used to normalize.
+    pub var: Vec<T>,
+    /// 1 / sqrt(var + eps)
+    pub invstd: Vec<T>,
+}
+
+fn check_len(what: &str, name: &str, got: usize, want: usize) {
+    assert_eq!(
+        got, want,
+        "batch_norm2d {what}: {name} has {got} elements, the shape needs {want}"
+    );
+}
+
+fn check_param<T>(what: &str, name: &str, p: Option<&[T]>, c: usize) {
+    if let Some(p) = p {
+        check_len(what, name, p.len(), c);
+    }
+}
+
+/// The `n` contiguous runs of channel `c`, in sample order.
+fn channel<T>(s: BnShape, x: &[T], c: usize) -> impl Iterator<Item = &[T]> {
+    (0..s.n).map(move |n| &x[(n * s.c + c) * s.hw..][..s.hw])
+}
+
+/// Sum of `f(x, dy)` over one channel, in f64.
+fn channel_sum<T: Element>(
+    s: BnShape,
+    x: &[T],
+    dy: &[T],
+    c: usize,
+    f: impl Fn(f64, f64) -> f64,
+) -> f64 {
+    channel(s, x, c)
+        .zip(channel(s, dy, c))
+        .map(|(xs, ds)| {
+            xs.iter()
+                .zip(ds)
+                .map(|(&a, &b)| f(a.to_f64(), b.to_f64()))
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// Applies `f(channel, x_plane, dy_plane, out_plane)` to every (sample, channel) plane in
+/// parallel. `dy` may be `x` when there is no second input.
+fn map_planes<T: Element>(
+    s: BnShape,
+    x: &[T],
+    dy: &[T],
+    f: impl Fn(usize, &[T], &[T], &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); s.len()];
+    if s.hw > 0 {
+        out.par_chunks_mut(s.hw)
+            .zip(x.par_chunks(s.hw))
+            .zip(dy.par_chunks(s.hw))
+            .enumerate()
+            .for_each(|(i, ((o, xp), dp))| f(i % s.c, xp, dp, o));
+    }
+    out
+}
+
+/// Training-mode forward: normalizes with the batch statistics and returns them.
+///
+/// # Panics
+/// If a slice length does not match the shape.
+pub fn forward_train<T: Element>(
+    s: BnShape,
+    x: &[T],
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+    eps: f64,
+) -> BnTrainOut<T> {
+    check_len("forward_train", "x", x.len(), s.len());
+    check_param("forward_train", "weight", weight, s.c);
+    check_param("forward_train", "bias", bias, s.c);
+    let m = (s.n * s.hw) as f64;
+    let stats: Vec<(f64, f64)> = (0..s.c)
+        .into_par_iter()
+        .map(|c| {
+            let mean = channel_sum(s, x, x, c, |v, _| v) / m;
+            let var = channel_sum(s, x, x, c, |v, _| (v - mean) * (v - mean)) / m;
+            (mean, var)
+        })
+        .collect();
+    let invstd: Vec<f64> = stats.iter().map(|&(_, v)| 1.0 / (v + eps).sqrt()).collect();
+    let mean: Vec<T> = stats.iter().map(|&(mu, _)| T::from_f64(mu)).collect();
+    let y = map_planes(s, x, x, |c, xp, _, yp| {
+        let scale = T::from_f64(invstd[c] * weight.map_or(1.0, |w| w[c].to_f64()));
+        let shift = bias.map_or(T::zero(), |b| b[c]);
+        for (o, &v) in yp.iter_mut().zip(xp) {
+            *o = (v - mean[c]) * scale + shift;
+        }
+    });
+    BnTrainOut {
+        y,
+        mean,
+        var: stats.iter().map(|&(_, v)| T::from_f64(v)).collect(),
+        invstd: invstd.into_iter().map(T::from_f64).collect(),
+    }
+}
+
+/// Eval-mode forward with running statistics: y = (x - mean) / sqrt(var + eps) * weight + bias.
+///
+/// # Panics
+/// If a slice length does not match the shape.
+pub fn forward_eval<T: Element>(
+    s: BnShape,
+    x: &[T],
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+    mean: &[T],
+    var: &[T],
+    eps: f64,
+) -> Vec<T> {
+    check_len("forward_eval", "x", x.len(), s.len());
+    check_param("forward_eval", "weight", weight, s.c);
+    check_param("forward_eval", "bias", bias, s.c);
+    check_len("forward_eval", "mean", mean.len(), s.c);
+    check_len("forward_eval", "var", var.len(), s.c);
+    map_planes(s, x, x, |c, xp, _, yp| {
+        let invstd = 1.0 / (var[c].to_f64() + eps).sqrt();
+        let scale = T::from_f64(invstd * weight.map_or(1.0, |w| w[c].to_f64()));
+        let shift = bias.map_or(T::zero(), |b| b[c]);
+        for (o, &v) in yp.iter_mut().zip(xp) {
+            *o = (v - mean[c]) * scale + shift;
+        }
+    })
+}
+
+/// Training-mode backward through the batch statistics, with `mean`/`invstd` from
+/// [`forward_train`]. Returns (dx, dweight, dbias); dweight/dbias are per channel.
+///
+/// dx = weight * invstd / M * (M * dy - dbias - xhat * dweight), M = n * hw, computed as
+/// weight * invstd * (dy - dbias / M - xhat * dweight / M) to keep f32 terms small.
+///
+/// # Panics
+/// If a slice length does not match the shape.
+pub fn backward_train<T: Element>(
+    s: BnShape,
+    x: &[T],
+    dy: &[T],
+    weight: Option<&[T]>,
+    mean: &[T],
+    invstd: &[T],
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    check_lens("backward_train", s, x, dy, weight, mean, invstd);
+    let m = (s.n * s.hw) as f64;
+    let (dweight, dbias) = param_grads(s, x, dy, mean, invstd);
+    let dx = map_planes(s, x, dy, |c, xp, dp, dxp| {
+        let is = invstd[c].to_f64();
+        let a = T::from_f64(weight.map_or(1.0, |w| w[c].to_f64()) * is);
+        let mean_dy = T::from_f64(dbias[c] / m);
+        // xhat * mean(dy * xhat) = (x - mean) * (invstd * mean(dy * xhat))
+        let k = T::from_f64(is * dweight[c] / m);
+        for ((o, &v), &d) in dxp.iter_mut().zip(xp).zip(dp) {
+            *o = a * (d - mean_dy - (v - mean[c]) * k);
+        }
+    });
+    (dx, to_t(dweight), to_t(dbias))
+}
+
+/// Eval-mode backward (statistics are constants), with `invstd` computed from the running
+/// variance. Returns (dx, dweight, dbias); dweight/dbias are per channel.
+///
+/// # Panics
+/// If a slice length does not match the shape.
+pub fn backward_eval<T: Element>(
+    s: BnShape,
+    x: &[T],
+    dy: &[T],
+    weight: Option<&[T]>,
+    mean: &[T],
+    invstd: &[T],
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    check_lens("backward_eval", s, x, dy, weight, mean, invstd);
+    let (dweight, dbias) = param_grads(s, x, dy, mean, invstd);
+    let dx = map_planes(s, dy, dy, |c, dp, _, dxp| {
+        let a = T::from_f64(weight.map_or(1.0, |w| w[c].to_f64()) * invstd[c].to_f64());
+        for (o, &d) in dxp.iter_mut().zip(dp) {
+            *o = d * a;
+        }
+    });
+    (dx, to_t(dweight), to_t(dbias))
+}
+
+fn check_lens<T>(
+    what: &str,
+    s: BnShape,
+    x: &[T],
+    dy: &[T],
+    weight: Option<&[T]>,
+    mean: &[T],
+    invstd: &[T],
+) {
+    check_len(what, "x", x.len(), s.len());
+    check_len(what, "dy", dy.len(), s.len());
+    check_param(what, "weight", weight, s.c);
+    check_len(what, "mean", mean.len(), s.c);
+    check_len(what, "invstd", invstd.len(), s.c);
+}
+
+/// Per channel (sum of dy * xhat, sum of dy) in f64: dweight and dbias.
+fn param_grads<T: Element>(
+    s: BnShape,
+    x: &[T],
+    dy: &[T],
+    mean: &[T],
+    invstd: &[T],
+) -> (Vec<f64>, Vec<f64>) {
+    (0..s.c)
+        .into_par_iter()
+        .map(|c| {
+            let (mu, is) = (mean[c].to_f64(), invstd[c].to_f64());
+            // invstd factored out of the sum: one multiply per channel instead of per element.
+            let dw = channel_sum(s, x, dy, c, |v, d| d * (v - mu)) * is;
+            (dw, channel_sum(s, x, dy, c, |_, d| d))
+        })
+        .unzip()
+}
+
+fn to_t<T: Element>(v: Vec<f64>) -> Vec<T> {
+    v.into_iter().map(T::from_f64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn shapes() -> Vec<BnShape> {
+        vec![
+            BnShape { n: 2, c: 3, hw: 5 },
+            BnShape { n: 1, c: 4, hw: 9 },
+            BnShape { n: 5, c: 2, hw: 1 },
+            BnShape { n: 3, c: 1, hw: 12 },
+            BnShape { n: 7, c: 6, hw: 35 },
+        ]
+    }
+
+    fn rand_vec<T: Element>(rng: &mut StdRng, n: usize, lo: f64, hi: f64) -> Vec<T> {
+        (0..n)
+            .map(|_| T::from_f64(rng.random_range(lo..hi)))
+            .collect()
+    }
+
+    fn assert_close<T: Element>(what: &str, got: &[T], want: &[T], tol: f64) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+            let (a, b) = (a.to_f64(), b.to_f64());
+            assert!(
+                (a - b).abs() <= tol * b.abs().max(1.0),
+                "{what}[{i}]: got {a}, want {b}"
+            );
+        }
+    }
+
+    fn check<T: Element>(tol: f64) {
+        let mut rng = StdRng::seed_from_u64(21);
+        let eps = 1e-5;
+        for s in shapes() {
+            let len = s.n * s.c * s.hw;
+            // An offset mean and spread that is not 1, so mistakes in either show up.
+            let x = rand_vec::<T>(&mut rng, len, 2.0, 5.0);
+            let dy = rand_vec::<T>(&mut rng, len, -1.0, 1.0);
+            let w = rand_vec::<T>(&mut rng, s.c, 0.5, 1.5);
+            let b = rand_vec::<T>(&mut rng, s.c, -1.0, 1.0);
+            let rmean = rand_vec::<T>(&mut rng, s.c, 2.0, 4.0);
+            let rvar = rand_vec::<T>(&mut rng, s.c, 0.5, 2.0);
+            let ctx = format!("{} {s:?}", T::NAME);
+            for (wo, bo) in [(Some(&w[..]), Some(&b[..])), (None, None)] {
+                let got = forward_train(s, &x, wo, bo, eps);
+                let want = reference::batch_norm2d_forward_train(s, &x, wo, bo, eps);
+                assert_close(&format!("train y {ctx}"), &got.y, &want.y, tol);
+                assert_close(&format!("train mean {ctx}"), &got.mean, &want.mean, tol);
+                assert_close(&format!("train var {ctx}"), &got.var, &want.var, tol);
+                assert_close(
+                    &format!("train invstd {ctx}"),
+                    &got.invstd,
+                    &want.invstd,
+                    tol,
+                );
+                assert_close(
+                    &format!("eval y {ctx}"),
+                    &forward_eval(s, &x, wo, bo, &rmean, &rvar, eps),
+                    &reference::batch_norm2d_forward_eval(s, &x, wo, bo, &rmean, &rvar, eps),
+                    tol,
+                );
+                let (dx, dw, db) = backward_train(s, &x, &dy, wo, &want.mean, &want.invstd);
+                let (rdx, rdw, rdb) = reference::batch_norm2d_backward_train(
+                    s,
+                    &x,
+                    &dy,
+                    wo,
+                    &want.mean,
+                    &want.invstd,
+                );
+                assert_close(&format!("train dx {ctx}"), &dx, &rdx, tol);
+                assert_close(&format!("train dweight {ctx}"), &dw, &rdw, tol);
+                assert_close(&format!("train dbias {ctx}"), &db, &rdb, tol);
+                let invstd: Vec<T> = rvar
+                    .iter()
+                    .map(|&v| T::from_f64(1.0 / (v.to_f64() + eps).sqrt()))
+                    .collect();
+                let (dx, dw, db) = backward_eval(s, &x, &dy, wo, &rmean, &invstd);
+                let (rdx, rdw, rdb) =
+                    reference::batch_norm2d_backward_eval(s, &x, &dy, wo, &rmean, &invstd);
+                assert_close(&format!("eval dx {ctx}"), &dx, &rdx, tol);
+                assert_close(&format!("eval dweight {ctx}"), &dw, &rdw, tol);
+                assert_close(&format!("eval dbias {ctx}"), &db, &rdb, tol);
+            }
+        }
+    }
+
+    #[test]
+    fn matches_reference_f64() {
+        check::<f64>(1e-10);
+    }
+
+    // Sums are f64 in both; what remains is f32 rounding of a few products per element, but the
+    // backward subtracts nearly equal terms (dy - mean(dy) - ...), so allow 1e-4.
+    #[test]
+    fn matches_reference_f32() {
+        check::<f32>(1e-4);
+    }
+
+    /// The reference training backward against central differences of the reference forward,
+    /// through sum(y * r) for a random r, so every output's gradient matters.
+    #[test]
+    fn reference_backward_train_matches_finite_differences() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let s = BnShape { n: 3, c: 2, hw: 4 };
+        let len = s.n * s.c * s.hw;
+        let x = rand_vec::<f64>(&mut rng, len, -2.0, 3.0);
+        let r = rand_vec::<f64>(&mut rng, len, -1.0, 1.0);
+        let w = rand_vec::<f64>(&mut rng, s.c, 0.5, 1.5);
+        let b = rand_vec::<f64>(&mut rng, s.c, -1.0, 1.0);
+        let eps = 1e-3;
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| -> f64 {
+            let y = reference::batch_norm2d_forward_train(s, x, Some(w), Some(b), eps).y;
+            y.iter().zip(&r).map(|(a, b)| a * b).sum()
+        };
+        let out = reference::batch_norm2d_forward_train(s, &x, Some(&w), Some(&b), eps);
+        let (dx, dw, db) =
+            reference::batch_norm2d_backward_train(s, &x, &r, Some(&w), &out.mean, &out.invstd);
+        let h = 1e-6;
+        let numeric = |v: &[f64], i: usize, f: &dyn Fn(&[f64]) -> f64| {
+            let (mut p, mut m) = (v.to_vec(), v.to_vec());
+            p[i] += h;
+            m[i] -= h;
+            (f(&p) - f(&m)) / (2.0 * h)
+        };
+        for (i, &a) in dx.iter().enumerate() {
+            let n = numeric(&x, i, &|x| loss(x, &w, &b));
+            assert!((n - a).abs() < 1e-6, "dx[{i}]: numeric {n}, analytic {a}");
+        }
+        for c in 0..s.c {
+            let n = numeric(&w, c, &|w| loss(&x, w, &b));
+            assert!(
+                (n - dw[c]).abs() < 1e-6,
+                "dweight[{c}]: numeric {n}, analytic {}",
+                dw[c]
+            );
+            let n = numeric(&b, c, &|b| loss(&x, &w, b));
+            assert!(
+                (n - db[c]).abs() < 1e-6,
+                "dbias[{c}]: numeric {n}, analytic {}",
+                db[c]
+            );
+        }
+    }
+
+    /// A large mean over a small spread: E[x²] - E[x]² would lose the variance entirely in f32.
+    #[test]
+    fn variance_survives_a_large_mean() {
+        let s = BnShape {
+            n: 4,
+            c: 1,
+            hw: 256,
+        };
+        let x: Vec<f32> = (0..1024).map(|i| 10_000.0 + (i % 2) as f32 * 0.5).collect();
+        let out = forward_train(s, &x, None, None, 0.0);
+        assert!((out.var[0] - 0.0625).abs() < 1e-6, "var {}", out.var[0]);
+    }
+
+    #[test]
+    fn results_do_not_depend_on_thread_count() {
+        let mut rng = StdRng::seed_from_u64(8);
+        let s = BnShape { n: 9, c: 5, hw: 49 };
+        let x = rand_vec::<f32>(&mut rng, s.n * s.c * s.hw, -1.0, 2.0);
+        let dy = rand_vec::<f32>(&mut rng, s.n * s.c * s.hw, -1.0, 1.0);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let out = forward_train(s, &x, None, None, 1e-5);
+                let (dx, dw, db) = backward_train(s, &x, &dy, None, &out.mean, &out.invstd);
+                [out.y, out.var, dx, dw, db]
+                    .concat()
+                    .into_iter()
+                    .map(f32::to_bits)
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(run(1), run(2));
+    }
+}

@@ -1,0 +1,656 @@
+//! 2-D convolution over NCHW arrays, computed as im2col + GEMM.
+//!
+//! For one sample and one group, im2col ("image to columns") copies every input pixel each
+//! output position sees into a matrix `cols` of shape `[cin_g * kh * kw, out_h * out_w]`; the
+//! convolution is then the matrix product `W_g [cout_g, cin_g*kh*kw] @ cols`, done by ndarray's
+//! `general_mat_mul` (matrixmultiply underneath). The backward passes reuse the same matrix:
+//! `dcols = W_g^T @ dy_g` scattered back with col2im gives dx, and `dW_g = dy_g @ cols^T` summed
+//! over the batch gives dw. Work is parallel over the batch with rayon, one column buffer per
+//! worker. Sums across the batch are taken over fixed chunks of `BATCH_CHUNK` samples and
+//! added in chunk order, so results do not depend on the number of threads.
+//!
+//! A 1x1 convolution with stride 1 and no padding needs no im2col at all: the input plane of a
+//! sample already is its `cols` matrix.
+use crate::Element;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
+
+/// Samples per partial sum when reducing over the batch (weight gradient). Fixed, never derived
+/// from the thread count, so the summation order and hence the bits of the result are fixed.
+const BATCH_CHUNK: usize = 4;
+
+/// Every size a 2-D convolution needs. Input `[batch, in_channels, in_h, in_w]`, weight
+/// `[out_channels, in_channels / groups, kernel_h, kernel_w]`, output
+/// `[batch, out_channels, out_h(), out_w()]`. Pairs are (height, width).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_channels: usize,
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+    pub groups: usize,
+}
+
+impl Conv2dGeometry {
+    pub fn out_h(&self) -> usize {
+        (self.in_h + 2 * self.padding.0 - self.dilation.0 * (self.kernel.0 - 1) - 1) / self.stride.0
+            + 1
+    }
+    pub fn out_w(&self) -> usize {
+        (self.in_w + 2 * self.padding.1 - self.dilation.1 * (self.kernel.1 - 1) - 1) / self.stride.1
+            + 1
+    }
+    /// Number of elements of the weight, `out_channels * in_channels / groups * kh * kw`.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * (self.in_channels / self.groups) * self.kernel.0 * self.kernel.1
+    }
+
+    /// Checks the sizes are consistent; the message names what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = self;
+        if [
+            s.batch,
+            s.in_channels,
+            s.in_h,
+            s.in_w,
+            s.out_channels,
+            s.kernel.0,
+            s.kernel.1,
+        ]
+        .contains(&0)
+        {
+            return Err(format!(
+                "conv2d: sizes must be non-zero, got batch {}, in_channels {}, input {}x{}, \
+                 out_channels {}, kernel {}x{}",
+                s.batch, s.in_channels, s.in_h, s.in_w, s.out_channels, s.kernel.0, s.kernel.1
+            ));
+        }
+        if s.stride.0 == 0 || s.stride.1 == 0 || s.dilation.0 == 0 || s.dilation.1 == 0 {
+            return Err(format!(
+                "conv2d: stride and dilation must be non-zero, got stride {:?}, dilation {:?}",
+                s.stride, s.dilation
+            ));
+        }
+        if s.groups == 0
+            || !s.in_channels.is_multiple_of(s.groups)
+            || !s.out_channels.is_multiple_of(s.groups)
+        {
+            return Err(format!(
+                "conv2d: groups {} must divide in_channels {} and out_channels {}",
+                s.groups, s.in_channels, s.out_channels
+            ));
+        }
+        let dims = [
+            ("height", s.in_h, s.padding.0, s.kernel.0, s.dilation.0),
+            ("width", s.in_w, s.padding.1, s.kernel.1, s.dilation.1),
+        ];
+        for (name, input, pad, k, dil) in dims {
+            // Checked here because out_h()/out_w() would underflow.
+            let span = dil * (k - 1) + 1;
+            if span > input + 2 * pad {
+                return Err(format!(
+                    "conv2d: kernel {name} {k} with dilation {dil} spans {span}, more than the \
+                     padded input {name} {} ({input} + 2 * padding {pad})",
+                    input + 2 * pad
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sizes derived once per call.
+struct Dims {
+    cin_g: usize,
+    cout_g: usize,
+    /// Input plane, `in_h * in_w`.
+    hw: usize,
+    ho: usize,
+    wo: usize,
+    /// Output plane, `ho * wo`: the columns of `cols`.
+    p: usize,
+    /// Rows of `cols`, `cin_g * kh * kw`: the GEMM's inner dimension.
+    k: usize,
+    /// 1x1, stride 1, no padding: `cols` is the input itself.
+    pointwise: bool,
+}
+
+impl Dims {
+    /// Panics with validate()'s message on a bad geometry: the tensor layer checks shapes before
+    /// calling a kernel, so reaching this is a bug in the caller.
+    fn new(g: &Conv2dGeometry, what: &str) -> Dims {
+        if let Err(e) = g.validate() {
+            panic!("conv2d {what}: {e}");
+        }
+        let (ho, wo) = (g.out_h(), g.out_w());
+        let cin_g = g.in_channels / g.groups;
+        Dims {
+            cin_g,
+            cout_g: g.out_channels / g.groups,
+            hw: g.in_h * g.in_w,
+            ho,
+            wo,
+            p: ho * wo,
+            k: cin_g * g.kernel.0 * g.kernel.1,
+            pointwise: g.kernel == (1, 1) && g.stride == (1, 1) && g.padding == (0, 0),
+        }
+    }
+}
+
+fn check_len(what: &str, name: &str, got: usize, want: usize) {
+    assert_eq!(
+        got, want,
+        "conv2d {what}: {name} has {got} elements, the geometry needs {want}"
+    );
+}
+
+/// The output positions `o` in `0..out_len` whose input coordinate `o * stride + offset` falls
+/// inside `0..in_len`; they are contiguous, so the copy loops below need no bounds tests.
+fn valid_range(out_len: usize, in_len: usize, stride: usize, offset: isize) -> (usize, usize) {
+    let lo = if offset >= 0 {
+        0
+    } else {
+        offset.unsigned_abs().div_ceil(stride)
+    };
+    let room = in_len as isize - offset;
+    let hi = if room <= 0 {
+        0
+    } else {
+        (room as usize).div_ceil(stride).min(out_len)
+    };
+    (lo.min(hi), hi)
+}
+
+/// Calls `f(row, plane_offset, oh, ow_lo, ow_hi, iw0)` for each (cols row, output row) pair
+/// that reads real pixels: `cols[row, oh*wo + ow]` for `ow` in `ow_lo..ow_hi` corresponds to
+/// input `x[plane_offset + iw0 + (ow - ow_lo) * stride_w]`. Shared by im2col and col2im so that
+/// the two stay exact mirrors.
+fn for_each_tap_row(
+    g: &Conv2dGeometry,
+    d: &Dims,
+    mut f: impl FnMut(usize, usize, usize, usize, usize, usize),
+) {
+    let (kh, kw) = g.kernel;
+    for c in 0..d.cin_g {
+        for i in 0..kh {
+            let off_h = (i * g.dilation.0) as isize - g.padding.0 as isize;
+            let (oh_lo, oh_hi) = valid_range(d.ho, g.in_h, g.stride.0, off_h);
+            for j in 0..kw {
+                let off_w = (j * g.dilation.1) as isize - g.padding.1 as isize;
+                let (ow_lo, ow_hi) = valid_range(d.wo, g.in_w, g.stride.1, off_w);
+                if ow_lo == ow_hi {
+                    continue;
+                }
+                let row = (c * kh + i) * kw + j;
+                let iw0 = ((ow_lo * g.stride.1) as isize + off_w) as usize;
+                for oh in oh_lo..oh_hi {
+                    let ih = ((oh * g.stride.0) as isize + off_h) as usize;
+                    f(row, c * d.hw + ih * g.in_w, oh, ow_lo, ow_hi, iw0);
+                }
+            }
+        }
+    }
+}
+
+/// Unfolds one group of one sample, `x` = `[cin_g, in_h, in_w]`, into the `[k, p]` matrix whose
+/// row `r` starts at `cols[r * ld]` (`ld` = p when dense; larger when samples are packed side by
+/// side).
+fn im2col<T: Element>(g: &Conv2dGeometry, d: &Dims, x: &[T], cols: &mut [T], ld: usize) {
+    // Zero first: padding taps are simply never written.
+    for r in 0..d.k {
+        cols[r * ld..][..d.p].fill(T::zero());
+    }
+    let sw = g.stride.1;
+    for_each_tap_row(g, d, |row, src, oh, lo, hi, iw0| {
+        let out = &mut cols[row * ld + oh * d.wo..][lo..hi];
+        let src = &x[src + iw0..];
+        if sw == 1 {
+            out.copy_from_slice(&src[..hi - lo]);
+        } else {
+            for (o, s) in out.iter_mut().zip(src.iter().step_by(sw)) {
+                *o = *s;
+            }
+        }
+    });
+}
+
+/// The adjoint of [`im2col`]: adds each entry of `cols` = `[k, p]` into the pixel it came from
+/// in `dx` = `[cin_g, in_h, in_w]` (overlapping windows add up).
+fn col2im<T: Element>(g: &Conv2dGeometry, d: &Dims, cols: &[T], dx: &mut [T]) {
+    let sw = g.stride.1;
+    for_each_tap_row(g, d, |row, dst, oh, lo, hi, iw0| {
+        let src = &cols[row * d.p + oh * d.wo..][lo..hi];
+        let dst = &mut dx[dst + iw0..];
+        for (o, s) in dst.iter_mut().step_by(sw).zip(src) {
+            *o += *s;
+        }
+    });
+}
+
+/// Row-major matrix view of an exactly sized slice. Cannot fail: every caller slices
+/// `rows * cols` elements.
+fn mat<T>(rows: usize, cols: usize, s: &[T]) -> ArrayView2<'_, T> {
+    ArrayView2::from_shape((rows, cols), s).expect("slice sized rows * cols")
+}
+
+fn mat_mut<T>(rows: usize, cols: usize, s: &mut [T]) -> ArrayViewMut2<'_, T> {
+    ArrayViewMut2::from_shape((rows, cols), s).expect("slice sized rows * cols")
+}
+
+/// y = conv(x, w) + bias, `[batch, out_channels, out_h, out_w]`.
+///
+/// # Panics
+/// If the geometry is invalid or a slice length does not match it.
+pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+    let d = Dims::new(g, "forward");
+    check_len("forward", "x", x.len(), g.batch * g.in_channels * d.hw);
+    check_len("forward", "weight", w.len(), g.weight_len());
+    if let Some(b) = bias {
+        check_len("forward", "bias", b.len(), g.out_channels);
+    }
+    let mut y = vec![T::zero(); g.batch * g.out_channels * d.p];
+    let col_len = if d.pointwise { 0 } else { d.k * d.p };
+    y.par_chunks_mut(g.out_channels * d.p)
+        .zip(x.par_chunks(g.in_channels * d.hw))
+        .for_each_init(
+            || vec![T::zero(); col_len],
+            |cols, (y_n, x_n)| {
+                for grp in 0..g.groups {
+                    let x_g = &x_n[grp * d.cin_g * d.hw..][..d.cin_g * d.hw];
+                    let cols_g: &[T] = if d.pointwise {
+                        x_g
+                    } else {
+                        im2col(g, &d, x_g, cols, d.p);
+                        cols
+                    };
+                    let w_g = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k]);
+                    let y_g = &mut y_n[grp * d.cout_g * d.p..][..d.cout_g * d.p];
+                    let mut y_g = mat_mut(d.cout_g, d.p, y_g);
+                    general_mat_mul(T::one(), &w_g, &mat(d.k, d.p, cols_g), T::zero(), &mut y_g);
+                }
+                if let Some(b) = bias {
+                    for (row, &bc) in y_n.chunks_mut(d.p).zip(b) {
+                        row.iter_mut().for_each(|v| *v += bc);
+                    }
+                }
+            },
+        );
+    y
+}
+
+/// dx `[batch, in_channels, in_h, in_w]` from the output gradient dy.
+///
+/// # Panics
+/// If the geometry is invalid or a slice length does not match it.
+pub fn backward_input<T: Element>(g: &Conv2dGeometry, w: &[T], dy: &[T]) -> Vec<T> {
+    let d = Dims::new(g, "backward_input");
+    check_len("backward_input", "weight", w.len(), g.weight_len());
+    check_len(
+        "backward_input",
+        "dy",
+        dy.len(),
+        g.batch * g.out_channels * d.p,
+    );
+    let mut dx = vec![T::zero(); g.batch * g.in_channels * d.hw];
+    let col_len = if d.pointwise { 0 } else { d.k * d.p };
+    dx.par_chunks_mut(g.in_channels * d.hw)
+        .zip(dy.par_chunks(g.out_channels * d.p))
+        .for_each_init(
+            || vec![T::zero(); col_len],
+            |dcols, (dx_n, dy_n)| {
+                for grp in 0..g.groups {
+                    let w_t = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k])
+                        .reversed_axes();
+                    let dy_g = mat(
+                        d.cout_g,
+                        d.p,
+                        &dy_n[grp * d.cout_g * d.p..][..d.cout_g * d.p],
+                    );
+                    let dx_g = &mut dx_n[grp * d.cin_g * d.hw..][..d.cin_g * d.hw];
+                    if d.pointwise {
+                        // dcols is dx_g itself.
+                        let mut out = mat_mut(d.k, d.p, dx_g);
+                        general_mat_mul(T::one(), &w_t, &dy_g, T::zero(), &mut out);
+                    } else {
+                        let mut out = mat_mut(d.k, d.p, dcols);
+                        general_mat_mul(T::one(), &w_t, &dy_g, T::zero(), &mut out);
+                        col2im(g, &d, dcols, dx_g);
+                    }
+                }
+            },
+        );
+    dx
+}
+
+/// dw with the weight's shape, summed over the batch. Bit-identical for any thread count.
+///
+/// # Panics
+/// If the geometry is invalid or a slice length does not match it.
+pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
+    let d = Dims::new(g, "backward_weight");
+    check_len(
+        "backward_weight",
+        "x",
+        x.len(),
+        g.batch * g.in_channels * d.hw,
+    );
+    check_len(
+        "backward_weight",
+        "dy",
+        dy.len(),
+        g.batch * g.out_channels * d.p,
+    );
+    let wlen = g.weight_len();
+    let chunks = g.batch.div_ceil(BATCH_CHUNK);
+    // Each chunk's samples are packed side by side, cols `[k, m*p]` and dy `[cout_g, m*p]`, so
+    // one GEMM with inner dimension m*p covers the chunk: when the output plane is small (late
+    // layers) a GEMM per sample would mostly re-read and re-write dW.
+    let col_len = d.k * BATCH_CHUNK * d.p;
+    let dy_len = d.cout_g * BATCH_CHUNK * d.p;
+    let partial = |(cols, dyp): &mut (Vec<T>, Vec<T>), chunk: usize| -> Vec<T> {
+        let first = chunk * BATCH_CHUNK;
+        let m = BATCH_CHUNK.min(g.batch - first);
+        let mp = m * d.p;
+        let mut dw = vec![T::zero(); wlen];
+        for grp in 0..g.groups {
+            for s in 0..m {
+                let n = first + s;
+                let x_g = &x[(n * g.in_channels + grp * d.cin_g) * d.hw..][..d.cin_g * d.hw];
+                let dy_g = &dy[(n * g.out_channels + grp * d.cout_g) * d.p..][..d.cout_g * d.p];
+                for (dst, src) in dyp[..d.cout_g * mp].chunks_mut(mp).zip(dy_g.chunks(d.p)) {
+                    dst[s * d.p..][..d.p].copy_from_slice(src);
+                }
+                if d.pointwise {
+                    for (dst, src) in cols[..d.k * mp].chunks_mut(mp).zip(x_g.chunks(d.hw)) {
+                        dst[s * d.p..][..d.p].copy_from_slice(src);
+                    }
+                } else {
+                    im2col(g, &d, x_g, &mut cols[s * d.p..], mp);
+                }
+            }
+            let cols_t = mat(d.k, mp, &cols[..d.k * mp]).reversed_axes();
+            let dy_m = mat(d.cout_g, mp, &dyp[..d.cout_g * mp]);
+            let mut dw_g = mat_mut(
+                d.cout_g,
+                d.k,
+                &mut dw[grp * d.cout_g * d.k..][..d.cout_g * d.k],
+            );
+            general_mat_mul(T::one(), &dy_m, &cols_t, T::zero(), &mut dw_g);
+        }
+        dw
+    };
+    // Partials are computed a window at a time to bound memory; the window only changes how
+    // many are alive at once, not the order in which they are added.
+    let window = 2 * rayon::current_num_threads().max(1);
+    let mut dw = vec![T::zero(); wlen];
+    for start in (0..chunks).step_by(window) {
+        let partials: Vec<Vec<T>> = (start..(start + window).min(chunks))
+            .into_par_iter()
+            .map_init(
+                || (vec![T::zero(); col_len], vec![T::zero(); dy_len]),
+                partial,
+            )
+            .collect();
+        for p in partials {
+            dw.iter_mut().zip(&p).for_each(|(a, b)| *a += *b);
+        }
+    }
+    dw
+}
+
+/// dbias `[out_channels]`: dy summed over batch and positions, in f64 and in a fixed order
+/// (channels in parallel, each one summed sequentially).
+///
+/// # Panics
+/// If the geometry is invalid or dy's length does not match it.
+pub fn backward_bias<T: Element>(g: &Conv2dGeometry, dy: &[T]) -> Vec<T> {
+    let d = Dims::new(g, "backward_bias");
+    check_len(
+        "backward_bias",
+        "dy",
+        dy.len(),
+        g.batch * g.out_channels * d.p,
+    );
+    (0..g.out_channels)
+        .into_par_iter()
+        .map(|co| {
+            let mut acc = 0.0f64;
+            for n in 0..g.batch {
+                let plane = &dy[(n * g.out_channels + co) * d.p..][..d.p];
+                acc += plane.iter().map(|&v| v.to_f64()).sum::<f64>();
+            }
+            T::from_f64(acc)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn geom(
+        (batch, in_channels, in_h, in_w, out_channels): (usize, usize, usize, usize, usize),
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+        groups: usize,
+    ) -> Conv2dGeometry {
+        Conv2dGeometry {
+            batch,
+            in_channels,
+            in_h,
+            in_w,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+        }
+    }
+
+    /// Stride 2, padding, dilation 2, groups, depthwise, batch 1, odd non-square sizes, 1x1
+    /// (both the im2col-free path and strided), batches that are not a multiple of the chunk.
+    fn cases() -> Vec<Conv2dGeometry> {
+        vec![
+            geom((2, 3, 7, 5, 4), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            geom((3, 4, 9, 8, 6), (3, 3), (2, 2), (1, 1), (1, 1), 1),
+            geom((2, 2, 9, 7, 3), (3, 3), (1, 1), (2, 2), (2, 2), 1),
+            geom((2, 4, 6, 7, 6), (3, 2), (1, 2), (1, 0), (1, 1), 2),
+            geom((2, 5, 8, 6, 5), (3, 3), (2, 1), (1, 1), (1, 1), 5),
+            geom((1, 3, 5, 5, 6), (3, 3), (1, 1), (1, 1), (1, 1), 3),
+            geom((1, 6, 5, 4, 3), (1, 1), (1, 1), (0, 0), (1, 1), 1),
+            geom((9, 4, 3, 5, 6), (1, 1), (1, 1), (0, 0), (1, 1), 2),
+            geom((3, 4, 7, 7, 8), (1, 1), (2, 2), (0, 0), (1, 1), 2),
+            geom((5, 3, 10, 11, 2), (2, 4), (3, 2), (0, 2), (2, 1), 1),
+            geom((2, 2, 3, 3, 2), (5, 5), (1, 1), (1, 1), (1, 1), 1),
+            geom((6, 2, 4, 9, 3), (3, 1), (1, 3), (2, 0), (1, 1), 1),
+        ]
+    }
+
+    fn rand_vec<T: Element>(rng: &mut StdRng, n: usize) -> Vec<T> {
+        (0..n)
+            .map(|_| T::from_f64(rng.random_range(-1.0..1.0)))
+            .collect()
+    }
+
+    /// |a - b| <= tol * max(1, |b|) elementwise.
+    fn assert_close<T: Element>(what: &str, got: &[T], want: &[T], tol: f64) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+            let (a, b) = (a.to_f64(), b.to_f64());
+            assert!(
+                (a - b).abs() <= tol * b.abs().max(1.0),
+                "{what}[{i}]: got {a}, want {b}"
+            );
+        }
+    }
+
+    fn check_against_reference<T: Element>(tol: f64) {
+        let mut rng = StdRng::seed_from_u64(7);
+        for g in cases() {
+            g.validate().unwrap();
+            let x = rand_vec::<T>(&mut rng, g.batch * g.in_channels * g.in_h * g.in_w);
+            let w = rand_vec::<T>(&mut rng, g.weight_len());
+            let b = rand_vec::<T>(&mut rng, g.out_channels);
+            let dy = rand_vec::<T>(&mut rng, g.batch * g.out_channels * g.out_h() * g.out_w());
+            let ctx = format!("{} {g:?}", T::NAME);
+            assert_close(
+                &format!("forward {ctx}"),
+                &forward(&g, &x, &w, Some(&b)),
+                &reference::conv2d_forward(&g, &x, &w, Some(&b)),
+                tol,
+            );
+            assert_close(
+                &format!("forward no bias {ctx}"),
+                &forward(&g, &x, &w, None),
+                &reference::conv2d_forward(&g, &x, &w, None),
+                tol,
+            );
+            assert_close(
+                &format!("backward_input {ctx}"),
+                &backward_input(&g, &w, &dy),
+                &reference::conv2d_backward_input(&g, &w, &dy),
+                tol,
+            );
+            assert_close(
+                &format!("backward_weight {ctx}"),
+                &backward_weight(&g, &x, &dy),
+                &reference::conv2d_backward_weight(&g, &x, &dy),
+                tol,
+            );
+            assert_close(
+                &format!("backward_bias {ctx}"),
+                &backward_bias(&g, &dy),
+                &reference::conv2d_backward_bias(&g, &dy),
+                tol,
+            );
+        }
+    }
+
+    // f64 agrees to rounding; f32 sums up to ~100 products of values in [-1, 1], so 1e-4
+    // relative leaves a wide margin over the ~1e-6 accumulation error.
+    #[test]
+    fn matches_reference_f64() {
+        check_against_reference::<f64>(1e-10);
+    }
+
+    #[test]
+    fn matches_reference_f32() {
+        check_against_reference::<f32>(1e-4);
+    }
+
+    /// The reference backward loops are the adjoints of the reference forward:
+    /// <conv(x, w), dy> = <x, dx(dy)> = <w, dw(x, dy)>. Checks the ground truth itself.
+    #[test]
+    fn reference_backward_is_adjoint_of_forward() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
+        for g in cases() {
+            let x = rand_vec::<f64>(&mut rng, g.batch * g.in_channels * g.in_h * g.in_w);
+            let w = rand_vec::<f64>(&mut rng, g.weight_len());
+            let dy = rand_vec::<f64>(&mut rng, g.batch * g.out_channels * g.out_h() * g.out_w());
+            let y = reference::conv2d_forward(&g, &x, &w, None);
+            let lhs = dot(&y, &dy);
+            let via_x = dot(&x, &reference::conv2d_backward_input(&g, &w, &dy));
+            let via_w = dot(&w, &reference::conv2d_backward_weight(&g, &x, &dy));
+            assert!((lhs - via_x).abs() < 1e-9 * lhs.abs().max(1.0), "{g:?}");
+            assert!((lhs - via_w).abs() < 1e-9 * lhs.abs().max(1.0), "{g:?}");
+        }
+    }
+
+    #[test]
+    fn validate_rejects_bad_geometry() {
+        let ok = geom((2, 4, 8, 8, 6), (3, 3), (1, 1), (1, 1), (1, 1), 2);
+        assert!(ok.validate().is_ok());
+        let e = Conv2dGeometry { groups: 3, ..ok }.validate().unwrap_err();
+        assert!(e.contains("groups 3") && e.contains("in_channels 4"), "{e}");
+        let e = Conv2dGeometry {
+            out_channels: 5,
+            ..ok
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("out_channels 5"), "{e}");
+        assert!(Conv2dGeometry { groups: 0, ..ok }.validate().is_err());
+        assert!(Conv2dGeometry { batch: 0, ..ok }.validate().is_err());
+        assert!(Conv2dGeometry {
+            kernel: (0, 3),
+            ..ok
+        }
+        .validate()
+        .is_err());
+        assert!(Conv2dGeometry {
+            stride: (1, 0),
+            ..ok
+        }
+        .validate()
+        .is_err());
+        assert!(Conv2dGeometry {
+            dilation: (0, 1),
+            ..ok
+        }
+        .validate()
+        .is_err());
+        // 3x3 at dilation 5 spans 11 > 8 + 2.
+        let e = Conv2dGeometry {
+            dilation: (5, 1),
+            ..ok
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("spans 11") && e.contains("10"), "{e}");
+        let e = Conv2dGeometry {
+            kernel: (3, 11),
+            ..ok
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("width"), "{e}");
+        // Exactly fitting is fine: out size 1.
+        let fit = Conv2dGeometry {
+            kernel: (10, 10),
+            ..ok
+        };
+        assert!(fit.validate().is_ok());
+        assert_eq!((fit.out_h(), fit.out_w()), (1, 1));
+    }
+
+    #[test]
+    fn results_do_not_depend_on_thread_count() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for g in [
+            geom((13, 4, 9, 7, 6), (3, 3), (2, 1), (1, 1), (1, 1), 2),
+            geom((10, 6, 5, 5, 8), (1, 1), (1, 1), (0, 0), (1, 1), 1),
+        ] {
+            let x = rand_vec::<f32>(&mut rng, g.batch * g.in_channels * g.in_h * g.in_w);
+            let w = rand_vec::<f32>(&mut rng, g.weight_len());
+            let dy = rand_vec::<f32>(&mut rng, g.batch * g.out_channels * g.out_h() * g.out_w());
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let mut all = backward_weight(&g, &x, &dy);
+                    all.extend(backward_bias(&g, &dy));
+                    all.extend(backward_input(&g, &w, &dy));
+                    all.extend(forward(&g, &x, &w, None));
+                    all.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+                })
+            };
+            assert_eq!(run(1), run(2), "{g:?}");
+            assert_eq!(run(1), run(3), "{g:?}");
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Elementwise kernels: unary maps, binary ops with broadcasting (through strides), and the
+//! strided gather that turns any view into a contiguous array.
+//!
+//! Broadcasting is expressed by the caller as a stride of 0 along a broadcast dimension, so
+//! one kernel covers `[B,C,H,W] * [B,C,1,1]` and `[N] + [1]` alike.
+use crate::Element;
+use rayon::prelude::*;
+
+/// Below this many elements a kernel runs on the calling thread: spawning costs more.
+const PAR_MIN: usize = 1 << 15;
+/// Fixed chunk size for parallel loops (independent of the thread count).
+const CHUNK: usize = 1 << 13;
+
+/// Unary ops; the same names are used by the GPU kernels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    /// `x^p`
+    Powf(f64),
+    Relu,
+    Sigmoid,
+    Tanh,
+    /// `x * c`
+    Scale(f64),
+    /// `x + c`
+    AddScalar(f64),
+    /// 1 where x > 0, else 0 (the derivative of relu).
+    Step,
+}
+
+impl UnaryOp {
+    #[inline]
+    pub fn apply<T: Element>(self, x: T) -> T {
+        match self {
+            UnaryOp::Neg => -x,
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Powf(p) => x.powf(T::from_f64(p)),
+            UnaryOp::Relu => {
+                if x > T::zero() {
+                    x
+                } else {
+                    T::zero()
+                }
+            }
+            UnaryOp::Sigmoid => T::one() / (T::one() + (-x).exp()),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Scale(c) => x * T::from_f64(c),
+            UnaryOp::AddScalar(c) => x + T::from_f64(c),
+            UnaryOp::Step => {
+                if x > T::zero() {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }
+        }
+    }
+}
+
+/// Binary ops. Comparisons return 1.0 or 0.0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// 1 where a == b
+    Eq,
+    Maximum,
+}
+
+impl BinaryOp {
+    #[inline]
+    pub fn apply<T: Element>(self, a: T, b: T) -> T {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Eq => {
+                if a == b {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }
+            BinaryOp::Maximum => a.max(b),
+        }
+    }
+}
+
+/// `op` applied to every element of a contiguous array.
+pub fn unary<T: Element>(x: &[T], op: UnaryOp) -> Vec<T> {
+    let mut out = vec![T::zero(); x.len()];
+    if x.len() >= PAR_MIN {
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &i)| *o = op.apply(i)));
+    } else {
+        out.iter_mut().zip(x).for_each(|(o, &i)| *o = op.apply(i));
+    }
+    out
+}
+
+/// A strided view of a flat buffer: element `idx` lives at `offset + sum(idx[d] * strides[d])`.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<'a, T> {
+    pub data: &'a [T],
+    pub strides: &'a [usize],
+    pub offset: usize,
+}
+
+impl<T> Strided<'_, T> {
+    /// True when the view walks `data[offset..offset + numel]` in order.
+    fn is_contiguous(&self, shape: &[usize]) -> bool {
+        let mut expected = 1;
+        for (&d, &s) in shape.iter().zip(self.strides).rev() {
+            if d != 1 && s != expected {
+                return false;
+            }
+            expected *= d;
+        }
+        true
+    }
+}
+
+/// Walks the outer dimensions of `shape` (all but the last), calling `f(out_row_start,
+/// offsets)` once per row with the starting offset of each view; rows are `shape[last]` long.
+fn for_each_row<const N: usize>(
+    shape: &[usize],
+    strides: [&[usize]; N],
+    offsets: [usize; N],
+    mut f: impl FnMut(usize, [usize; N]),
+) {
+    let rank = shape.len();
+    if rank == 0 {
+        f(0, offsets);
+        return;
+    }
+    let row_len = shape[rank - 1];
+    let rows: usize = shape[..rank - 1].iter().product();
+    let mut idx = vec![0usize; rank - 1];
+    let mut offs = offsets;
+    for row in 0..rows {
+        f(row * row_len, offs);
+        // Advance the multi-index like an odometer, updating offsets incrementally.
+        for d in (0..rank - 1).rev() {
+            idx[d] += 1;
+            for v in 0..N {
+                offs[v] += strides[v][d];
+            }
+            if idx[d] < shape[d] {
+                break;
+            }
+            for v in 0..N {
+                offs[v] -= strides[v][d] * shape[d];
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Gathers a strided view of `shape` into a new contiguous array.
+pub fn copy_strided<T: Element>(src: Strided<T>, shape: &[usize]) -> Vec<T> {
+    let numel: usize = shape.iter().product();
+    if src.is_contiguous(shape) {
+        return src.data[src.offset..src.offset + numel].to_vec();
+    }
+    let mut out = Vec::with_capacity(numel);
+    let last_stride = shape
+        .last()
+        .map(|_| src.strides[shape.len() - 1])
+        .unwrap_or(0);
+    let row_len = shape.last().copied().unwrap_or(1);
+    for_each_row(shape, [src.strides], [src.offset], |_, [o]| {
+        out.extend((0..row_len).map(|i| src.data[o + i * last_stride]));
+    });
+    out
+}
+
+/// `op(a, b)` over `shape`, both inputs given as strided views already broadcast to `shape`.
+pub fn binary<T: Element>(a: Strided<T>, b: Strided<T>, shape: &[usize], op: BinaryOp) -> Vec<T> {
+    let numel: usize = shape.iter().product();
+    if a.is_contiguous(shape) && b.is_contiguous(shape) {
+        let (a, b) = (
+            &a.data[a.offset..a.offset + numel],
+            &b.data[b.offset..b.offset + numel],
+        );
+        let mut out = vec![T::zero(); numel];
+        if numel >= PAR_MIN {
+            out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+                let s = c * CHUNK;
+                for (i, o) in o.iter_mut().enumerate() {
+                    *o = op.apply(a[s + i], b[s + i]);
+                }
+            });
+        } else {
+            for i in 0..numel {
+                out[i] = op.apply(a[i], b[i]);
+            }
+        }
+        return out;
+    }
+    let mut out = vec![T::zero(); numel];
+    let rank = shape.len();
+    let (sa, sb) = if rank == 0 {
+        (0, 0)
+    } else {
+        (a.strides[rank - 1], b.strides[rank - 1])
+    };
+    let row_len = shape.last().copied().unwrap_or(1);
+    for_each_row(
+        shape,
+        [a.strides, b.strides],
+        [a.offset, b.offset],
+        |start, [oa, ob]| {
+            let row = &mut out[start..start + row_len];
+            match (sa, sb) {
+                (1, 0) => {
+                    let bv = b.data[ob];
+                    for (i, o) in row.iter_mut().enumerate() {
+                        *o = op.apply(a.data[oa + i], bv);
+                    }
+                }
+                _ => {
+                    for (i, o) in row.iter_mut().enumerate() {
+                        *o = op.apply(a.data[oa + i * sa], b.data[ob + i * sb]);
+                    }
+                }
+            }
+        },
+    );
+    out
+}
+
+/// Writes the contiguous `src` of shape `shape` into `dst` at the strided positions of `dst_view`
+/// (used by concat and the gradient of narrow).
+pub fn scatter_strided<T: Element>(
+    src: &[T],
+    dst: &mut [T],
+    strides: &[usize],
+    offset: usize,
+    shape: &[usize],
+) {
+    let rank = shape.len();
+    let last_stride = if rank == 0 { 0 } else { strides[rank - 1] };
+    let row_len = shape.last().copied().unwrap_or(1);
+    for_each_row(shape, [strides], [offset], |start, [o]| {
+        for i in 0..row_len {
+            dst[o + i * last_stride] = src[start + i];
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_row_and_column() {
+        // a: [2,3] contiguous; b: [3] broadcast along rows (stride 0 on dim 0).
+        let a = [1.0f64, 2., 3., 4., 5., 6.];
+        let b = [10.0f64, 20., 30.];
+        let out = binary(
+            Strided {
+                data: &a,
+                strides: &[3, 1],
+                offset: 0,
+            },
+            Strided {
+                data: &b,
+                strides: &[0, 1],
+                offset: 0,
+            },
+            &[2, 3],
+            BinaryOp::Add,
+        );
+        assert_eq!(out, vec![11., 22., 33., 14., 25., 36.]);
+        // b as a column [2,1] broadcast along columns.
+        let c = [100.0f64, 200.];
+        let out = binary(
+            Strided {
+                data: &a,
+                strides: &[3, 1],
+                offset: 0,
+            },
+            Strided {
+                data: &c,
+                strides: &[1, 0],
+                offset: 0,
+            },
+            &[2, 3],
+            BinaryOp::Mul,
+        );
+        assert_eq!(out, vec![100., 200., 300., 800., 1000., 1200.]);
+    }
+
+    #[test]
+    fn transpose_copy() {
+        let a = [1.0f32, 2., 3., 4., 5., 6.]; // [2,3]
+        let t = copy_strided(
+            Strided {
+                data: &a,
+                strides: &[1, 3],
+                offset: 0,
+            },
+            &[3, 2],
+        );
+        assert_eq!(t, vec![1., 4., 2., 5., 3., 6.]);
+    }
+
+    #[test]
+    fn large_parallel_matches_serial() {
+        let n = PAR_MIN * 3 + 7;
+        let a: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 0.1 - 3.0).collect();
+        let out = unary(&a, UnaryOp::Sigmoid);
+        for (o, x) in out.iter().zip(&a) {
+            assert_eq!(*o, 1.0 / (1.0 + (-x).exp()));
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Batched matrix product on top of `ndarray`'s GEMM (matrixmultiply): `c[b] = op(a[b]) @ op(b[b])`
+//! where `op` optionally transposes. Batches run in parallel; each product is computed the same
+//! way whatever the thread count.
+use crate::Element;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
+
+/// Sizes of a batched product: `a` is `[batch, m, k]` (or `[batch, k, m]` when `trans_a`), `b`
+/// is `[batch, k, n]` (or `[batch, n, k]` when `trans_b`), the result `[batch, m, n]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulShape {
+    pub batch: usize,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+/// `out = a @ b` for one matrix pair, accumulating into nothing (out is overwritten).
+pub fn gemm<T: Element>(
+    a: &[T],
+    b: &[T],
+    out: &mut [T],
+    m: usize,
+    k: usize,
+    n: usize,
+    trans_a: bool,
+    trans_b: bool,
+) {
+    let av = if trans_a {
+        ArrayView2::from_shape((k, m), a)
+            .expect("a has k*m elements")
+            .reversed_axes()
+    } else {
+        ArrayView2::from_shape((m, k), a).expect("a has m*k elements")
+    };
+    let bv = if trans_b {
+        ArrayView2::from_shape((n, k), b)
+            .expect("b has n*k elements")
+            .reversed_axes()
+    } else {
+        ArrayView2::from_shape((k, n), b).expect("b has k*n elements")
+    };
+    let mut cv = ArrayViewMut2::from_shape((m, n), out).expect("out has m*n elements");
+    general_mat_mul(T::one(), &av, &bv, T::zero(), &mut cv);
+}
+
+pub fn matmul<T: Element>(a: &[T], b: &[T], s: MatmulShape) -> Vec<T> {
+    let (sa, sb, sc) = (s.m * s.k, s.k * s.n, s.m * s.n);
+    assert_eq!(a.len(), s.batch * sa, "matmul: a has the wrong length");
+    assert_eq!(b.len(), s.batch * sb, "matmul: b has the wrong length");
+    let mut out = vec![T::zero(); s.batch * sc];
+    if sc == 0 {
+        return out;
+    }
+    let one = |i: usize, c: &mut [T]| {
+        gemm(
+            &a[i * sa..(i + 1) * sa],
+            &b[i * sb..(i + 1) * sb],
+            c,
+            s.m,
+            s.k,
+            s.n,
+            s.trans_a,
+            s.trans_b,
+        )
+    };
+    if s.batch > 1 {
+        out.par_chunks_mut(sc)
+            .enumerate()
+            .for_each(|(i, c)| one(i, c));
+    } else {
+        one(0, &mut out);
+    }
+    out
+}

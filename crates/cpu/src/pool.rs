@@ -1,0 +1,417 @@
+//! Max and average 2-D pooling over NCHW arrays, with PyTorch's semantics (ceil_mode = false).
+//!
+//! Every (sample, channel) plane is pooled on its own, so the kernels run in parallel over
+//! planes and never reduce across them: results do not depend on the thread count. Max pooling
+//! treats padding as -infinity (padded positions are simply skipped) and also returns, for each
+//! output, where its maximum came from as `h * in_w + w` within the input plane; the backward
+//! pass scatters the gradient there. Average pooling counts padded zeros (count_include_pad),
+//! so every window divides by the full kernel area.
+use crate::Element;
+use rayon::prelude::*;
+
+/// Input `[batch, channels, in_h, in_w]`, output `[batch, channels, out_h(), out_w()]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dGeometry {
+    pub batch: usize,
+    pub channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+}
+
+impl Pool2dGeometry {
+    pub fn out_h(&self) -> usize {
+        (self.in_h + 2 * self.padding.0 - self.kernel.0) / self.stride.0 + 1
+    }
+    pub fn out_w(&self) -> usize {
+        (self.in_w + 2 * self.padding.1 - self.kernel.1) / self.stride.1 + 1
+    }
+    /// Checks the sizes are consistent; the message names what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = self;
+        let sizes = [s.batch, s.channels, s.in_h, s.in_w, s.kernel.0, s.kernel.1];
+        if sizes.contains(&0) || s.stride.0 == 0 || s.stride.1 == 0 {
+            return Err(format!(
+                "pool2d: sizes must be non-zero, got batch {}, channels {}, input {}x{}, \
+                 kernel {}x{}, stride {}x{}",
+                s.batch, s.channels, s.in_h, s.in_w, s.kernel.0, s.kernel.1, s.stride.0, s.stride.1
+            ));
+        }
+        let dims = [
+            ("height", s.in_h, s.padding.0, s.kernel.0),
+            ("width", s.in_w, s.padding.1, s.kernel.1),
+        ];
+        for (name, input, pad, k) in dims {
+            // PyTorch's rule; it also guarantees every window holds at least one real pixel.
+            if pad > k / 2 {
+                return Err(format!(
+                    "pool2d: padding {name} {pad} must be at most half the kernel {name} {k}"
+                ));
+            }
+            if k > input + 2 * pad {
+                return Err(format!(
+                    "pool2d: kernel {name} {k} is larger than the padded input {name} {} \
+                     ({input} + 2 * padding {pad})",
+                    input + 2 * pad
+                ));
+            }
+        }
+        if s.in_h * s.in_w > u32::MAX as usize {
+            return Err(format!(
+                "pool2d: input plane {}x{} is too large for u32 argmax indices",
+                s.in_h, s.in_w
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checked sizes of one call: input plane, output plane, output width.
+struct Planes {
+    inp: usize,
+    out: usize,
+    wo: usize,
+}
+
+fn planes(g: &Pool2dGeometry, what: &str) -> Planes {
+    // The tensor layer validates shapes first, so a bad geometry here is a caller bug.
+    if let Err(e) = g.validate() {
+        panic!("{what}: {e}");
+    }
+    Planes {
+        inp: g.in_h * g.in_w,
+        out: g.out_h() * g.out_w(),
+        wo: g.out_w(),
+    }
+}
+
+fn check_len(what: &str, name: &str, got: usize, want: usize) {
+    assert_eq!(
+        got, want,
+        "{what}: {name} has {got} elements, the geometry needs {want}"
+    );
+}
+
+/// Input rows (or columns) `lo..hi` that output position `o` covers, padding cut off.
+fn window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, usize) {
+    let start = (o * stride) as isize - pad as isize;
+    let lo = start.max(0) as usize;
+    let hi = ((start + k as isize).max(0) as usize).min(len);
+    (lo, hi)
+}
+
+/// Calls `f(out_index, rows, cols)` for every output position of a plane, with the window's
+/// real input rows and columns.
+fn for_each_window(
+    g: &Pool2dGeometry,
+    p: &Planes,
+    mut f: impl FnMut(usize, (usize, usize), (usize, usize)),
+) {
+    for oh in 0..g.out_h() {
+        let rows = window(oh, g.stride.0, g.padding.0, g.kernel.0, g.in_h);
+        for ow in 0..p.wo {
+            let cols = window(ow, g.stride.1, g.padding.1, g.kernel.1, g.in_w);
+            f(oh * p.wo + ow, rows, cols);
+        }
+    }
+}
+
+/// Max pooling: returns `(y, argmax)`, argmax being `h * in_w + w` in the input plane of the
+/// first maximum in row-major window order (a NaN wins, as in PyTorch).
+///
+/// # Panics
+/// If the geometry is invalid or x's length does not match it.
+pub fn max_forward<T: Element>(g: &Pool2dGeometry, x: &[T]) -> (Vec<T>, Vec<u32>) {
+    let p = planes(g, "max_pool2d forward");
+    let n_planes = g.batch * g.channels;
+    check_len("max_pool2d forward", "x", x.len(), n_planes * p.inp);
+    let mut y = vec![T::zero(); n_planes * p.out];
+    let mut arg = vec![0u32; n_planes * p.out];
+    y.par_chunks_mut(p.out)
+        .zip(arg.par_chunks_mut(p.out))
+        .zip(x.par_chunks(p.inp))
+        .for_each(|((y_p, a_p), x_p)| {
+            for_each_window(g, &p, |o, (h0, h1), (w0, w1)| {
+                // validate() guarantees a non-empty window, so (h0, w0) is a real pixel.
+                let mut best_i = h0 * g.in_w + w0;
+                let mut best = x_p[best_i];
+                for ih in h0..h1 {
+                    for iw in w0..w1 {
+                        let i = ih * g.in_w + iw;
+                        let v = x_p[i];
+                        if v > best || (v.is_nan() && !best.is_nan()) {
+                            best = v;
+                            best_i = i;
+                        }
+                    }
+                }
+                y_p[o] = best;
+                a_p[o] = best_i as u32;
+            });
+        });
+    (y, arg)
+}
+
+/// dx `[batch, channels, in_h, in_w]`: each dy added at its argmax (overlapping windows add).
+///
+/// # Panics
+/// If the geometry is invalid, a slice length does not match it or an argmax is out of range.
+pub fn max_backward<T: Element>(g: &Pool2dGeometry, argmax: &[u32], dy: &[T]) -> Vec<T> {
+    let p = planes(g, "max_pool2d backward");
+    let n_planes = g.batch * g.channels;
+    check_len(
+        "max_pool2d backward",
+        "argmax",
+        argmax.len(),
+        n_planes * p.out,
+    );
+    check_len("max_pool2d backward", "dy", dy.len(), n_planes * p.out);
+    let mut dx = vec![T::zero(); n_planes * p.inp];
+    dx.par_chunks_mut(p.inp)
+        .zip(argmax.par_chunks(p.out))
+        .zip(dy.par_chunks(p.out))
+        .for_each(|((dx_p, a_p), dy_p)| {
+            for (&a, &d) in a_p.iter().zip(dy_p) {
+                dx_p[a as usize] += d;
+            }
+        });
+    dx
+}
+
+/// Average pooling, dividing by the kernel area whatever the padding.
+///
+/// # Panics
+/// If the geometry is invalid or x's length does not match it.
+pub fn avg_forward<T: Element>(g: &Pool2dGeometry, x: &[T]) -> Vec<T> {
+    let p = planes(g, "avg_pool2d forward");
+    let n_planes = g.batch * g.channels;
+    check_len("avg_pool2d forward", "x", x.len(), n_planes * p.inp);
+    let area = T::from_f64((g.kernel.0 * g.kernel.1) as f64);
+    let mut y = vec![T::zero(); n_planes * p.out];
+    y.par_chunks_mut(p.out)
+        .zip(x.par_chunks(p.inp))
+        .for_each(|(y_p, x_p)| {
+            for_each_window(g, &p, |o, (h0, h1), (w0, w1)| {
+                let mut acc = T::zero();
+                for ih in h0..h1 {
+                    for &v in &x_p[ih * g.in_w + w0..ih * g.in_w + w1] {
+                        acc += v;
+                    }
+                }
+                y_p[o] = acc / area;
+            });
+        });
+    y
+}
+
+/// dx `[batch, channels, in_h, in_w]`: each window's dy / area added to its real pixels.
+///
+/// # Panics
+/// If the geometry is invalid or dy's length does not match it.
+pub fn avg_backward<T: Element>(g: &Pool2dGeometry, dy: &[T]) -> Vec<T> {
+    let p = planes(g, "avg_pool2d backward");
+    let n_planes = g.batch * g.channels;
+    check_len("avg_pool2d backward", "dy", dy.len(), n_planes * p.out);
+    let area = T::from_f64((g.kernel.0 * g.kernel.1) as f64);
+    let mut dx = vec![T::zero(); n_planes * p.inp];
+    dx.par_chunks_mut(p.inp)
+        .zip(dy.par_chunks(p.out))
+        .for_each(|(dx_p, dy_p)| {
+            for_each_window(g, &p, |o, (h0, h1), (w0, w1)| {
+                let d = dy_p[o] / area;
+                for ih in h0..h1 {
+                    for v in &mut dx_p[ih * g.in_w + w0..ih * g.in_w + w1] {
+                        *v += d;
+                    }
+                }
+            });
+        });
+    dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn geom(
+        (batch, channels, in_h, in_w): (usize, usize, usize, usize),
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Pool2dGeometry {
+        Pool2dGeometry {
+            batch,
+            channels,
+            in_h,
+            in_w,
+            kernel,
+            stride,
+            padding,
+        }
+    }
+
+    fn cases() -> Vec<Pool2dGeometry> {
+        vec![
+            geom((2, 3, 8, 8), (2, 2), (2, 2), (0, 0)),
+            geom((2, 3, 7, 9), (3, 3), (2, 2), (1, 1)),
+            geom((1, 2, 5, 6), (3, 2), (1, 2), (1, 1)),
+            geom((3, 1, 9, 4), (4, 3), (3, 1), (2, 0)),
+            geom((2, 2, 4, 4), (4, 4), (1, 1), (0, 0)),
+            geom((1, 4, 6, 5), (1, 1), (2, 2), (0, 0)),
+            geom((2, 2, 1, 1), (2, 2), (1, 1), (1, 1)),
+        ]
+    }
+
+    fn assert_close<T: Element>(what: &str, got: &[T], want: &[T], tol: f64) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+            let (a, b) = (a.to_f64(), b.to_f64());
+            assert!(
+                (a - b).abs() <= tol * b.abs().max(1.0),
+                "{what}[{i}]: got {a}, want {b}"
+            );
+        }
+    }
+
+    fn check<T: Element>(tol: f64) {
+        let mut rng = StdRng::seed_from_u64(5);
+        for g in cases() {
+            g.validate().unwrap();
+            let n_in = g.batch * g.channels * g.in_h * g.in_w;
+            let n_out = g.batch * g.channels * g.out_h() * g.out_w();
+            // Few distinct values so windows have ties: checks the first-max rule.
+            let ties: Vec<T> = (0..n_in)
+                .map(|_| T::from_f64(rng.random_range(0..3) as f64))
+                .collect();
+            let x: Vec<T> = (0..n_in)
+                .map(|_| T::from_f64(rng.random_range(-1.0..1.0)))
+                .collect();
+            let dy: Vec<T> = (0..n_out)
+                .map(|_| T::from_f64(rng.random_range(-1.0..1.0)))
+                .collect();
+            let ctx = format!("{} {g:?}", T::NAME);
+            for input in [&ties, &x] {
+                let (y, arg) = max_forward(&g, input);
+                let (ry, rarg) = reference::max_pool2d_forward(&g, input);
+                assert_close(&format!("max y {ctx}"), &y, &ry, tol);
+                assert_eq!(arg, rarg, "max argmax {ctx}");
+                assert_close(
+                    &format!("max backward {ctx}"),
+                    &max_backward(&g, &arg, &dy),
+                    &reference::max_pool2d_backward(&g, &rarg, &dy),
+                    tol,
+                );
+                assert_close(
+                    &format!("avg {ctx}"),
+                    &avg_forward(&g, input),
+                    &reference::avg_pool2d_forward(&g, input),
+                    tol,
+                );
+            }
+            assert_close(
+                &format!("avg backward {ctx}"),
+                &avg_backward(&g, &dy),
+                &reference::avg_pool2d_backward(&g, &dy),
+                tol,
+            );
+        }
+    }
+
+    #[test]
+    fn matches_reference_f64() {
+        check::<f64>(1e-12);
+    }
+
+    // Windows hold at most 16 values: f32 rounding stays far below 1e-5.
+    #[test]
+    fn matches_reference_f32() {
+        check::<f32>(1e-5);
+    }
+
+    #[test]
+    fn max_pool_skips_padding_and_takes_nan() {
+        // All-negative input: a zero-padded max would wrongly return 0.
+        let g = geom((1, 1, 2, 2), (2, 2), (1, 1), (1, 1));
+        let (y, arg) = max_forward(&g, &[-4.0f64, -3.0, -2.0, -1.0]);
+        assert_eq!(
+            y,
+            vec![-4.0, -3.0, -3.0, -2.0, -1.0, -1.0, -2.0, -1.0, -1.0]
+        );
+        assert_eq!(arg, vec![0, 1, 1, 2, 3, 3, 2, 3, 3]);
+        let g = geom((1, 1, 1, 3), (1, 3), (1, 1), (0, 0));
+        let (y, arg) = max_forward(&g, &[1.0f32, f32::NAN, 2.0]);
+        assert!(y[0].is_nan());
+        assert_eq!(arg, vec![1]);
+    }
+
+    #[test]
+    fn avg_pool_counts_padding() {
+        let g = geom((1, 1, 2, 2), (2, 2), (2, 2), (1, 1));
+        // Each 2x2 window holds one real pixel and three padded zeros.
+        assert_eq!(
+            avg_forward(&g, &[4.0f64, 8.0, 12.0, 16.0]),
+            vec![1.0, 2.0, 3.0, 4.0]
+        );
+    }
+
+    /// avg backward is the adjoint of avg forward: <avg(x), dy> = <x, avg_backward(dy)>.
+    #[test]
+    fn reference_avg_backward_is_adjoint() {
+        let mut rng = StdRng::seed_from_u64(9);
+        for g in cases() {
+            let x: Vec<f64> = (0..g.batch * g.channels * g.in_h * g.in_w)
+                .map(|_| rng.random())
+                .collect();
+            let dy: Vec<f64> = (0..g.batch * g.channels * g.out_h() * g.out_w())
+                .map(|_| rng.random())
+                .collect();
+            let y = reference::avg_pool2d_forward(&g, &x);
+            let dx = reference::avg_pool2d_backward(&g, &dy);
+            let lhs: f64 = y.iter().zip(&dy).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-10 * lhs.abs().max(1.0), "{g:?}");
+        }
+    }
+
+    #[test]
+    fn validate_rejects_bad_geometry() {
+        let ok = geom((2, 3, 8, 8), (3, 3), (2, 2), (1, 1));
+        assert!(ok.validate().is_ok());
+        let e = Pool2dGeometry {
+            padding: (2, 1),
+            ..ok
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            e.contains("padding height 2") && e.contains("kernel height 3"),
+            "{e}"
+        );
+        let e = Pool2dGeometry {
+            kernel: (3, 11),
+            padding: (0, 0),
+            ..ok
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("kernel width 11") && e.contains("8"), "{e}");
+        assert!(Pool2dGeometry {
+            stride: (0, 1),
+            ..ok
+        }
+        .validate()
+        .is_err());
+        assert!(Pool2dGeometry { channels: 0, ..ok }.validate().is_err());
+        assert!(Pool2dGeometry {
+            kernel: (0, 3),
+            ..ok
+        }
+        .validate()
+        .is_err());
+    }
+}

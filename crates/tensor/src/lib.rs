@@ -1,0 +1,37 @@
+//! The `Tensor` type and reverse-mode automatic differentiation.
+//!
+//! A [`Tensor`] is a cheap handle (an `Arc`) to a buffer, a [`Layout`] (shape, strides and
+//! offset, so `permute`, `narrow` and broadcasting are views, not copies) and — when gradients
+//! are being recorded — the [`Op`] that produced it. Each op in [`ops`] checks its inputs,
+//! calls one CPU kernel from the `senet-cpu` crate, and records an `Op` holding its inputs and
+//! whatever the gradient needs. [`Tensor::backward`] walks that graph once in reverse
+//! topological order; all gradient rules live in one `match` in `backprop.rs`.
+//!
+//! Under [`no_grad`] (and for tensors that need no gradient) nothing is recorded. With the
+//! `testing` feature, [`testing`] offers `gradcheck` and proptest strategies so users can
+//! property-test the gradients of their own ops, including [`CustomOp`]s.
+
+mod backprop;
+mod custom;
+mod error;
+mod grad_mode;
+mod layout;
+mod op;
+pub mod ops;
+mod storage;
+mod tensor;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use backprop::Gradients;
+pub use custom::CustomOp;
+pub use error::{Error, Result};
+pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
+pub use layout::Layout;
+pub use op::Op;
+pub use ops::batchnorm::{BatchNormOptions, RunningStats};
+pub use ops::conv::Conv2dOptions;
+pub use ops::pool::Pool2dOptions;
+pub use senet_cpu as cpu;
+pub use storage::{CpuElement, CpuStorage, DType, Device, Storage};
+pub use tensor::{Tensor, TensorId};

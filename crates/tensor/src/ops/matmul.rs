@@ -1,0 +1,54 @@
+//! Batched matrix product with broadcasting over the leading (batch) axes.
+use super::check_same;
+use crate::layout::broadcast_shapes;
+use crate::storage::with_dtype;
+use crate::{Error, Op, Result, Tensor};
+use senet_cpu::matmul::{matmul, MatmulShape};
+
+impl Tensor {
+    /// `[..., m, k] @ [..., k, n] -> [..., m, n]`; the `...` axes broadcast.
+    pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        check_same("matmul", self, rhs)?;
+        if self.rank() < 2 || rhs.rank() < 2 {
+            return Err(Error::shape(
+                "matmul",
+                format!(
+                    "both operands need at least 2 dimensions, got {:?} and {:?}",
+                    self.shape(),
+                    rhs.shape()
+                ),
+            ));
+        }
+        let (ra, rb) = (self.rank(), rhs.rank());
+        let (m, k, k2, n) = (
+            self.shape()[ra - 2],
+            self.shape()[ra - 1],
+            rhs.shape()[rb - 2],
+            rhs.shape()[rb - 1],
+        );
+        if k != k2 {
+            return Err(Error::shape(
+                "matmul",
+                format!(
+                    "inner dimensions differ: {:?} @ {:?} ({k} vs {k2})",
+                    self.shape(),
+                    rhs.shape()
+                ),
+            ));
+        }
+        let batch_shape =
+            broadcast_shapes("matmul", &self.shape()[..ra - 2], &rhs.shape()[..rb - 2])?;
+        let batch: usize = batch_shape.iter().product();
+        let full = |t: &Tensor, r, c| -> Result<Tensor> {
+            let shape: Vec<usize> = batch_shape.iter().copied().chain([r, c]).collect();
+            Tensor::from_storage(t.storage_arc(), t.layout().broadcast_as(&shape)?, None)
+                .contiguous_detached()
+        };
+        let (a, b) = (full(self, m, k)?, full(rhs, k, n)?);
+        let out_shape: Vec<usize> = batch_shape.iter().copied().chain([m, n]).collect();
+        with_dtype!(self.dtype(), T => {
+            let out = matmul(a.cpu_slice::<T>()?, b.cpu_slice::<T>()?, MatmulShape { batch, m, k, n, trans_a: false, trans_b: false });
+            Ok(Tensor::from_cpu(out, &out_shape, Some(Op::Matmul(self.clone(), rhs.clone()))))
+        })
+    }
+}

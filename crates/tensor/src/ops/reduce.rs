@@ -1,0 +1,153 @@
+//! Sum, mean and max over chosen axes, and `sum_to` (the adjoint of broadcasting).
+use crate::storage::with_dtype;
+use crate::{Error, Op, Result, Tensor};
+use senet_cpu::reduce::{self as kernel, ReduceOp};
+
+/// Sorted, checked axes.
+fn check_axes(op: &'static str, shape: &[usize], axes: &[usize]) -> Result<Vec<usize>> {
+    let mut sorted = axes.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != axes.len() || sorted.last().is_some_and(|&a| a >= shape.len()) {
+        return Err(Error::shape(
+            op,
+            format!("axes {axes:?} are not distinct axes of shape {shape:?}"),
+        ));
+    }
+    Ok(sorted)
+}
+
+impl Tensor {
+    /// The reduction with the reduced axes kept (size 1); the public methods reshape after.
+    fn reduce_keepdim(&self, axes: &[usize], op: ReduceOp, name: &'static str) -> Result<Tensor> {
+        let axes = check_axes(name, self.shape(), axes)?;
+        let shape = self.shape();
+        let mut out_shape = shape.to_vec();
+        for &a in &axes {
+            out_shape[a] = 1;
+        }
+        if op == ReduceOp::Max && axes.iter().any(|&a| shape[a] == 0) {
+            return Err(Error::shape(
+                name,
+                format!("cannot take the max over an empty axis of shape {shape:?}"),
+            ));
+        }
+        // View the input as [outer, reduced, inner]: directly when the reduced axes are
+        // adjacent, else after moving them last.
+        let adjacent = axes.windows(2).all(|w| w[1] == w[0] + 1);
+        let (x, outer, reduced, inner) = if axes.is_empty() {
+            (self.contiguous_detached()?, self.numel(), 1, 1)
+        } else if adjacent {
+            let (first, last) = (axes[0], axes[axes.len() - 1]);
+            let p = |r: &[usize]| r.iter().product::<usize>();
+            (
+                self.contiguous_detached()?,
+                p(&shape[..first]),
+                p(&shape[first..=last]),
+                p(&shape[last + 1..]),
+            )
+        } else {
+            let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
+            let perm: Vec<usize> = kept.iter().chain(&axes).copied().collect();
+            let moved =
+                Tensor::from_storage(self.storage_arc(), self.layout().permute(&perm)?, None);
+            let reduced = axes.iter().map(|&a| shape[a]).product();
+            (
+                moved.contiguous_detached()?,
+                kept.iter().map(|&a| shape[a]).product(),
+                reduced,
+                1,
+            )
+        };
+        let record = match op {
+            ReduceOp::Sum => Op::Sum {
+                input: self.clone(),
+                axes,
+            },
+            ReduceOp::Max => Op::Max {
+                input: self.clone(),
+                axes,
+            },
+        };
+        with_dtype!(self.dtype(), T => {
+            let out = kernel::reduce(x.cpu_slice::<T>()?, outer, reduced, inner, op);
+            Ok(Tensor::from_cpu(out, &out_shape, Some(record)))
+        })
+    }
+
+    fn drop_axes(t: Tensor, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+        if keepdim {
+            return Ok(t);
+        }
+        let shape: Vec<usize> = t
+            .shape()
+            .iter()
+            .enumerate()
+            .filter(|(a, _)| !axes.contains(a))
+            .map(|(_, &d)| d)
+            .collect();
+        t.reshape(&shape)
+    }
+
+    /// Sum over `axes` (all distinct); `keepdim` keeps them with size 1.
+    pub fn sum(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+        Tensor::drop_axes(
+            self.reduce_keepdim(axes, ReduceOp::Sum, "sum")?,
+            axes,
+            keepdim,
+        )
+    }
+    /// Sum of every element, as a tensor of shape `[]`.
+    pub fn sum_all(&self) -> Result<Tensor> {
+        self.sum(&(0..self.rank()).collect::<Vec<_>>(), false)
+    }
+    /// Mean over `axes`.
+    pub fn mean(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+        let count: usize = axes
+            .iter()
+            .map(|&a| self.shape().get(a).copied().unwrap_or(1))
+            .product();
+        self.sum(axes, keepdim)?
+            .mul_scalar(1.0 / count.max(1) as f64)
+    }
+    /// Mean of every element, as a tensor of shape `[]`.
+    pub fn mean_all(&self) -> Result<Tensor> {
+        self.mean(&(0..self.rank()).collect::<Vec<_>>(), false)
+    }
+    /// Maximum over `axes`. Its gradient is shared equally among tied maxima.
+    pub fn max(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+        Tensor::drop_axes(
+            self.reduce_keepdim(axes, ReduceOp::Max, "max")?,
+            axes,
+            keepdim,
+        )
+    }
+
+    /// Sums this tensor down to `shape`, the reverse of broadcasting `shape` up to ours:
+    /// the gradient of a broadcast operand.
+    pub fn sum_to(&self, shape: &[usize]) -> Result<Tensor> {
+        if self.shape() == shape {
+            return Ok(self.clone());
+        }
+        let err = || {
+            Error::shape(
+                "sum_to",
+                format!("shape {:?} does not broadcast to {:?}", shape, self.shape()),
+            )
+        };
+        if shape.len() > self.rank() {
+            return Err(err());
+        }
+        let lead = self.rank() - shape.len();
+        let mut axes: Vec<usize> = (0..lead).collect();
+        for (i, &d) in shape.iter().enumerate() {
+            let s = self.shape()[lead + i];
+            if d == 1 && s != 1 {
+                axes.push(lead + i);
+            } else if d != s {
+                return Err(err());
+            }
+        }
+        self.sum(&axes, true)?.reshape(shape)
+    }
+}

@@ -1,0 +1,342 @@
+//! The `Tensor` handle: creation, inspection, and the plumbing every op uses.
+use crate::layout::Layout;
+use crate::op::Op;
+use crate::storage::{with_dtype, CpuElement, DType, Device, Storage};
+use crate::{is_grad_enabled, Error, Result};
+use rand::Rng;
+use senet_cpu::Element;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Identifies one node of the graph; gradients are keyed by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(u64);
+
+impl TensorId {
+    fn new() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        TensorId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// An n-dimensional array of f32 (or f64) numbers on a device, possibly part of a graph.
+/// Cloning is cheap: it clones an `Arc`.
+#[derive(Clone)]
+pub struct Tensor(Arc<Inner>);
+
+struct Inner {
+    id: TensorId,
+    storage: Arc<Storage>,
+    layout: Layout,
+    /// The op that made this tensor, kept only while recording and when an input needs a gradient.
+    op: Option<Op>,
+    /// A leaf the user asked gradients for (`requires_grad`).
+    variable: bool,
+}
+
+impl Tensor {
+    // ---- plumbing used by ops ----------------------------------------------------------
+
+    /// Wraps a new buffer; `op` is kept only when recording is on and some input needs a gradient.
+    pub(crate) fn from_storage(storage: Arc<Storage>, layout: Layout, op: Option<Op>) -> Tensor {
+        let op = op.filter(|op| is_grad_enabled() && op.inputs().iter().any(|t| t.tracks_grad()));
+        Tensor(Arc::new(Inner {
+            id: TensorId::new(),
+            storage,
+            layout,
+            op,
+            variable: false,
+        }))
+    }
+
+    pub(crate) fn from_cpu<T: CpuElement>(data: Vec<T>, shape: &[usize], op: Option<Op>) -> Tensor {
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        Tensor::from_storage(
+            Arc::new(Storage::Cpu(T::wrap(data))),
+            Layout::contiguous(shape),
+            op,
+        )
+    }
+
+    /// A view sharing this tensor's buffer with another layout.
+    pub(crate) fn view(&self, layout: Layout, op: Op) -> Tensor {
+        Tensor::from_storage(self.0.storage.clone(), layout, Some(op))
+    }
+
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.0.storage
+    }
+
+    pub(crate) fn storage_arc(&self) -> Arc<Storage> {
+        self.0.storage.clone()
+    }
+
+    /// The contiguous elements of this tensor; call on the result of `contiguous()`.
+    pub(crate) fn cpu_slice<T: CpuElement>(&self) -> Result<&[T]> {
+        let Storage::Cpu(s) = self.storage();
+        let data = T::slice(s).ok_or(Error::DType {
+            op: "cpu_slice",
+            lhs: self.dtype(),
+            rhs: T::DTYPE,
+        })?;
+        debug_assert!(self.layout().is_contiguous());
+        let start = self.layout().offset();
+        Ok(&data[start..start + self.numel()])
+    }
+
+    /// The whole underlying buffer (views index into it through `layout`).
+    pub(crate) fn cpu_buffer<T: CpuElement>(&self) -> Result<&[T]> {
+        let Storage::Cpu(s) = self.storage();
+        T::slice(s).ok_or(Error::DType {
+            op: "cpu_buffer",
+            lhs: self.dtype(),
+            rhs: T::DTYPE,
+        })
+    }
+
+    // ---- inspection ----------------------------------------------------------------------
+
+    pub fn id(&self) -> TensorId {
+        self.0.id
+    }
+    pub fn layout(&self) -> &Layout {
+        &self.0.layout
+    }
+    pub fn shape(&self) -> &[usize] {
+        self.0.layout.shape()
+    }
+    pub fn rank(&self) -> usize {
+        self.shape().len()
+    }
+    pub fn numel(&self) -> usize {
+        self.0.layout.numel()
+    }
+    pub fn dtype(&self) -> DType {
+        match self.storage() {
+            Storage::Cpu(s) => s.dtype(),
+        }
+    }
+    pub fn device(&self) -> Device {
+        match self.storage() {
+            Storage::Cpu(_) => Device::Cpu,
+        }
+    }
+    pub fn is_contiguous(&self) -> bool {
+        self.0.layout.is_contiguous()
+    }
+    /// The op that produced this tensor, if it was recorded.
+    pub fn op(&self) -> Option<&Op> {
+        self.0.op.as_ref()
+    }
+    /// Whether `backward` will reach this tensor: a `requires_grad` leaf or a recorded result.
+    pub fn tracks_grad(&self) -> bool {
+        self.0.variable || self.0.op.is_some()
+    }
+    pub fn is_variable(&self) -> bool {
+        self.0.variable
+    }
+
+    /// A leaf that gradients are computed for (a parameter, or an input under test).
+    /// Returns a new handle on the same buffer; use it in place of `self`.
+    pub fn requires_grad(&self) -> Tensor {
+        Tensor(Arc::new(Inner {
+            id: TensorId::new(),
+            storage: self.0.storage.clone(),
+            layout: self.0.layout.clone(),
+            op: None,
+            variable: true,
+        }))
+    }
+
+    /// The same values cut off from the graph.
+    pub fn detach(&self) -> Tensor {
+        Tensor(Arc::new(Inner {
+            id: TensorId::new(),
+            storage: self.0.storage.clone(),
+            layout: self.0.layout.clone(),
+            op: None,
+            variable: false,
+        }))
+    }
+
+    // ---- creation ------------------------------------------------------------------------
+
+    /// A tensor from data and a shape; errors when the sizes disagree.
+    pub fn from_vec<T: CpuElement>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+        let numel: usize = shape.iter().product();
+        if data.len() != numel {
+            return Err(Error::shape(
+                "from_vec",
+                format!(
+                    "{} values cannot fill shape {shape:?} ({numel} elements)",
+                    data.len()
+                ),
+            ));
+        }
+        Ok(Tensor::from_cpu(data, shape, None))
+    }
+
+    /// An f32 tensor of shape `[]` holding one value.
+    pub fn scalar(v: f32) -> Tensor {
+        Tensor::from_cpu(vec![v], &[], None)
+    }
+
+    /// A tensor of `shape` filled with `value`, of the given dtype, on the CPU.
+    pub fn full_dtype(shape: &[usize], value: f64, dtype: DType) -> Tensor {
+        let n = shape.iter().product();
+        with_dtype!(dtype, T => Tensor::from_cpu(vec![T::from_f64(value); n], shape, None))
+    }
+    pub fn full(shape: &[usize], value: f32) -> Tensor {
+        Tensor::full_dtype(shape, value as f64, DType::F32)
+    }
+    pub fn zeros(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 0.0)
+    }
+    pub fn ones(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 1.0)
+    }
+    /// Same shape, dtype and device as `self`, filled with `value`.
+    pub fn full_like(&self, value: f64) -> Tensor {
+        Tensor::full_dtype(self.shape(), value, self.dtype())
+    }
+    pub fn zeros_like(&self) -> Tensor {
+        self.full_like(0.0)
+    }
+    pub fn ones_like(&self) -> Tensor {
+        self.full_like(1.0)
+    }
+
+    /// Uniform samples in `[low, high)` (f32), drawn from `rng` so runs are repeatable.
+    pub fn uniform(shape: &[usize], low: f32, high: f32, rng: &mut impl Rng) -> Tensor {
+        let n = shape.iter().product();
+        let data = (0..n)
+            .map(|_| low + (high - low) * rng.random::<f32>())
+            .collect();
+        Tensor::from_cpu::<f32>(data, shape, None)
+    }
+    /// Uniform samples in `[0, 1)`.
+    pub fn rand(shape: &[usize], rng: &mut impl Rng) -> Tensor {
+        Tensor::uniform(shape, 0.0, 1.0, rng)
+    }
+    /// Standard normal samples (Box–Muller on the rng's uniforms).
+    pub fn randn(shape: &[usize], rng: &mut impl Rng) -> Tensor {
+        let n = shape.iter().product();
+        let data = normal_samples(n, rng)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        Tensor::from_cpu::<f32>(data, shape, None)
+    }
+
+    // ---- reading values ------------------------------------------------------------------
+
+    /// The elements in row-major order, converted to `T`.
+    pub fn to_vec<T: CpuElement>(&self) -> Result<Vec<T>> {
+        let c = self.contiguous_detached()?;
+        with_dtype!(c.dtype(), S => Ok(c.cpu_slice::<S>()?.iter().map(|&v| T::from_f64(v.to_f64())).collect()))
+    }
+    pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
+        self.to_vec()
+    }
+    pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
+        self.to_vec()
+    }
+    /// The single value of a one-element tensor.
+    pub fn item(&self) -> Result<f64> {
+        if self.numel() != 1 {
+            return Err(Error::shape(
+                "item",
+                format!(
+                    "needs exactly one element, the tensor has shape {:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        Ok(self.to_vec::<f64>()?[0])
+    }
+
+    /// A contiguous copy when the layout is not (values only, no graph).
+    pub(crate) fn contiguous_detached(&self) -> Result<Tensor> {
+        if self.is_contiguous() {
+            return Ok(self.clone());
+        }
+        let l = self.layout();
+        with_dtype!(self.dtype(), T => {
+            let src = senet_cpu::elementwise::Strided { data: self.cpu_buffer::<T>()?, strides: l.strides(), offset: l.offset() };
+            Ok(Tensor::from_cpu(senet_cpu::elementwise::copy_strided(src, l.shape()), l.shape(), None))
+        })
+    }
+
+    /// This tensor with a row-major layout: itself when it already is, else a copy (recorded,
+    /// so gradients flow through it).
+    pub fn contiguous(&self) -> Result<Tensor> {
+        if self.is_contiguous() {
+            return Ok(self.clone());
+        }
+        let c = self.contiguous_detached()?;
+        Ok(Tensor::from_storage(
+            c.0.storage.clone(),
+            c.layout().clone(),
+            Some(Op::Reshape(self.clone())),
+        ))
+    }
+
+    /// The values converted to another dtype (recorded: the gradient is converted back).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        let c = self.contiguous_detached()?;
+        let storage = with_dtype!(c.dtype(), S => {
+            let src = c.cpu_slice::<S>()?;
+            with_dtype!(dtype, T => T::wrap(src.iter().map(|&v| T::from_f64(v.to_f64())).collect()))
+        });
+        Ok(Tensor::from_storage(
+            Arc::new(Storage::Cpu(storage)),
+            Layout::contiguous(self.shape()),
+            Some(Op::ToDType(self.clone())),
+        ))
+    }
+}
+
+/// `n` standard normal samples in f64.
+pub(crate) fn normal_samples(n: usize, rng: &mut impl Rng) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        // Box–Muller: two uniforms give two independent normals. 1 - u keeps ln away from 0.
+        let u1: f64 = 1.0 - rng.random::<f64>();
+        let u2: f64 = rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = 2.0 * std::f64::consts::PI * u2;
+        out.push(r * t.cos());
+        out.push(r * t.sin());
+    }
+    out.truncate(n);
+    out
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Tensor(shape={:?}, dtype={:?}, device={}",
+            self.shape(),
+            self.dtype(),
+            self.device()
+        )?;
+        if let Ok(v) = self.to_vec::<f64>() {
+            let shown: Vec<String> = v.iter().take(8).map(|x| format!("{x:.4}")).collect();
+            write!(
+                f,
+                ", values=[{}{}]",
+                shown.join(", "),
+                if v.len() > 8 { ", ..." } else { "" }
+            )?;
+        }
+        if let Some(op) = self.op() {
+            write!(f, ", op={}", op.name())?;
+        }
+        write!(f, ")")
+    }
+}
