@@ -18,25 +18,18 @@ pub struct MatmulShape {
     pub trans_b: bool,
 }
 
-/// `out = a @ b` for one matrix pair, accumulating into nothing (out is overwritten).
-pub fn gemm<T: Element>(
-    a: &[T],
-    b: &[T],
-    out: &mut [T],
-    m: usize,
-    k: usize,
-    n: usize,
-    trans_a: bool,
-    trans_b: bool,
-) {
-    let av = if trans_a {
+/// `out = op(a) @ op(b)` for one matrix pair of sizes `s` (its `batch` is ignored); `out` is
+/// overwritten.
+pub fn gemm<T: Element>(a: &[T], b: &[T], out: &mut [T], s: &MatmulShape) {
+    let (m, k, n) = (s.m, s.k, s.n);
+    let av = if s.trans_a {
         ArrayView2::from_shape((k, m), a)
             .expect("a has k*m elements")
             .reversed_axes()
     } else {
         ArrayView2::from_shape((m, k), a).expect("a has m*k elements")
     };
-    let bv = if trans_b {
+    let bv = if s.trans_b {
         ArrayView2::from_shape((n, k), b)
             .expect("b has n*k elements")
             .reversed_axes()
@@ -55,18 +48,8 @@ pub fn matmul<T: Element>(a: &[T], b: &[T], s: MatmulShape) -> Vec<T> {
     if sc == 0 {
         return out;
     }
-    let one = |i: usize, c: &mut [T]| {
-        gemm(
-            &a[i * sa..(i + 1) * sa],
-            &b[i * sb..(i + 1) * sb],
-            c,
-            s.m,
-            s.k,
-            s.n,
-            s.trans_a,
-            s.trans_b,
-        )
-    };
+    let one =
+        |i: usize, c: &mut [T]| gemm(&a[i * sa..(i + 1) * sa], &b[i * sb..(i + 1) * sb], c, &s);
     if s.batch > 1 {
         out.par_chunks_mut(sc)
             .enumerate()

@@ -133,6 +133,11 @@ impl Op {
         }
     }
 
+    /// The input tensors, by value (what `Drop` unlinks).
+    pub(crate) fn into_inputs(self) -> Vec<Tensor> {
+        self.inputs().into_iter().cloned().collect()
+    }
+
     pub fn name(&self) -> String {
         match self {
             Op::Binary(op, ..) => format!("{op:?}").to_lowercase(),

@@ -316,6 +316,22 @@ pub(crate) fn normal_samples(n: usize, rng: &mut impl Rng) -> Vec<f64> {
     out
 }
 
+/// Dropping the last handle to a long chain of ops would recurse once per op (each `Op`
+/// holds its inputs) and can overflow the stack; instead, unlink the chain iteratively.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let Some(op) = self.op.take() else { return };
+        let mut pending = op.into_inputs();
+        while let Some(t) = pending.pop() {
+            if let Ok(mut inner) = Arc::try_unwrap(t.0) {
+                if let Some(op) = inner.op.take() {
+                    pending.extend(op.into_inputs());
+                }
+            }
+        }
+    }
+}
+
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

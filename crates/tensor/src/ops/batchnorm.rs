@@ -74,7 +74,7 @@ impl Tensor {
                 check_shape(OP, what, t, &[shape.c])?;
             }
         }
-        if !(opts.eps > 0.0) {
+        if opts.eps.is_nan() || opts.eps <= 0.0 {
             return Err(Error::invalid(
                 OP,
                 format!("eps must be positive, got {}", opts.eps),

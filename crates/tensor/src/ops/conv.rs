@@ -86,9 +86,15 @@ impl Tensor {
             dilation: opts.dilation,
             groups: opts.groups,
         };
-        geometry
-            .validate()
-            .map_err(|m| Error::shape(OP, format!("input {x:?}, weight {w:?}: {m}")))?;
+        geometry.validate().map_err(|m| {
+            Error::shape(
+                OP,
+                format!(
+                    "input {x:?}, weight {w:?}: {}",
+                    m.trim_start_matches("conv2d: ")
+                ),
+            )
+        })?;
         let out_shape = [x[0], w[0], geometry.out_h(), geometry.out_w()];
         let (xc, wc) = (self.contiguous_detached()?, weight.contiguous_detached()?);
         let bc = bias.map(|b| b.contiguous_detached()).transpose()?;

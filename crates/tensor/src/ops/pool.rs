@@ -37,8 +37,12 @@ impl Tensor {
             stride: o.stride,
             padding: o.padding,
         };
-        g.validate()
-            .map_err(|m| Error::shape(op, format!("input {s:?}: {m}")))?;
+        g.validate().map_err(|m| {
+            Error::shape(
+                op,
+                format!("input {s:?}: {}", m.trim_start_matches("pool2d: ")),
+            )
+        })?;
         Ok(g)
     }
 
