@@ -15,6 +15,7 @@ mod element;
 pub mod elementwise;
 pub mod grouped_linear;
 pub mod matmul;
+pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod reference;

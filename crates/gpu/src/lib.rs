@@ -1,0 +1,29 @@
+//! The GPU backend: a `wgpu` runtime and one launcher per kernel family.
+//!
+//! [`Gpu`] owns a device and queue and everything that makes kernels cheap to run: a
+//! size-bucketed buffer pool (a dropped [`GpuBuffer`] returns its memory to the pool), a cache
+//! of compute pipelines keyed by shader, entry point and constants, and an open command encoder
+//! that dispatches are appended to and that is submitted in batches. Only a readback
+//! ([`Gpu::read`]) waits for the GPU. The WGSL sources live in the top-level `shaders/` folder,
+//! one file per kernel family; each launcher module here checks sizes, packs the per-dispatch
+//! parameters into a uniform and dispatches. This crate knows nothing of `Tensor`: buffers are
+//! flat arrays of f32 (or u32 indices) and the caller passes the sizes.
+//!
+//! Every launcher has a test against the CPU kernel of `senet-cpu` on small random shapes; on a
+//! machine without a GPU they run on Mesa's lavapipe (software Vulkan).
+
+mod runtime;
+
+pub use runtime::{adapters, AdapterSummary, DeviceRequest, Gpu, GpuBuffer, GpuError, Result, Shader};
+
+pub mod batchnorm;
+pub mod conv2d;
+pub mod elementwise;
+pub mod grouped_linear;
+pub mod matmul;
+pub mod optim;
+pub mod pool;
+pub mod reduce;
+pub mod softmax;
+#[doc(hidden)]
+pub mod testing;

@@ -1,0 +1,579 @@
+//! Adapter choice, device, buffer pool, pipeline cache, batched submission and readback.
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// What can go wrong on the GPU, each turned into an error of the call that caused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GpuError {
+    /// No adapter matches the request (the message lists what exists).
+    NoAdapter(String),
+    /// The adapter refused to create a device.
+    RequestDevice(String),
+    /// An allocation failed or is larger than the adapter allows.
+    OutOfMemory(String),
+    /// A shader, pipeline, bind group or dispatch failed validation.
+    Validation(String),
+    /// The device was lost (driver reset, GPU removed, ...); nothing more can run on it.
+    DeviceLost(String),
+    /// Reading a buffer back failed.
+    Readback(String),
+}
+
+impl fmt::Display for GpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpuError::NoAdapter(m) => write!(f, "no GPU adapter: {m}"),
+            GpuError::RequestDevice(m) => write!(f, "could not open the GPU device: {m}"),
+            GpuError::OutOfMemory(m) => write!(f, "GPU out of memory: {m}"),
+            GpuError::Validation(m) => write!(f, "GPU validation error: {m}"),
+            GpuError::DeviceLost(m) => write!(f, "GPU device lost: {m}"),
+            GpuError::Readback(m) => write!(f, "GPU readback failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for GpuError {}
+
+pub type Result<T> = std::result::Result<T, GpuError>;
+
+/// Which adapter to use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceRequest {
+    /// A hardware GPU if there is one; `None` from [`DeviceRequest::choose`] means "use the CPU
+    /// backend" (a software adapter such as lavapipe is slower than it).
+    Auto,
+    /// The best adapter of any kind, hardware first, software (lavapipe) last.
+    Gpu,
+    /// The first adapter whose name contains this (case-insensitive).
+    Name(String),
+}
+
+/// One adapter as wgpu reports it.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// Position in [`adapters`]'s list.
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    /// "DiscreteGpu", "IntegratedGpu", "VirtualGpu", "Cpu" or "Other".
+    pub device_type: String,
+    pub driver: String,
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_storage_buffers_per_shader_stage: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+}
+
+impl AdapterSummary {
+    /// A real GPU, as opposed to a software rasterizer.
+    pub fn is_hardware(&self) -> bool {
+        matches!(self.device_type.as_str(), "DiscreteGpu" | "IntegratedGpu" | "VirtualGpu")
+    }
+    /// Preference order: discrete, integrated, virtual, other, CPU (software).
+    fn rank(&self) -> u8 {
+        match self.device_type.as_str() {
+            "DiscreteGpu" => 0,
+            "IntegratedGpu" => 1,
+            "VirtualGpu" => 2,
+            "Cpu" => 4,
+            _ => 3,
+        }
+    }
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}, {})", self.name, self.backend, self.device_type)
+    }
+}
+
+/// The process-wide wgpu instance and its adapters (Vulkan, Metal and DX12; never GL).
+fn instance_and_adapters() -> &'static (wgpu::Instance, Vec<wgpu::Adapter>) {
+    static STATE: OnceLock<(wgpu::Instance, Vec<wgpu::Adapter>)> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
+        let instance = wgpu::Instance::new(desc);
+        let adapters = pollster::block_on(instance.enumerate_adapters(desc_backends()));
+        (instance, adapters)
+    })
+}
+
+fn desc_backends() -> wgpu::Backends {
+    wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
+}
+
+fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
+    let info = a.get_info();
+    let l = a.limits();
+    AdapterSummary {
+        index,
+        name: info.name,
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        max_buffer_size: l.max_buffer_size,
+        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+        max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+        max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+        max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+    }
+}
+
+/// Every adapter wgpu sees.
+pub fn adapters() -> Vec<AdapterSummary> {
+    instance_and_adapters().1.iter().enumerate().map(|(i, a)| summarize(i, a)).collect()
+}
+
+impl DeviceRequest {
+    /// The adapter this request picks, or `None` for `Auto` on a machine without a hardware GPU.
+    pub fn choose(&self) -> Result<Option<AdapterSummary>> {
+        let mut all = adapters();
+        let names = || {
+            let list: Vec<String> = adapters().iter().map(|a| a.to_string()).collect();
+            if list.is_empty() {
+                "wgpu sees no Vulkan, Metal or DX12 adapter (on Linux without a GPU, install Mesa's lavapipe: apt-get install mesa-vulkan-drivers)".to_string()
+            } else {
+                format!("adapters present: {}", list.join("; "))
+            }
+        };
+        all.sort_by_key(|a| (a.rank(), a.index));
+        match self {
+            DeviceRequest::Auto => Ok(all.into_iter().find(|a| a.is_hardware())),
+            DeviceRequest::Gpu => match all.into_iter().next() {
+                Some(a) => Ok(Some(a)),
+                None => Err(GpuError::NoAdapter(names())),
+            },
+            DeviceRequest::Name(n) => {
+                let needle = n.to_lowercase();
+                match all.into_iter().find(|a| a.name.to_lowercase().contains(&needle)) {
+                    Some(a) => Ok(Some(a)),
+                    None => Err(GpuError::NoAdapter(format!("no adapter name contains {n:?}; {}", names()))),
+                }
+            }
+        }
+    }
+}
+
+/// A WGSL source with the name its pipelines are cached under.
+#[derive(Clone, Copy, Debug)]
+pub struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// An f32 (or u32) array on the GPU. Dropping it returns the memory to its `Gpu`'s pool;
+/// reuse is safe because the queue runs commands in the order they were recorded.
+pub struct GpuBuffer {
+    buffer: Option<wgpu::Buffer>,
+    len: usize,
+    gpu: Arc<Gpu>,
+}
+
+impl GpuBuffer {
+    /// Number of 4-byte elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+    fn raw(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("a live GpuBuffer always holds its buffer")
+    }
+    /// The bytes that hold the elements (the pooled buffer may be larger).
+    fn byte_len(&self) -> u64 {
+        (self.len as u64 * 4).max(4)
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            self.gpu.release(b);
+        }
+    }
+}
+
+impl fmt::Debug for GpuBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GpuBuffer({} elements on gpu:{})", self.len, self.gpu.id)
+    }
+}
+
+/// Commands recorded but not yet submitted.
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    dispatches: usize,
+}
+
+/// Submit after this many dispatches even without a readback, so the GPU starts early and
+/// command buffers stay small.
+const DISPATCHES_PER_SUBMIT: usize = 128;
+
+/// One opened adapter: device, queue, pool, caches.
+pub struct Gpu {
+    /// Index in [`adapters`]; also the `gpu:N` name of the device.
+    pub id: usize,
+    pub summary: AdapterSummary,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    limits: wgpu::Limits,
+    pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    pending: Mutex<Pending>,
+    /// Set by the device-lost callback and by errors no scope caught; every later call fails.
+    fatal: Arc<Mutex<Option<GpuError>>>,
+}
+
+/// Rounds a byte size up to a pool bucket: 8 buckets per power of two (at most 12.5% waste),
+/// at least 256 bytes.
+fn bucket(bytes: u64) -> u64 {
+    let bytes = bytes.max(256);
+    let pow = 63 - bytes.leading_zeros() as u64; // floor(log2)
+    let step = (1u64 << pow) / 8;
+    bytes.div_ceil(step) * step
+}
+
+impl Gpu {
+    /// Opens (once per process) the adapter `request` picks. `Ok(None)`: `Auto` found no
+    /// hardware GPU, use the CPU backend.
+    pub fn open(request: &DeviceRequest) -> Result<Option<Arc<Gpu>>> {
+        match request.choose()? {
+            Some(a) => Gpu::open_index(a.index).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The already opened (or newly opened) device of adapter `index`.
+    pub fn open_index(index: usize) -> Result<Arc<Gpu>> {
+        static OPEN: OnceLock<Mutex<HashMap<usize, Arc<Gpu>>>> = OnceLock::new();
+        let mut open = OPEN.get_or_init(Default::default).lock().expect("gpu registry lock");
+        if let Some(g) = open.get(&index) {
+            return Ok(g.clone());
+        }
+        let adapter = instance_and_adapters().1.get(index).ok_or_else(|| GpuError::NoAdapter(format!("there is no adapter number {index}")))?;
+        let gpu = Arc::new(Gpu::create(index, adapter)?);
+        open.insert(index, gpu.clone());
+        Ok(gpu)
+    }
+
+    fn create(index: usize, adapter: &wgpu::Adapter) -> Result<Gpu> {
+        let summary = summarize(index, adapter);
+        // Ask for everything the adapter has: the defaults (e.g. 128 MiB per storage binding,
+        // 8 storage buffers per stage) are lower than most real GPUs allow.
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("senet"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| GpuError::RequestDevice(format!("{summary}: {e}")))?;
+        let fatal: Arc<Mutex<Option<GpuError>>> = Arc::new(Mutex::new(None));
+        let f = fatal.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+            f.get_or_insert(GpuError::DeviceLost(format!("{reason:?}: {msg}")));
+        });
+        let f = fatal.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+            f.get_or_insert(classify(&e));
+        }));
+        Ok(Gpu {
+            id: index,
+            summary,
+            device,
+            queue,
+            limits,
+            pool: Mutex::new(HashMap::new()),
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending { encoder: None, dispatches: 0 }),
+            fatal,
+        })
+    }
+
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Fails if the device was lost or an earlier error escaped every scope.
+    fn check(&self) -> Result<()> {
+        match self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and returns what they caught.
+    fn scoped<R>(&self, what: &str, f: impl FnOnce() -> R) -> Result<R> {
+        self.check()?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let r = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = o.or(v) {
+            let e = classify(&e);
+            return Err(match e {
+                GpuError::OutOfMemory(m) => GpuError::OutOfMemory(format!("{what}: {m}")),
+                GpuError::Validation(m) => GpuError::Validation(format!("{what}: {m}")),
+                other => other,
+            });
+        }
+        Ok(r)
+    }
+
+    fn release(&self, buffer: wgpu::Buffer) {
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.entry(buffer.size()).or_default().push(buffer);
+        }
+    }
+
+    /// Drops every pooled buffer (memory held for reuse goes back to the driver).
+    pub fn trim_pool(&self) {
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.clear();
+        }
+    }
+
+    fn new_buffer(&self, bytes: u64, mapped: bool) -> Result<wgpu::Buffer> {
+        if bytes > self.limits.max_buffer_size {
+            return Err(GpuError::OutOfMemory(format!("a buffer of {bytes} bytes is larger than the adapter's maximum of {} bytes", self.limits.max_buffer_size)));
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        self.scoped("allocating a buffer", || self.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: bytes, usage, mapped_at_creation: mapped }))
+    }
+
+    /// An uninitialized array of `len` 4-byte elements (from the pool when possible).
+    pub fn alloc(self: &Arc<Self>, len: usize) -> Result<GpuBuffer> {
+        self.check()?;
+        let bytes = bucket(len as u64 * 4);
+        let reused = self.pool.lock().ok().and_then(|mut p| p.get_mut(&bytes).and_then(Vec::pop));
+        let buffer = match reused {
+            Some(b) => b,
+            None => self.new_buffer(bytes, false)?,
+        };
+        Ok(GpuBuffer { buffer: Some(buffer), len, gpu: self.clone() })
+    }
+
+    /// An array of `len` zeros.
+    pub fn zeros(self: &Arc<Self>, len: usize) -> Result<GpuBuffer> {
+        let b = self.alloc(len)?;
+        self.with_encoder(|enc| enc.clear_buffer(b.raw(), 0, None))?;
+        Ok(b)
+    }
+
+    /// Copies `data` to a new GPU array. The buffer is created mapped, so the copy is ordered
+    /// with everything else (a `queue.write_buffer` would run before earlier recorded work).
+    pub fn upload<T: bytemuck::Pod>(self: &Arc<Self>, data: &[T]) -> Result<GpuBuffer> {
+        assert_eq!(std::mem::size_of::<T>(), 4, "GPU arrays hold 4-byte elements");
+        let buffer = self.new_buffer(bucket(data.len() as u64 * 4), true)?;
+        {
+            let mut view = buffer.get_mapped_range_mut(..).map_err(|e| GpuError::Validation(format!("mapping an upload buffer: {e:?}")))?;
+            view.slice(..data.len() * 4).copy_from_slice(bytemuck::cast_slice(data));
+        }
+        buffer.unmap();
+        Ok(GpuBuffer { buffer: Some(buffer), len: data.len(), gpu: self.clone() })
+    }
+
+    /// Records into the open encoder (creating one if needed).
+    fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> Result<R> {
+        self.check()?;
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let enc = p.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("senet") }));
+        Ok(f(enc))
+    }
+
+    /// Submits everything recorded so far (returns at once; the GPU runs it asynchronously).
+    pub fn flush(&self) -> Result<()> {
+        let encoder = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.dispatches = 0;
+            p.encoder.take()
+        };
+        if let Some(enc) = encoder {
+            self.scoped("submitting commands", || {
+                self.queue.submit([enc.finish()]);
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Copies `src[src_offset..src_offset + len]` into `dst[dst_offset..]` (elements).
+    pub fn copy(&self, src: &GpuBuffer, src_offset: usize, dst: &GpuBuffer, dst_offset: usize, len: usize) -> Result<()> {
+        if src_offset + len > src.len || dst_offset + len > dst.len {
+            return Err(GpuError::Validation(format!("copy of {len} elements from offset {src_offset} of {} into offset {dst_offset} of {}", src.len, dst.len)));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        self.with_encoder(|enc| enc.copy_buffer_to_buffer(src.raw(), src_offset as u64 * 4, dst.raw(), dst_offset as u64 * 4, len as u64 * 4))
+    }
+
+    /// Waits for the GPU and returns the elements of `buf` (the only call that blocks).
+    pub fn read<T: bytemuck::Pod>(&self, buf: &GpuBuffer) -> Result<Vec<T>> {
+        assert_eq!(std::mem::size_of::<T>(), 4, "GPU arrays hold 4-byte elements");
+        if buf.len == 0 {
+            return Ok(Vec::new());
+        }
+        let bytes = buf.byte_len();
+        let staging = self.scoped("allocating a readback buffer", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: bytes, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false })
+        })?;
+        self.with_encoder(|enc| enc.copy_buffer_to_buffer(buf.raw(), 0, &staging, 0, bytes))?;
+        self.flush()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        // Poll from this (the submitting) thread: wgpu 30.0.2 races when another thread polls.
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(format!("{e}")))?;
+        self.check()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(GpuError::Readback(format!("{e}"))),
+            Err(_) => return Err(GpuError::Readback("the map callback never ran".into())),
+        }
+        let view = staging.get_mapped_range(..).map_err(|e| GpuError::Readback(format!("{e:?}")))?;
+        let out = bytemuck::cast_slice::<u8, T>(&view[..buf.len * 4]).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Blocks until all submitted work has finished (for benchmarks).
+    pub fn synchronize(&self) -> Result<()> {
+        self.flush()?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(format!("{e}")))?;
+        self.check()
+    }
+
+    fn pipeline(&self, shader: &Shader, entry: &str, constants: &[(&str, f64)]) -> Result<wgpu::ComputePipeline> {
+        let key = format!("{}:{entry}:{constants:?}", shader.name);
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        let module = {
+            let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+            match modules.get(shader.name) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = self.scoped(&format!("compiling shader {}", shader.name), || {
+                        self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(shader.name), source: wgpu::ShaderSource::Wgsl(shader.source.into()) })
+                    })?;
+                    modules.insert(shader.name, m.clone());
+                    m
+                }
+            }
+        };
+        let pipeline = self.scoped(&format!("creating pipeline {}::{entry}", shader.name), || {
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: true },
+                cache: None,
+            })
+        })?;
+        self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Workgroup counts for `n` workgroups along one logical axis, folded into (x, y) when `n`
+    /// exceeds the per-dimension limit. Kernels recover the index as
+    /// `wid.x + wid.y * num_workgroups.x`.
+    pub fn grid_1d(&self, n: usize) -> [u32; 3] {
+        let max = self.limits.max_compute_workgroups_per_dimension as usize;
+        if n <= max {
+            [n.max(1) as u32, 1, 1]
+        } else {
+            [max as u32, n.div_ceil(max) as u32, 1]
+        }
+    }
+
+    /// Appends one dispatch of `shader::entry` to the open encoder. `params` fills the uniform
+    /// at binding 0 (skipped when empty); `buffers` are (binding, buffer) pairs.
+    pub fn dispatch(&self, shader: &Shader, entry: &str, constants: &[(&str, f64)], params: &[u8], buffers: &[(u32, &GpuBuffer)], groups: [u32; 3]) -> Result<()> {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(GpuError::Validation(format!("{}::{entry}: {groups:?} workgroups exceed the limit of {max} per dimension", shader.name)));
+        }
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let pipeline = self.pipeline(shader, entry, constants)?;
+        let uniform = if params.is_empty() {
+            None
+        } else {
+            // A fresh mapped buffer per dispatch keeps parameters ordered with the commands.
+            let size = (params.len() as u64).div_ceil(16) * 16;
+            let u = self.scoped("allocating a uniform", || self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(entry), size, usage: wgpu::BufferUsages::UNIFORM, mapped_at_creation: true }))?;
+            u.get_mapped_range_mut(..).map_err(|e| GpuError::Validation(format!("mapping a uniform: {e:?}")))?.slice(..params.len()).copy_from_slice(params);
+            u.unmap();
+            Some(u)
+        };
+        let mut entries: Vec<wgpu::BindGroupEntry> = Vec::with_capacity(buffers.len() + 1);
+        if let Some(u) = &uniform {
+            entries.push(wgpu::BindGroupEntry { binding: 0, resource: u.as_entire_binding() });
+        }
+        for (binding, b) in buffers {
+            let size = wgpu::BufferSize::new(b.byte_len());
+            entries.push(wgpu::BindGroupEntry { binding: *binding, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b.raw(), offset: 0, size }) });
+        }
+        let what = format!("dispatching {}::{entry}", shader.name);
+        let submit = self.scoped(&what, || {
+            let layout = pipeline.get_bind_group_layout(0);
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(entry), layout: &layout, entries: &entries });
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let enc = p.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("senet") }));
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            }
+            p.dispatches += 1;
+            p.dispatches >= DISPATCHES_PER_SUBMIT
+        })?;
+        if submit {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn classify(e: &wgpu::Error) -> GpuError {
+    match e {
+        wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemory(e.to_string()),
+        _ => GpuError::Validation(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_round_up_by_at_most_an_eighth() {
+        assert_eq!(bucket(1), 256);
+        assert_eq!(bucket(256), 256);
+        assert_eq!(bucket(257), 288);
+        assert_eq!(bucket(1 << 20), 1 << 20);
+        for b in [300u64, 5000, 123_456, 10_000_019] {
+            let r = bucket(b);
+            assert!(r >= b && r <= b + b / 8 + 1, "{b} -> {r}");
+        }
+    }
+}
