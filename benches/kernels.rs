@@ -1,10 +1,12 @@
 //! Kernel throughput at CIFAR shapes: matmul and conv2d forward + both gradients, printed as
 //! GFLOP/s per kernel and device.
 //!
-//! `cargo bench --bench kernels -- --batch 32 --iters 3` (defaults: batch 128, 5 iterations).
+//! `cargo bench --bench kernels -- --batch 32 --iters 3` runs every kernel on the CPU and, when
+//! wgpu sees an adapter, on the GPU (`--device cpu`, `gpu`, `auto` or an adapter name picks
+//! one). Defaults: batch 128, 5 iterations, median time.
 use clap::Parser;
 use senet::tensor::testing::random_tensor;
-use senet::tensor::{Conv2dOptions, DType};
+use senet::tensor::{Conv2dOptions, DType, Device};
 use senet::{Result, Tensor};
 use std::time::Instant;
 
@@ -17,6 +19,9 @@ struct Args {
     /// Timed iterations per kernel (after one warm-up).
     #[arg(long, default_value_t = 5)]
     iters: usize,
+    /// `both` (the CPU, then the best GPU adapter if any), `cpu`, `gpu`, `auto` or an adapter name.
+    #[arg(long, default_value = "both")]
+    device: String,
     /// Only rows whose name contains this.
     #[arg(long, default_value = "")]
     filter: String,
@@ -25,55 +30,57 @@ struct Args {
     bench: bool,
 }
 
-fn f32_tensor(shape: &[usize], seed: u64) -> Tensor {
+fn tensor(shape: &[usize], seed: u64, device: Device) -> Result<Tensor> {
     random_tensor(shape, seed)
-        .to_dtype(DType::F32)
-        .expect("f64 to f32")
+        .to_dtype(DType::F32)?
+        .to_device(device)
 }
 
-/// Median seconds of `iters` runs of `f`, after one warm-up run.
-fn time(iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// Median seconds of `iters` runs of `f` (each waited for on a GPU), after one warm-up run.
+fn time(iters: usize, device: Device, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let sync = || -> Result<()> {
+        if let Device::Gpu(_) = device {
+            device.gpu()?.synchronize()?;
+        }
+        Ok(())
+    };
     f()?;
+    sync()?;
     let mut times = Vec::with_capacity(iters);
     for _ in 0..iters {
         let t = Instant::now();
         f()?;
+        sync()?;
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
 }
 
-fn row(name: &str, flops: f64, secs: f64) {
-    println!(
-        "{name:<50} {:>8} {:>10.2} {:>10.1}",
-        "cpu",
-        secs * 1e3,
-        flops / secs / 1e9
-    );
-}
-
-fn main() -> Result<()> {
-    let args = Args::parse();
+fn run(args: &Args, device: Device) -> Result<()> {
     let b = args.batch;
-    println!("batch {b}, {} iterations, median time", args.iters);
-    println!(
-        "{:<50} {:>8} {:>10} {:>10}",
-        "kernel", "device", "ms", "GFLOP/s"
-    );
     let wanted = |name: &str| name.contains(&args.filter);
-
+    let row = |name: &str, flops: f64, secs: f64| {
+        println!(
+            "{name:<50} {:>8} {:>10.2} {:>10.1}",
+            device.to_string(),
+            secs * 1e3,
+            flops / secs / 1e9
+        )
+    };
     for n in [256usize, 512, 1024] {
         let name = format!("matmul {n}x{n}x{n}");
         if wanted(&name) {
-            let (x, y) = (f32_tensor(&[n, n], 1), f32_tensor(&[n, n], 2));
-            let secs = time(args.iters, || x.matmul(&y).map(drop))?;
-            row(&name, 2.0 * (n * n * n) as f64, secs);
+            let (x, y) = (tensor(&[n, n], 1, device)?, tensor(&[n, n], 2, device)?);
+            row(
+                &name,
+                2.0 * (n * n * n) as f64,
+                time(args.iters, device, || x.matmul(&y).map(drop))?,
+            );
         }
     }
-
-    // (channels, pixels, groups): the four ResNet stages on 32x32 CIFAR images, plus the
-    // grouped 3x3 conv of ResNeXt 32x4d (128 channels in 32 groups at stage 1).
+    // (channels, pixels, groups): the four ResNet stages on 32x32 CIFAR images, and the grouped
+    // 3x3 convs of ResNeXt 32x4d (128 and 256 channels in 32 groups).
     let convs = [
         (64, 32, 1),
         (128, 16, 1),
@@ -83,10 +90,6 @@ fn main() -> Result<()> {
         (256, 16, 32),
     ];
     for (c, px, groups) in convs {
-        let x = f32_tensor(&[b, c, px, px], 3);
-        let w = f32_tensor(&[c, c / groups, 3, 3], 4).requires_grad();
-        let opts = Conv2dOptions::new(1, 1).groups(groups);
-        let macs = (b * c * px * px * (c / groups) * 9) as f64;
         let label = format!(
             "conv3x3 {c}ch {px}x{px}{}",
             if groups > 1 {
@@ -95,24 +98,66 @@ fn main() -> Result<()> {
                 String::new()
             }
         );
-        if wanted(&format!("{label} forward")) {
+        let (fwd, bwd) = (
+            format!("{label} forward"),
+            format!("{label} backward (input + weight)"),
+        );
+        if !wanted(&fwd) && !wanted(&bwd) {
+            continue;
+        }
+        let x = tensor(&[b, c, px, px], 3, device)?.requires_grad();
+        let w = tensor(&[c, c / groups, 3, 3], 4, device)?.requires_grad();
+        let opts = Conv2dOptions::new(1, 1).groups(groups);
+        let macs = (b * c * px * px * (c / groups) * 9) as f64;
+        if wanted(&fwd) {
             row(
-                &format!("{label} forward"),
+                &fwd,
                 2.0 * macs,
-                time(args.iters, || x.conv2d(&w, None, opts).map(drop))?,
+                time(args.iters, device, || {
+                    x.detach().conv2d(&w.detach(), None, opts).map(drop)
+                })?,
             );
         }
-        if wanted(&format!("{label} backward")) {
+        if wanted(&bwd) {
             // Input and weight gradients: twice the forward's work.
-            let xg = x.requires_grad();
-            let y = xg.conv2d(&w, None, opts)?;
-            let seed = y.ones_like();
+            let y = x.conv2d(&w, None, opts)?;
+            let seed = y.ones_like()?;
             row(
-                &format!("{label} backward (input + weight)"),
+                &bwd,
                 4.0 * macs,
-                time(args.iters, || y.backward_with(&seed).map(drop))?,
+                time(args.iters, device, || y.backward_with(&seed).map(drop))?,
             );
         }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let devices = match args.device.as_str() {
+        "both" => {
+            let mut d = vec![Device::Cpu];
+            match Device::parse("gpu") {
+                Ok(gpu) => d.push(gpu),
+                Err(e) => eprintln!("no GPU row: {e}"),
+            }
+            d
+        }
+        spec => vec![Device::parse(spec)?],
+    };
+    println!(
+        "batch {}, {} iterations, median time",
+        args.batch, args.iters
+    );
+    for d in &devices {
+        println!("{}: {}", d, d.describe());
+    }
+    println!(
+        "{:<50} {:>8} {:>10} {:>10}",
+        "kernel", "device", "ms", "GFLOP/s"
+    );
+    for d in devices {
+        run(&args, d)?;
     }
     Ok(())
 }

@@ -5,7 +5,8 @@
 // than 65,535 of them; the flat index is rebuilt from `wid.x + wid.y * num_workgroups.x`.
 
 // Which unary op a pipeline computes (a pipeline-overridable constant, so each op is its own
-// specialized pipeline). The numbering matches `UNARY_*` in crates/gpu/src/elementwise.rs.
+// specialized pipeline). The numbering matches the `match` in `unary` in
+// crates/gpu/src/elementwise.rs.
 override OP: u32 = 0u;
 
 struct UnaryParams {
@@ -45,4 +46,101 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) w
     let i = flat_index(gid, wid, nwg, lid);
     if (i >= up.len) { return; }
     uy[i] = unary_op(ux[i]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strided kernels: binary ops, gather (copy_strided), scatter and fill.
+//
+// A view is described right-aligned in 8 dimensions: dimensions `first..8` are real (the
+// launcher merges and drops what it can, so `first` is usually 6 or 7), element `idx` of view
+// `a` lives at `off_a + sum(idx[d] * stride_a[d])`. Uniform arrays need a 16-byte element
+// stride, hence vec4 packing: dimension d is `shape[d / 4u][d % 4u]`. In the binary entry
+// points `OP` numbers a `BinaryOp` (see `binary` in crates/gpu/src/elementwise.rs).
+
+struct StridedParams {
+    len: u32,
+    off_a: u32,
+    off_b: u32,
+    first: u32,
+    shape: array<vec4<u32>, 2>,
+    stride_a: array<vec4<u32>, 2>,
+    stride_b: array<vec4<u32>, 2>,
+};
+
+@group(0) @binding(0) var<uniform> sp: StridedParams;
+@group(0) @binding(1) var<storage, read> sa: array<f32>;
+@group(0) @binding(2) var<storage, read> sb: array<f32>;
+@group(0) @binding(3) var<storage, read_write> sout: array<f32>;
+
+// Element offsets of flat output index `i` in views a (x) and b (y).
+fn strided_offsets(i: u32) -> vec2<u32> {
+    var rem = i;
+    var off = vec2<u32>(sp.off_a, sp.off_b);
+    var d = 8u;
+    while (d > sp.first) {
+        d -= 1u;
+        let n = sp.shape[d / 4u][d % 4u];
+        let idx = rem % n;
+        rem = rem / n;
+        off += idx * vec2<u32>(sp.stride_a[d / 4u][d % 4u], sp.stride_b[d / 4u][d % 4u]);
+    }
+    return off;
+}
+
+fn binary_op(a: f32, b: f32) -> f32 {
+    switch OP {
+        case 0u: { return a + b; }
+        case 1u: { return a - b; }
+        case 2u: { return a * b; }
+        case 3u: { return a / b; }
+        case 4u: { return select(0.0, 1.0, a == b); }
+        case 5u: { return max(a, b); }
+        default: { return a; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(gid, wid, nwg, lid);
+    if (i >= sp.len) { return; }
+    let off = strided_offsets(i);
+    sout[i] = binary_op(sa[off.x], sb[off.y]);
+}
+
+// Both operands contiguous (possibly at an offset): no index arithmetic at all.
+@compute @workgroup_size(256)
+fn binary_contig(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(gid, wid, nwg, lid);
+    if (i >= sp.len) { return; }
+    sout[i] = binary_op(sa[sp.off_a + i], sb[sp.off_b + i]);
+}
+
+// sout (contiguous) = the view a of sa.
+@compute @workgroup_size(256)
+fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(gid, wid, nwg, lid);
+    if (i >= sp.len) { return; }
+    sout[i] = sa[strided_offsets(i).x];
+}
+
+// The view a of sout = sa (contiguous). The launcher rejects views that repeat an element, so
+// no two threads write the same place.
+@compute @workgroup_size(256)
+fn scatter(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(gid, wid, nwg, lid);
+    if (i >= sp.len) { return; }
+    sout[strided_offsets(i).x] = sa[i];
+}
+
+// uy[..len] = arg (reuses the unary bindings: `up` and `uy`).
+@compute @workgroup_size(256)
+fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_index(gid, wid, nwg, lid);
+    if (i >= up.len) { return; }
+    uy[i] = up.arg;
 }

@@ -6,6 +6,7 @@
 //! `senet selftest`.
 
 pub use senet_cpu as cpu;
+pub use senet_gpu as gpu;
 pub use senet_tensor as tensor;
 pub use senet_tensor::{no_grad, Error, Result, Tensor};
 

@@ -6,7 +6,7 @@ use crate::cpu::grouped_linear::GroupedLinearShape;
 use crate::cpu::pool::Pool2dGeometry;
 use crate::cpu::reference as naive;
 use crate::tensor::testing::{gradcheck, random_tensor, uniform_tensor, GradcheckOptions};
-use crate::tensor::{BatchNormOptions, Conv2dOptions, DType, Pool2dOptions, RunningStats};
+use crate::tensor::{BatchNormOptions, Conv2dOptions, DType, Device, Pool2dOptions, RunningStats};
 use crate::{Result, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -237,9 +237,10 @@ fn batch_norm(rng: &mut StdRng, training: bool) -> Case {
     };
     let op: OpFn = Box::new(move |t| {
         let dtype = t[0].dtype();
+        let dev = t[0].device();
         let mut running = RunningStats {
-            mean: mean.to_dtype(dtype)?,
-            var: var.to_dtype(dtype)?,
+            mean: mean.to_dtype(dtype)?.to_device(dev)?,
+            var: var.to_dtype(dtype)?.to_device(dev)?,
         };
         t[0].batch_norm2d(Some(&t[1]), Some(&t[2]), Some(&mut running), opts)
     });
@@ -575,23 +576,77 @@ fn check(case: &Case, row: &mut Row) -> Result<()> {
         .map(|t| t.to_dtype(DType::F32))
         .collect::<Result<_>>()?;
     let out = (case.op)(&inputs32)?.to_vec::<f64>()?;
-    if out.len() != case.reference.len() {
-        row.forward_error = f64::INFINITY;
-    }
-    for (o, r) in out.iter().zip(&case.reference) {
-        let e = (o - r).abs() / (1.0 + r.abs());
-        row.forward_error = row
-            .forward_error
-            .max(if e.is_nan() { f64::INFINITY } else { e });
-    }
+    row.forward_error = row.forward_error.max(scaled_error(&out, &case.reference));
     let report = gradcheck(|t| (case.op)(t), &case.inputs, GradcheckOptions::default())?;
     row.gradient_ratio = row.gradient_ratio.max(report.max_ratio);
     row.gradient_error = row.gradient_error.max(report.max_abs_error);
     Ok(())
 }
 
-/// Checks every op on `cases` random cases each; the same seed gives the same cases.
-pub fn run(cases: usize, seed: u64) -> Vec<Row> {
+/// Worst `|got - want| / (1 + |want|)`; a length mismatch or a NaN counts as infinite.
+fn scaled_error(got: &[f64], want: &[f64]) -> f64 {
+    if got.len() != want.len() {
+        return f64::INFINITY;
+    }
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
+        .fold(
+            0.0,
+            |m, e| if e.is_nan() { f64::INFINITY } else { m.max(e) },
+        )
+}
+
+/// GPU gradients go through several kernels whose f32 sums run in a different order than the
+/// CPU's: allow 1e-3 of `1 + |cpu value|` (about 10^4 ulps; a wrong rule is off by O(1)).
+pub const GPU_GRADIENT_TOLERANCE: f64 = 1e-3;
+
+/// Runs one case on `device`: its forward and its gradients (of the same mid-graph objective
+/// gradcheck uses) against the CPU's f32 results.
+fn check_on(case: &Case, row: &mut Row, device: Device) -> Result<()> {
+    let on = |dev: Device| -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+        let inputs: Vec<Tensor> = case
+            .inputs
+            .iter()
+            .map(|t| {
+                Ok(t.to_dtype(DType::F32)?
+                    .to_device(dev)?
+                    .detach()
+                    .requires_grad())
+            })
+            .collect::<Result<_>>()?;
+        let y = (case.op)(&inputs)?;
+        let r = random_tensor(y.shape(), 1)
+            .to_dtype(DType::F32)?
+            .to_device(dev)?;
+        let s = random_tensor(y.shape(), 2)
+            .to_dtype(DType::F32)?
+            .to_device(dev)?;
+        let grads = y.mul(&r)?.add(&s)?.sum_all()?.backward()?;
+        let g = inputs
+            .iter()
+            .map(|x| {
+                grads
+                    .get(x)
+                    .map_or(Ok(vec![0.0; x.numel()]), |g| g.to_vec::<f64>())
+            })
+            .collect::<Result<_>>()?;
+        Ok((y.to_vec::<f64>()?, g))
+    };
+    let (y_cpu, g_cpu) = on(Device::Cpu)?;
+    let (y_dev, g_dev) = on(device)?;
+    row.forward_error = row.forward_error.max(scaled_error(&y_dev, &y_cpu));
+    for (gd, gc) in g_dev.iter().zip(&g_cpu) {
+        let e = scaled_error(gd, gc);
+        row.gradient_error = row.gradient_error.max(e);
+        row.gradient_ratio = row.gradient_ratio.max(e / GPU_GRADIENT_TOLERANCE);
+    }
+    Ok(())
+}
+
+/// Checks every op on `cases` random cases each; the same seed gives the same cases. On the
+/// CPU each op is compared with naive loops and central differences; on a GPU with the CPU.
+pub fn run(cases: usize, seed: u64, device: Device) -> Vec<Row> {
     let mut rng = StdRng::seed_from_u64(seed);
     ops()
         .into_iter()
@@ -606,7 +661,11 @@ pub fn run(cases: usize, seed: u64) -> Vec<Row> {
             };
             for _ in 0..cases {
                 let case = generate(&mut rng);
-                if let Err(e) = check(&case, &mut row) {
+                let result = match device {
+                    Device::Cpu => check(&case, &mut row),
+                    _ => check_on(&case, &mut row, device),
+                };
+                if let Err(e) = result {
                     row.failure = Some(e.to_string());
                     break;
                 }
@@ -616,7 +675,8 @@ pub fn run(cases: usize, seed: u64) -> Vec<Row> {
         .collect()
 }
 
-pub fn format_table(rows: &[Row]) -> String {
+/// The table `senet selftest` prints, with a footnote on what the columns compare.
+pub fn format_table(rows: &[Row], device: Device) -> String {
     let mut s = format!(
         "{:<22} {:>5} {:>14} {:>14} {:>14}  {}\n",
         "op", "cases", "forward err", "grad err", "grad/allowed", "result"
@@ -632,6 +692,9 @@ pub fn format_table(rows: &[Row]) -> String {
             r.op, r.cases, r.forward_error, r.gradient_error, r.gradient_ratio, result
         );
     }
-    s += &format!("forward err: |f32 result - f64 naive loop| / (1 + |reference|), allowed {FORWARD_TOLERANCE:e}; grad: f64 analytic vs central differences, allowed 1e-6 + 1e-5 * |numeric|\n");
+    s += &match device {
+        Device::Cpu => format!("forward err: |f32 result - f64 naive loop| / (1 + |reference|), allowed {FORWARD_TOLERANCE:e}; grad: f64 analytic vs central differences, allowed 1e-6 + 1e-5 * |numeric|\n"),
+        _ => format!("forward err: |{device} - cpu| / (1 + |cpu|) in f32, allowed {FORWARD_TOLERANCE:e}; grad err: the same for every input's gradient, allowed {GPU_GRADIENT_TOLERANCE:e}\n"),
+    };
     s
 }

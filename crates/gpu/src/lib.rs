@@ -14,7 +14,9 @@
 
 mod runtime;
 
-pub use runtime::{adapters, AdapterSummary, DeviceRequest, Gpu, GpuBuffer, GpuError, Result, Shader};
+pub use runtime::{
+    adapters, AdapterSummary, DeviceRequest, Gpu, GpuBuffer, GpuError, Result, Shader,
+};
 
 pub mod batchnorm;
 pub mod conv2d;

@@ -69,7 +69,10 @@ pub struct AdapterSummary {
 impl AdapterSummary {
     /// A real GPU, as opposed to a software rasterizer.
     pub fn is_hardware(&self) -> bool {
-        matches!(self.device_type.as_str(), "DiscreteGpu" | "IntegratedGpu" | "VirtualGpu")
+        matches!(
+            self.device_type.as_str(),
+            "DiscreteGpu" | "IntegratedGpu" | "VirtualGpu"
+        )
     }
     /// Preference order: discrete, integrated, virtual, other, CPU (software).
     fn rank(&self) -> u8 {
@@ -113,9 +116,11 @@ fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
         name: info.name,
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
-        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
         max_buffer_size: l.max_buffer_size,
-        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
         max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
         max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
         max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
@@ -124,7 +129,12 @@ fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
 
 /// Every adapter wgpu sees.
 pub fn adapters() -> Vec<AdapterSummary> {
-    instance_and_adapters().1.iter().enumerate().map(|(i, a)| summarize(i, a)).collect()
+    instance_and_adapters()
+        .1
+        .iter()
+        .enumerate()
+        .map(|(i, a)| summarize(i, a))
+        .collect()
 }
 
 impl DeviceRequest {
@@ -148,9 +158,15 @@ impl DeviceRequest {
             },
             DeviceRequest::Name(n) => {
                 let needle = n.to_lowercase();
-                match all.into_iter().find(|a| a.name.to_lowercase().contains(&needle)) {
+                match all
+                    .into_iter()
+                    .find(|a| a.name.to_lowercase().contains(&needle))
+                {
                     Some(a) => Ok(Some(a)),
-                    None => Err(GpuError::NoAdapter(format!("no adapter name contains {n:?}; {}", names()))),
+                    None => Err(GpuError::NoAdapter(format!(
+                        "no adapter name contains {n:?}; {}",
+                        names()
+                    ))),
                 }
             }
         }
@@ -184,7 +200,9 @@ impl GpuBuffer {
         &self.gpu
     }
     fn raw(&self) -> &wgpu::Buffer {
-        self.buffer.as_ref().expect("a live GpuBuffer always holds its buffer")
+        self.buffer
+            .as_ref()
+            .expect("a live GpuBuffer always holds its buffer")
     }
     /// The bytes that hold the elements (the pooled buffer may be larger).
     fn byte_len(&self) -> u64 {
@@ -254,11 +272,17 @@ impl Gpu {
     /// The already opened (or newly opened) device of adapter `index`.
     pub fn open_index(index: usize) -> Result<Arc<Gpu>> {
         static OPEN: OnceLock<Mutex<HashMap<usize, Arc<Gpu>>>> = OnceLock::new();
-        let mut open = OPEN.get_or_init(Default::default).lock().expect("gpu registry lock");
+        let mut open = OPEN
+            .get_or_init(Default::default)
+            .lock()
+            .expect("gpu registry lock");
         if let Some(g) = open.get(&index) {
             return Ok(g.clone());
         }
-        let adapter = instance_and_adapters().1.get(index).ok_or_else(|| GpuError::NoAdapter(format!("there is no adapter number {index}")))?;
+        let adapter = instance_and_adapters()
+            .1
+            .get(index)
+            .ok_or_else(|| GpuError::NoAdapter(format!("there is no adapter number {index}")))?;
         let gpu = Arc::new(Gpu::create(index, adapter)?);
         open.insert(index, gpu.clone());
         Ok(gpu)
@@ -277,7 +301,8 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| GpuError::RequestDevice(format!("{summary}: {e}")))?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| GpuError::RequestDevice(format!("{summary}: {e}")))?;
         let fatal: Arc<Mutex<Option<GpuError>>> = Arc::new(Mutex::new(None));
         let f = fatal.clone();
         device.set_device_lost_callback(move |reason, msg| {
@@ -298,7 +323,10 @@ impl Gpu {
             pool: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
-            pending: Mutex::new(Pending { encoder: None, dispatches: 0 }),
+            pending: Mutex::new(Pending {
+                encoder: None,
+                dispatches: 0,
+            }),
             fatal,
         })
     }
@@ -349,22 +377,42 @@ impl Gpu {
 
     fn new_buffer(&self, bytes: u64, mapped: bool) -> Result<wgpu::Buffer> {
         if bytes > self.limits.max_buffer_size {
-            return Err(GpuError::OutOfMemory(format!("a buffer of {bytes} bytes is larger than the adapter's maximum of {} bytes", self.limits.max_buffer_size)));
+            return Err(GpuError::OutOfMemory(format!(
+                "a buffer of {bytes} bytes is larger than the adapter's maximum of {} bytes",
+                self.limits.max_buffer_size
+            )));
         }
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        self.scoped("allocating a buffer", || self.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: bytes, usage, mapped_at_creation: mapped }))
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        self.scoped("allocating a buffer", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: bytes,
+                usage,
+                mapped_at_creation: mapped,
+            })
+        })
     }
 
     /// An uninitialized array of `len` 4-byte elements (from the pool when possible).
     pub fn alloc(self: &Arc<Self>, len: usize) -> Result<GpuBuffer> {
         self.check()?;
         let bytes = bucket(len as u64 * 4);
-        let reused = self.pool.lock().ok().and_then(|mut p| p.get_mut(&bytes).and_then(Vec::pop));
+        let reused = self
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.get_mut(&bytes).and_then(Vec::pop));
         let buffer = match reused {
             Some(b) => b,
             None => self.new_buffer(bytes, false)?,
         };
-        Ok(GpuBuffer { buffer: Some(buffer), len, gpu: self.clone() })
+        Ok(GpuBuffer {
+            buffer: Some(buffer),
+            len,
+            gpu: self.clone(),
+        })
     }
 
     /// An array of `len` zeros.
@@ -377,21 +425,37 @@ impl Gpu {
     /// Copies `data` to a new GPU array. The buffer is created mapped, so the copy is ordered
     /// with everything else (a `queue.write_buffer` would run before earlier recorded work).
     pub fn upload<T: bytemuck::Pod>(self: &Arc<Self>, data: &[T]) -> Result<GpuBuffer> {
-        assert_eq!(std::mem::size_of::<T>(), 4, "GPU arrays hold 4-byte elements");
+        assert_eq!(
+            std::mem::size_of::<T>(),
+            4,
+            "GPU arrays hold 4-byte elements"
+        );
         let buffer = self.new_buffer(bucket(data.len() as u64 * 4), true)?;
         {
-            let mut view = buffer.get_mapped_range_mut(..).map_err(|e| GpuError::Validation(format!("mapping an upload buffer: {e:?}")))?;
-            view.slice(..data.len() * 4).copy_from_slice(bytemuck::cast_slice(data));
+            let mut view = buffer
+                .get_mapped_range_mut(..)
+                .map_err(|e| GpuError::Validation(format!("mapping an upload buffer: {e:?}")))?;
+            view.slice(..data.len() * 4)
+                .copy_from_slice(bytemuck::cast_slice(data));
         }
         buffer.unmap();
-        Ok(GpuBuffer { buffer: Some(buffer), len: data.len(), gpu: self.clone() })
+        Ok(GpuBuffer {
+            buffer: Some(buffer),
+            len: data.len(),
+            gpu: self.clone(),
+        })
     }
 
     /// Records into the open encoder (creating one if needed).
     fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> Result<R> {
         self.check()?;
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let enc = p.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("senet") }));
+        let enc = p.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("senet"),
+                })
+        });
         Ok(f(enc))
     }
 
@@ -411,25 +475,49 @@ impl Gpu {
     }
 
     /// Copies `src[src_offset..src_offset + len]` into `dst[dst_offset..]` (elements).
-    pub fn copy(&self, src: &GpuBuffer, src_offset: usize, dst: &GpuBuffer, dst_offset: usize, len: usize) -> Result<()> {
+    pub fn copy(
+        &self,
+        src: &GpuBuffer,
+        src_offset: usize,
+        dst: &GpuBuffer,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
         if src_offset + len > src.len || dst_offset + len > dst.len {
             return Err(GpuError::Validation(format!("copy of {len} elements from offset {src_offset} of {} into offset {dst_offset} of {}", src.len, dst.len)));
         }
         if len == 0 {
             return Ok(());
         }
-        self.with_encoder(|enc| enc.copy_buffer_to_buffer(src.raw(), src_offset as u64 * 4, dst.raw(), dst_offset as u64 * 4, len as u64 * 4))
+        self.with_encoder(|enc| {
+            enc.copy_buffer_to_buffer(
+                src.raw(),
+                src_offset as u64 * 4,
+                dst.raw(),
+                dst_offset as u64 * 4,
+                len as u64 * 4,
+            )
+        })
     }
 
     /// Waits for the GPU and returns the elements of `buf` (the only call that blocks).
     pub fn read<T: bytemuck::Pod>(&self, buf: &GpuBuffer) -> Result<Vec<T>> {
-        assert_eq!(std::mem::size_of::<T>(), 4, "GPU arrays hold 4-byte elements");
+        assert_eq!(
+            std::mem::size_of::<T>(),
+            4,
+            "GPU arrays hold 4-byte elements"
+        );
         if buf.len == 0 {
             return Ok(Vec::new());
         }
         let bytes = buf.byte_len();
         let staging = self.scoped("allocating a readback buffer", || {
-            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size: bytes, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false })
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         })?;
         self.with_encoder(|enc| enc.copy_buffer_to_buffer(buf.raw(), 0, &staging, 0, bytes))?;
         self.flush()?;
@@ -438,14 +526,18 @@ impl Gpu {
             let _ = tx.send(r);
         });
         // Poll from this (the submitting) thread: wgpu 30.0.2 races when another thread polls.
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(format!("{e}")))?;
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(format!("{e}")))?;
         self.check()?;
         match rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(GpuError::Readback(format!("{e}"))),
             Err(_) => return Err(GpuError::Readback("the map callback never ran".into())),
         }
-        let view = staging.get_mapped_range(..).map_err(|e| GpuError::Readback(format!("{e:?}")))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| GpuError::Readback(format!("{e:?}")))?;
         let out = bytemuck::cast_slice::<u8, T>(&view[..buf.len * 4]).to_vec();
         drop(view);
         staging.unmap();
@@ -455,13 +547,25 @@ impl Gpu {
     /// Blocks until all submitted work has finished (for benchmarks).
     pub fn synchronize(&self) -> Result<()> {
         self.flush()?;
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(format!("{e}")))?;
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(format!("{e}")))?;
         self.check()
     }
 
-    fn pipeline(&self, shader: &Shader, entry: &str, constants: &[(&str, f64)]) -> Result<wgpu::ComputePipeline> {
+    fn pipeline(
+        &self,
+        shader: &Shader,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
         let key = format!("{}:{entry}:{constants:?}", shader.name);
-        if let Some(p) = self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(p.clone());
         }
         let module = {
@@ -470,24 +574,38 @@ impl Gpu {
                 Some(m) => m.clone(),
                 None => {
                     let m = self.scoped(&format!("compiling shader {}", shader.name), || {
-                        self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(shader.name), source: wgpu::ShaderSource::Wgsl(shader.source.into()) })
+                        self.device
+                            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                                label: Some(shader.name),
+                                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                            })
                     })?;
                     modules.insert(shader.name, m.clone());
                     m
                 }
             }
         };
-        let pipeline = self.scoped(&format!("creating pipeline {}::{entry}", shader.name), || {
-            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: None,
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: true },
-                cache: None,
-            })
-        })?;
-        self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).insert(key, pipeline.clone());
+        let pipeline = self.scoped(
+            &format!("creating pipeline {}::{entry}", shader.name),
+            || {
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(entry),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants,
+                            zero_initialize_workgroup_memory: true,
+                        },
+                        cache: None,
+                    })
+            },
+        )?;
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
@@ -505,10 +623,21 @@ impl Gpu {
 
     /// Appends one dispatch of `shader::entry` to the open encoder. `params` fills the uniform
     /// at binding 0 (skipped when empty); `buffers` are (binding, buffer) pairs.
-    pub fn dispatch(&self, shader: &Shader, entry: &str, constants: &[(&str, f64)], params: &[u8], buffers: &[(u32, &GpuBuffer)], groups: [u32; 3]) -> Result<()> {
+    pub fn dispatch(
+        &self,
+        shader: &Shader,
+        entry: &str,
+        constants: &[(&str, f64)],
+        params: &[u8],
+        buffers: &[(u32, &GpuBuffer)],
+        groups: [u32; 3],
+    ) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > max) {
-            return Err(GpuError::Validation(format!("{}::{entry}: {groups:?} workgroups exceed the limit of {max} per dimension", shader.name)));
+            return Err(GpuError::Validation(format!(
+                "{}::{entry}: {groups:?} workgroups exceed the limit of {max} per dimension",
+                shader.name
+            )));
         }
         if groups.contains(&0) {
             return Ok(());
@@ -519,27 +648,59 @@ impl Gpu {
         } else {
             // A fresh mapped buffer per dispatch keeps parameters ordered with the commands.
             let size = (params.len() as u64).div_ceil(16) * 16;
-            let u = self.scoped("allocating a uniform", || self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(entry), size, usage: wgpu::BufferUsages::UNIFORM, mapped_at_creation: true }))?;
-            u.get_mapped_range_mut(..).map_err(|e| GpuError::Validation(format!("mapping a uniform: {e:?}")))?.slice(..params.len()).copy_from_slice(params);
+            let u = self.scoped("allocating a uniform", || {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(entry),
+                    size,
+                    usage: wgpu::BufferUsages::UNIFORM,
+                    mapped_at_creation: true,
+                })
+            })?;
+            u.get_mapped_range_mut(..)
+                .map_err(|e| GpuError::Validation(format!("mapping a uniform: {e:?}")))?
+                .slice(..params.len())
+                .copy_from_slice(params);
             u.unmap();
             Some(u)
         };
         let mut entries: Vec<wgpu::BindGroupEntry> = Vec::with_capacity(buffers.len() + 1);
         if let Some(u) = &uniform {
-            entries.push(wgpu::BindGroupEntry { binding: 0, resource: u.as_entire_binding() });
+            entries.push(wgpu::BindGroupEntry {
+                binding: 0,
+                resource: u.as_entire_binding(),
+            });
         }
         for (binding, b) in buffers {
             let size = wgpu::BufferSize::new(b.byte_len());
-            entries.push(wgpu::BindGroupEntry { binding: *binding, resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b.raw(), offset: 0, size }) });
+            entries.push(wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.raw(),
+                    offset: 0,
+                    size,
+                }),
+            });
         }
         let what = format!("dispatching {}::{entry}", shader.name);
         let submit = self.scoped(&what, || {
             let layout = pipeline.get_bind_group_layout(0);
-            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(entry), layout: &layout, entries: &entries });
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(entry),
+                layout: &layout,
+                entries: &entries,
+            });
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let enc = p.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("senet") }));
+            let enc = p.encoder.get_or_insert_with(|| {
+                self.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("senet"),
+                    })
+            });
             {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(entry),
+                    timestamp_writes: None,
+                });
                 pass.set_pipeline(&pipeline);
                 pass.set_bind_group(0, &bind_group, &[]);
                 pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -564,6 +725,55 @@ fn classify(e: &wgpu::Error) -> GpuError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::gpu_for_tests;
+
+    #[test]
+    fn a_shader_that_fails_validation_is_an_error_naming_it() {
+        let Some((_lock, gpu)) = gpu_for_tests() else {
+            return;
+        };
+        let bad = Shader {
+            name: "broken",
+            source: "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
+        };
+        let x = gpu.zeros(4).unwrap();
+        let err = gpu
+            .dispatch(&bad, "main", &[], &[], &[(1, &x)], [1, 1, 1])
+            .unwrap_err();
+        assert!(matches!(err, GpuError::Validation(_)), "{err}");
+        assert!(err.to_string().contains("broken"), "{err}");
+        // The device is still usable.
+        assert_eq!(
+            gpu.read::<f32>(&gpu.upload(&[1.0f32, 2.0]).unwrap())
+                .unwrap(),
+            vec![1.0, 2.0]
+        );
+    }
+
+    #[test]
+    fn an_allocation_beyond_the_limits_is_an_error() {
+        let Some((_lock, gpu)) = gpu_for_tests() else {
+            return;
+        };
+        let err = gpu.alloc(usize::MAX / 8).unwrap_err();
+        assert!(matches!(err, GpuError::OutOfMemory(_)), "{err}");
+    }
+
+    #[test]
+    fn pooled_buffers_are_reused_and_copies_are_ordered() {
+        let Some((_lock, gpu)) = gpu_for_tests() else {
+            return;
+        };
+        let a = gpu.upload(&[1.0f32, 2.0, 3.0]).unwrap();
+        let b = gpu.zeros(3).unwrap();
+        gpu.copy(&a, 1, &b, 0, 2).unwrap();
+        drop(a);
+        // Reuses a's memory; the copy recorded before must still have read the old contents.
+        let c = gpu.zeros(3).unwrap();
+        assert_eq!(gpu.read::<f32>(&b).unwrap(), vec![2.0, 3.0, 0.0]);
+        assert_eq!(gpu.read::<f32>(&c).unwrap(), vec![0.0; 3]);
+        assert!(gpu.copy(&b, 2, &c, 0, 5).is_err());
+    }
 
     #[test]
     fn buckets_round_up_by_at_most_an_eighth() {

@@ -3,7 +3,7 @@
 //! Rules are written with tensor ops where that is fast enough; conv, batch norm, pooling,
 //! grouped linear and the losses call the dedicated kernels next to their forward.
 use crate::ops::{batchnorm, conv, linear, pool, softmax};
-use crate::{DType, Error, NoGradGuard, Op, Result, Tensor, TensorId};
+use crate::{Error, NoGradGuard, Op, Result, Tensor, TensorId};
 use senet_cpu::elementwise::{BinaryOp, UnaryOp};
 use std::collections::{HashMap, HashSet};
 
@@ -66,7 +66,7 @@ impl Tensor {
                 self.shape()
             )));
         }
-        self.backward_with(&self.ones_like())
+        self.backward_with(&self.ones_like()?)
     }
 
     /// Backward from this tensor with `seed` as its incoming gradient (same shape).
@@ -131,8 +131,9 @@ impl Tensor {
     }
 }
 
-fn zeros(shape: &[usize], dtype: DType) -> Tensor {
-    Tensor::full_dtype(shape, 0.0, dtype)
+/// Zeros shaped `shape`, with the dtype and device of `like`.
+fn zeros(shape: &[usize], like: &Tensor) -> Result<Tensor> {
+    Tensor::full_on(shape, 0.0, like.dtype(), like.device())
 }
 
 /// The gradient for each input of `op` (in `op.inputs()` order), given the gradient `g` of
@@ -170,7 +171,7 @@ fn input_gradients(node: &Tensor, op: &Op, g: &Tensor) -> Result<Vec<Option<Tens
                 UnaryOp::Tanh => g.mul(&y.mul(&y)?.neg()?.add_scalar(1.0)?)?,
                 UnaryOp::Scale(c) => g.mul_scalar(c)?,
                 UnaryOp::AddScalar(_) => g.clone(),
-                UnaryOp::Step => g.zeros_like(),
+                UnaryOp::Step => g.zeros_like()?,
             })
         }
         // The output kept the reduced axes (size 1), so `g` broadcasts back over them.
@@ -197,7 +198,7 @@ fn input_gradients(node: &Tensor, op: &Op, g: &Tensor) -> Result<Vec<Option<Tens
             before[axis] = start;
             let mut after = input.shape().to_vec();
             after[axis] = input.shape()[axis] - start - g.shape()[axis];
-            let (zb, za) = (zeros(&before, g.dtype()), zeros(&after, g.dtype()));
+            let (zb, za) = (zeros(&before, g)?, zeros(&after, g)?);
             some(Tensor::concat(&[&zb, g, &za], axis)?)
         }
         Op::Concat { inputs, axis } => {
@@ -210,6 +211,7 @@ fn input_gradients(node: &Tensor, op: &Op, g: &Tensor) -> Result<Vec<Option<Tens
             Ok(out)
         }
         Op::ToDType(x) => some(g.to_dtype(x.dtype())?),
+        Op::ToDevice(x) => some(g.to_device(x.device())?),
         Op::Matmul(a, b) => {
             let tr = |t: &Tensor| t.transpose(t.rank() - 2, t.rank() - 1);
             let ga = g.matmul(&tr(b)?)?.sum_to(a.shape())?;

@@ -24,6 +24,8 @@ pub enum Error {
     Invalid { op: &'static str, msg: String },
     #[error("backward: {0}")]
     Backward(String),
+    #[error(transparent)]
+    Gpu(#[from] senet_gpu::GpuError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

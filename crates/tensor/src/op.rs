@@ -6,7 +6,15 @@ use senet_cpu::conv2d::Conv2dGeometry;
 use senet_cpu::elementwise::{BinaryOp, UnaryOp};
 use senet_cpu::grouped_linear::GroupedLinearShape;
 use senet_cpu::pool::Pool2dGeometry;
+use senet_gpu::GpuBuffer;
 use std::sync::Arc;
+
+/// Positions saved by a forward pass (max pooling's argmax), on the device that made them.
+#[derive(Clone, Debug)]
+pub enum Indices {
+    Cpu(Arc<[u32]>),
+    Gpu(Arc<GpuBuffer>),
+}
 
 #[derive(Clone)]
 pub enum Op {
@@ -41,6 +49,7 @@ pub enum Op {
         axis: usize,
     },
     ToDType(Tensor),
+    ToDevice(Tensor),
     Matmul(Tensor, Tensor),
     Softmax {
         input: Tensor,
@@ -69,7 +78,7 @@ pub enum Op {
     },
     MaxPool2d {
         input: Tensor,
-        argmax: Arc<[u32]>,
+        argmax: Indices,
         geometry: Pool2dGeometry,
     },
     AvgPool2d {
@@ -93,7 +102,13 @@ impl Op {
     pub fn inputs(&self) -> Vec<&Tensor> {
         match self {
             Op::Binary(_, a, b) | Op::Matmul(a, b) => vec![a, b],
-            Op::Unary(_, x) | Op::Reshape(x) | Op::Broadcast(x) | Op::ToDType(x) => vec![x],
+            Op::Unary(_, x)
+            | Op::Reshape(x)
+            | Op::Broadcast(x)
+            | Op::ToDType(x)
+            | Op::ToDevice(x) => {
+                vec![x]
+            }
             Op::Sum { input, .. }
             | Op::Max { input, .. }
             | Op::Permute { input, .. }
@@ -150,6 +165,7 @@ impl Op {
             Op::Narrow { .. } => "narrow".into(),
             Op::Concat { .. } => "concat".into(),
             Op::ToDType(_) => "to_dtype".into(),
+            Op::ToDevice(_) => "to_device".into(),
             Op::Matmul(..) => "matmul".into(),
             Op::Softmax { log: false, .. } => "softmax".into(),
             Op::Softmax { log: true, .. } => "log_softmax".into(),

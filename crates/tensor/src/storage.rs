@@ -1,7 +1,10 @@
 //! Where a tensor's numbers live. `Storage` is a closed enum over devices; every op matches on
-//! it once and calls that device's kernel. (The GPU variant is added by the wgpu backend.)
+//! it once and calls that device's kernel (`senet_cpu` or `senet_gpu`).
+use crate::{Error, Result};
 use senet_cpu::Element;
+use senet_gpu::{DeviceRequest, Gpu, GpuBuffer};
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
@@ -9,15 +12,53 @@ pub enum DType {
     F64,
 }
 
+/// Where a tensor lives: the CPU, or the GPU adapter with this index in
+/// `senet_gpu::adapters()` (opened once per process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
+    Gpu(usize),
 }
 
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Device::Cpu => write!(f, "cpu"),
+            Device::Gpu(i) => write!(f, "gpu:{i}"),
+        }
+    }
+}
+
+impl Device {
+    /// Parses a `--device` value: `cpu`; `auto` (a hardware GPU if there is one, else the CPU,
+    /// which beats a software adapter); `gpu` (the best adapter of any kind, lavapipe included);
+    /// or a substring of an adapter's name. Opens the GPU it names.
+    pub fn parse(spec: &str) -> Result<Device> {
+        let request = match spec {
+            "cpu" => return Ok(Device::Cpu),
+            "auto" => DeviceRequest::Auto,
+            "gpu" => DeviceRequest::Gpu,
+            name => DeviceRequest::Name(name.to_string()),
+        };
+        Ok(match Gpu::open(&request)? {
+            Some(gpu) => Device::Gpu(gpu.id),
+            None => Device::Cpu,
+        })
+    }
+
+    /// The opened GPU behind `Device::Gpu`.
+    pub fn gpu(&self) -> Result<Arc<Gpu>> {
+        match self {
+            Device::Cpu => Err(Error::invalid("gpu", "the CPU device has no GPU")),
+            Device::Gpu(i) => Ok(Gpu::open_index(*i)?),
+        }
+    }
+
+    /// A one-line description: `cpu`, or `gpu:0 (llvmpipe (LLVM 15.0.6, 256 bits), Vulkan, Cpu)`.
+    pub fn describe(&self) -> String {
+        match self.gpu() {
+            Ok(g) => format!("{self} ({})", g.summary),
+            Err(_) => self.to_string(),
         }
     }
 }
@@ -29,9 +70,11 @@ pub enum CpuStorage {
     F64(Vec<f64>),
 }
 
+/// A buffer on a GPU; always f32.
 #[derive(Debug)]
 pub enum Storage {
     Cpu(CpuStorage),
+    Gpu(GpuBuffer),
 }
 
 impl CpuStorage {

@@ -1,10 +1,11 @@
 //! The `Tensor` handle: creation, inspection, and the plumbing every op uses.
 use crate::layout::Layout;
 use crate::op::Op;
-use crate::storage::{with_dtype, CpuElement, DType, Device, Storage};
+use crate::storage::{with_dtype, CpuElement, CpuStorage, DType, Device, Storage};
 use crate::{is_grad_enabled, Error, Result};
 use rand::Rng;
 use senet_cpu::Element;
+use senet_gpu::GpuBuffer;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -72,9 +73,17 @@ impl Tensor {
         self.0.storage.clone()
     }
 
-    /// The contiguous elements of this tensor; call on the result of `contiguous()`.
+    pub(crate) fn from_gpu(buffer: GpuBuffer, shape: &[usize], op: Option<Op>) -> Tensor {
+        Tensor::from_storage(
+            Arc::new(Storage::Gpu(buffer)),
+            Layout::contiguous(shape),
+            op,
+        )
+    }
+
+    /// The contiguous elements of this tensor; call on the result of `contiguous_detached()`.
     pub(crate) fn cpu_slice<T: CpuElement>(&self) -> Result<&[T]> {
-        let Storage::Cpu(s) = self.storage();
+        let s = self.cpu_storage()?;
         let data = T::slice(s).ok_or(Error::DType {
             op: "cpu_slice",
             lhs: self.dtype(),
@@ -87,12 +96,36 @@ impl Tensor {
 
     /// The whole underlying buffer (views index into it through `layout`).
     pub(crate) fn cpu_buffer<T: CpuElement>(&self) -> Result<&[T]> {
-        let Storage::Cpu(s) = self.storage();
+        let s = self.cpu_storage()?;
         T::slice(s).ok_or(Error::DType {
             op: "cpu_buffer",
             lhs: self.dtype(),
             rhs: T::DTYPE,
         })
+    }
+
+    fn cpu_storage(&self) -> Result<&CpuStorage> {
+        match self.storage() {
+            Storage::Cpu(s) => Ok(s),
+            Storage::Gpu(_) => Err(Error::invalid(
+                "cpu kernel",
+                format!("the tensor is on {}", self.device()),
+            )),
+        }
+    }
+
+    /// The whole GPU buffer (views index into it through `layout`).
+    pub(crate) fn gpu_raw(&self) -> Result<&GpuBuffer> {
+        match self.storage() {
+            Storage::Gpu(b) => Ok(b),
+            Storage::Cpu(_) => Err(Error::invalid("gpu kernel", "the tensor is on the CPU")),
+        }
+    }
+
+    /// The GPU buffer of a tensor returned by `contiguous_detached()` (row-major, offset 0).
+    pub(crate) fn gpu_buf(&self) -> Result<&GpuBuffer> {
+        debug_assert!(self.is_contiguous() && self.layout().offset() == 0);
+        self.gpu_raw()
     }
 
     // ---- inspection ----------------------------------------------------------------------
@@ -115,11 +148,13 @@ impl Tensor {
     pub fn dtype(&self) -> DType {
         match self.storage() {
             Storage::Cpu(s) => s.dtype(),
+            Storage::Gpu(_) => DType::F32,
         }
     }
     pub fn device(&self) -> Device {
         match self.storage() {
             Storage::Cpu(_) => Device::Cpu,
+            Storage::Gpu(b) => Device::Gpu(b.gpu().id),
         }
     }
     pub fn is_contiguous(&self) -> bool {
@@ -196,14 +231,29 @@ impl Tensor {
     pub fn ones(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 1.0)
     }
-    /// Same shape, dtype and device as `self`, filled with `value`.
-    pub fn full_like(&self, value: f64) -> Tensor {
-        Tensor::full_dtype(self.shape(), value, self.dtype())
+    /// A tensor of `shape` filled with `value`, of `dtype`, on `device`.
+    pub fn full_on(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(Tensor::full_dtype(shape, value, dtype)),
+            Device::Gpu(_) => {
+                check_gpu_dtype("full", dtype)?;
+                let n = shape.iter().product();
+                Ok(Tensor::from_gpu(
+                    senet_gpu::elementwise::fill(&device.gpu()?, n, value as f32)?,
+                    shape,
+                    None,
+                ))
+            }
+        }
     }
-    pub fn zeros_like(&self) -> Tensor {
+    /// Same shape, dtype and device as `self`, filled with `value`.
+    pub fn full_like(&self, value: f64) -> Result<Tensor> {
+        Tensor::full_on(self.shape(), value, self.dtype(), self.device())
+    }
+    pub fn zeros_like(&self) -> Result<Tensor> {
         self.full_like(0.0)
     }
-    pub fn ones_like(&self) -> Tensor {
+    pub fn ones_like(&self) -> Result<Tensor> {
         self.full_like(1.0)
     }
 
@@ -234,6 +284,13 @@ impl Tensor {
     /// The elements in row-major order, converted to `T`.
     pub fn to_vec<T: CpuElement>(&self) -> Result<Vec<T>> {
         let c = self.contiguous_detached()?;
+        if let Storage::Gpu(buf) = c.storage() {
+            let v: Vec<f32> = buf.gpu().read(buf)?;
+            return Ok(v[..c.numel()]
+                .iter()
+                .map(|&x| T::from_f64(x as f64))
+                .collect());
+        }
         with_dtype!(c.dtype(), S => Ok(c.cpu_slice::<S>()?.iter().map(|&v| T::from_f64(v.to_f64())).collect()))
     }
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
@@ -256,12 +313,28 @@ impl Tensor {
         Ok(self.to_vec::<f64>()?[0])
     }
 
-    /// A contiguous copy when the layout is not (values only, no graph).
+    /// A contiguous copy when the layout is not (values only, no graph). On the GPU the
+    /// result also starts at offset 0, since kernels take whole buffers.
     pub(crate) fn contiguous_detached(&self) -> Result<Tensor> {
+        let l = self.layout();
+        if let Storage::Gpu(buf) = self.storage() {
+            if self.is_contiguous() && l.offset() == 0 {
+                return Ok(self.clone());
+            }
+            let src = senet_gpu::elementwise::StridedBuf {
+                buf,
+                strides: l.strides(),
+                offset: l.offset(),
+            };
+            return Ok(Tensor::from_gpu(
+                senet_gpu::elementwise::copy_strided(src, l.shape())?,
+                l.shape(),
+                None,
+            ));
+        }
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let l = self.layout();
         with_dtype!(self.dtype(), T => {
             let src = senet_cpu::elementwise::Strided { data: self.cpu_buffer::<T>()?, strides: l.strides(), offset: l.offset() };
             Ok(Tensor::from_cpu(senet_cpu::elementwise::copy_strided(src, l.shape()), l.shape(), None))
@@ -287,6 +360,9 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
+        if self.device() != Device::Cpu {
+            check_gpu_dtype("to_dtype", dtype)?;
+        }
         let c = self.contiguous_detached()?;
         let storage = with_dtype!(c.dtype(), S => {
             let src = c.cpu_slice::<S>()?;
@@ -298,6 +374,44 @@ impl Tensor {
             Some(Op::ToDType(self.clone())),
         ))
     }
+}
+
+impl Tensor {
+    /// A copy on `device` (recorded: the gradient is moved back). GPU tensors are f32, so an
+    /// f64 tensor is converted on the way.
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        let record = Some(Op::ToDevice(self.clone()));
+        match device {
+            Device::Cpu => {
+                let v = self.to_vec::<f32>()?;
+                Ok(Tensor::from_cpu(v, self.shape(), record))
+            }
+            Device::Gpu(_) => {
+                let gpu = device.gpu()?;
+                let c = self.to_dtype(DType::F32)?.contiguous_detached()?;
+                let buffer = match c.storage() {
+                    Storage::Cpu(_) => gpu.upload(c.cpu_slice::<f32>()?)?,
+                    // GPU to another GPU goes through the host.
+                    Storage::Gpu(b) => gpu.upload(&b.gpu().read::<f32>(b)?[..c.numel()])?,
+                };
+                Ok(Tensor::from_gpu(buffer, self.shape(), record))
+            }
+        }
+    }
+}
+
+/// GPU tensors hold f32 only.
+pub(crate) fn check_gpu_dtype(op: &'static str, dtype: DType) -> Result<()> {
+    if dtype != DType::F32 {
+        return Err(Error::invalid(
+            op,
+            format!("{dtype:?} tensors live on the CPU only; GPU tensors are F32"),
+        ));
+    }
+    Ok(())
 }
 
 /// `n` standard normal samples in f64.

@@ -1,11 +1,11 @@
 //! Batch normalization over NCHW, per channel. Training normalizes with the batch statistics
 //! and updates the running ones the way PyTorch does (the running variance takes the
 //! *unbiased* batch variance); evaluation normalizes with the running statistics.
-use super::{check_rank, check_same, check_shape};
+use super::{check_rank, check_same, check_shape, opt_cpu, opt_gpu};
 use crate::storage::with_dtype;
-use crate::{Error, Op, Result, Tensor};
+use crate::{no_grad, Device, Error, Op, Result, Tensor};
 use senet_cpu::batchnorm::{self as kernel, BnShape};
-use senet_cpu::Element;
+use senet_gpu::batchnorm as gpu;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormOptions {
@@ -90,43 +90,80 @@ impl Tensor {
         let x = self.contiguous_detached()?;
         let w = weight.map(|t| t.contiguous_detached()).transpose()?;
         let b = bias.map(|t| t.contiguous_detached()).transpose()?;
-        with_dtype!(self.dtype(), T => {
-            let xs = x.cpu_slice::<T>()?;
-            let ws = w.as_ref().map(|t| t.cpu_slice::<T>()).transpose()?;
-            let bs = b.as_ref().map(|t| t.cpu_slice::<T>()).transpose()?;
-            let (y, mean, invstd) = if opts.training {
-                let out = kernel::forward_train(shape, xs, ws, bs, opts.eps);
-                if let Some(r) = running {
-                    // PyTorch: running = (1 - m) * running + m * batch, with the unbiased variance.
-                    let m = T::from_f64(opts.momentum);
-                    let unbias = T::from_f64(count as f64 / (count - 1) as f64);
-                    let update = |old: &Tensor, new: &[T], scale: T| -> Result<Tensor> {
-                        let old = old.contiguous_detached()?;
-                        let v = old.cpu_slice::<T>()?.iter().zip(new).map(|(&o, &n)| (T::from_f64(1.0) - m) * o + m * n * scale).collect();
-                        Ok(Tensor::from_cpu(v, &[shape.c], None))
-                    };
-                    r.mean = update(&r.mean, &out.mean, T::from_f64(1.0))?;
-                    r.var = update(&r.var, &out.var, unbias)?;
-                }
-                (out.y, out.mean, out.invstd)
+        let on_gpu = self.device() != Device::Cpu;
+        let (y, mean, invstd) = if opts.training {
+            let (y, mean, var, invstd) = if on_gpu {
+                let out =
+                    gpu::forward_train(shape, x.gpu_buf()?, opt_gpu(&w)?, opt_gpu(&b)?, opts.eps)?;
+                let c = |buf| Tensor::from_gpu(buf, &[shape.c], None);
+                (
+                    Tensor::from_gpu(out.y, s, None),
+                    c(out.mean),
+                    c(out.var),
+                    c(out.invstd),
+                )
             } else {
-                let r = running.ok_or_else(|| Error::invalid(OP, "evaluation mode needs the running statistics"))?;
-                let (rm, rv) = (r.mean.contiguous_detached()?, r.var.contiguous_detached()?);
-                let (mean, var) = (rm.cpu_slice::<T>()?, rv.cpu_slice::<T>()?);
-                let y = kernel::forward_eval(shape, xs, ws, bs, mean, var, opts.eps);
-                let invstd = var.iter().map(|&v| T::from_f64(1.0) / (v + T::from_f64(opts.eps)).sqrt()).collect();
-                (y, mean.to_vec(), invstd)
+                with_dtype!(self.dtype(), T => {
+                    let out = kernel::forward_train(shape, x.cpu_slice::<T>()?, opt_cpu::<T>(&w)?, opt_cpu::<T>(&b)?, opts.eps);
+                    let c = |v| Tensor::from_cpu(v, &[shape.c], None);
+                    (Tensor::from_cpu(out.y, s, None), c(out.mean), c(out.var), c(out.invstd))
+                })
             };
-            let record = Op::BatchNorm2d {
-                input: self.clone(),
-                weight: weight.cloned(),
-                bias: bias.cloned(),
-                mean: Tensor::from_cpu(mean, &[shape.c], None),
-                invstd: Tensor::from_cpu(invstd, &[shape.c], None),
-                training: opts.training,
+            if let Some(r) = running {
+                // PyTorch: running = (1 - m) * running + m * batch, the variance unbiased.
+                let m = opts.momentum;
+                let unbias = count as f64 / (count - 1) as f64;
+                no_grad(|| -> Result<()> {
+                    r.mean = r.mean.mul_scalar(1.0 - m)?.add(&mean.mul_scalar(m)?)?;
+                    r.var = r
+                        .var
+                        .mul_scalar(1.0 - m)?
+                        .add(&var.mul_scalar(m * unbias)?)?;
+                    Ok(())
+                })?;
+            }
+            (y, mean, invstd)
+        } else {
+            let r = running.ok_or_else(|| {
+                Error::invalid(OP, "evaluation mode needs the running statistics")
+            })?;
+            let (mean, var) = (r.mean.contiguous_detached()?, r.var.contiguous_detached()?);
+            let invstd = no_grad(|| var.add_scalar(opts.eps)?.powf(-0.5))?;
+            let y = if on_gpu {
+                Tensor::from_gpu(
+                    gpu::forward_eval(
+                        shape,
+                        x.gpu_buf()?,
+                        opt_gpu(&w)?,
+                        opt_gpu(&b)?,
+                        mean.gpu_buf()?,
+                        var.gpu_buf()?,
+                        opts.eps,
+                    )?,
+                    s,
+                    None,
+                )
+            } else {
+                with_dtype!(self.dtype(), T => {
+                    let y = kernel::forward_eval(shape, x.cpu_slice::<T>()?, opt_cpu::<T>(&w)?, opt_cpu::<T>(&b)?, mean.cpu_slice::<T>()?, var.cpu_slice::<T>()?, opts.eps);
+                    Tensor::from_cpu(y, s, None)
+                })
             };
-            Ok(Tensor::from_cpu(y, s, Some(record)))
-        })
+            (y, mean.detach(), invstd)
+        };
+        let record = Op::BatchNorm2d {
+            input: self.clone(),
+            weight: weight.cloned(),
+            bias: bias.cloned(),
+            mean,
+            invstd,
+            training: opts.training,
+        };
+        Ok(Tensor::from_storage(
+            y.storage_arc(),
+            y.layout().clone(),
+            Some(record),
+        ))
     }
 }
 
@@ -147,6 +184,24 @@ pub(crate) fn batch_norm2d_backward(
     };
     let (x, dy) = (input.contiguous_detached()?, grad.contiguous_detached()?);
     let w = weight.map(|t| t.contiguous_detached()).transpose()?;
+    if input.device() != Device::Cpu {
+        let wb = w.as_ref().map(|t| t.gpu_buf()).transpose()?;
+        let args = (
+            shape,
+            x.gpu_buf()?,
+            dy.gpu_buf()?,
+            wb,
+            mean.gpu_buf()?,
+            invstd.gpu_buf()?,
+        );
+        let (dx, dw, db) = if training {
+            gpu::backward_train(args.0, args.1, args.2, args.3, args.4, args.5)?
+        } else {
+            gpu::backward_eval(args.0, args.1, args.2, args.3, args.4, args.5)?
+        };
+        let c = |buf| Tensor::from_gpu(buf, &[shape.c], None);
+        return Ok((Tensor::from_gpu(dx, s, None), c(dw), c(db)));
+    }
     with_dtype!(input.dtype(), T => {
         let ws = w.as_ref().map(|t| t.cpu_slice::<T>()).transpose()?;
         let args = (shape, x.cpu_slice::<T>()?, dy.cpu_slice::<T>()?, ws, mean.cpu_slice::<T>()?, invstd.cpu_slice::<T>()?);

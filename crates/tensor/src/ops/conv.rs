@@ -2,8 +2,9 @@
 //! depthwise convolution). Forward and both gradients are dedicated kernels.
 use super::{check_rank, check_same, check_shape};
 use crate::storage::with_dtype;
-use crate::{Error, Op, Result, Tensor};
+use crate::{Device, Error, Op, Result, Tensor};
 use senet_cpu::conv2d::{self as kernel, Conv2dGeometry};
+use senet_gpu::conv2d as gpu;
 
 /// Options of `conv2d`; pairs are (height, width).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +105,11 @@ impl Tensor {
             bias: bias.cloned(),
             geometry,
         };
+        if self.device() != Device::Cpu {
+            let b = bc.as_ref().map(|b| b.gpu_buf()).transpose()?;
+            let out = gpu::forward(&geometry, xc.gpu_buf()?, wc.gpu_buf()?, b)?;
+            return Ok(Tensor::from_gpu(out, &out_shape, Some(record)));
+        }
         with_dtype!(self.dtype(), T => {
             let b = bc.as_ref().map(|b| b.cpu_slice::<T>()).transpose()?;
             let out = kernel::forward(&geometry, xc.cpu_slice::<T>()?, wc.cpu_slice::<T>()?, b);
@@ -127,6 +133,31 @@ pub(crate) fn conv2d_backward(
         weight.contiguous_detached()?,
         grad.contiguous_detached()?,
     );
+    if input.device() != Device::Cpu {
+        let dyb = dy.gpu_buf()?;
+        let dx = match need_input {
+            true => Some(Tensor::from_gpu(
+                gpu::backward_input(g, w.gpu_buf()?, dyb)?,
+                input.shape(),
+                None,
+            )),
+            false => None,
+        };
+        let dw = Tensor::from_gpu(
+            gpu::backward_weight(g, x.gpu_buf()?, dyb)?,
+            weight.shape(),
+            None,
+        );
+        let db = match with_bias {
+            true => Some(Tensor::from_gpu(
+                gpu::backward_bias(g, dyb)?,
+                &[g.out_channels],
+                None,
+            )),
+            false => None,
+        };
+        return Ok((dx, dw, db));
+    }
     with_dtype!(input.dtype(), T => {
         let dys = dy.cpu_slice::<T>()?;
         let dx = if need_input { Some(Tensor::from_cpu(kernel::backward_input(g, w.cpu_slice::<T>()?, dys), input.shape(), None)) } else { None };

@@ -2,8 +2,9 @@
 use super::check_same;
 use crate::layout::broadcast_shapes;
 use crate::storage::with_dtype;
-use crate::{Op, Result, Tensor};
+use crate::{Device, Op, Result, Tensor};
 use senet_cpu::elementwise::{self as kernel, BinaryOp, Strided, UnaryOp};
+use senet_gpu::elementwise::{self as gpu, StridedBuf};
 
 impl Tensor {
     fn binary(
@@ -20,11 +21,29 @@ impl Tensor {
             self.layout().broadcast_as(&shape)?,
             rhs.layout().broadcast_as(&shape)?,
         );
+        let record = record.then(|| Op::Binary(op, self.clone(), rhs.clone()));
+        if self.device() != Device::Cpu {
+            let a = StridedBuf {
+                buf: self.gpu_raw()?,
+                strides: la.strides(),
+                offset: la.offset(),
+            };
+            let b = StridedBuf {
+                buf: rhs.gpu_raw()?,
+                strides: lb.strides(),
+                offset: lb.offset(),
+            };
+            return Ok(Tensor::from_gpu(
+                gpu::binary(a, b, &shape, op)?,
+                &shape,
+                record,
+            ));
+        }
         with_dtype!(self.dtype(), T => {
             let a = Strided { data: self.cpu_buffer::<T>()?, strides: la.strides(), offset: la.offset() };
             let b = Strided { data: rhs.cpu_buffer::<T>()?, strides: lb.strides(), offset: lb.offset() };
             let out = kernel::binary(a, b, &shape, op);
-            Ok(Tensor::from_cpu(out, &shape, record.then(|| Op::Binary(op, self.clone(), rhs.clone()))))
+            Ok(Tensor::from_cpu(out, &shape, record))
         })
     }
 
@@ -55,9 +74,17 @@ impl Tensor {
 
     fn unary(&self, op: UnaryOp, record: bool) -> Result<Tensor> {
         let x = self.contiguous_detached()?;
+        let record = record.then(|| Op::Unary(op, self.clone()));
+        if self.device() != Device::Cpu {
+            return Ok(Tensor::from_gpu(
+                gpu::unary(x.gpu_buf()?, x.numel(), op)?,
+                self.shape(),
+                record,
+            ));
+        }
         with_dtype!(self.dtype(), T => {
             let out = kernel::unary(x.cpu_slice::<T>()?, op);
-            Ok(Tensor::from_cpu(out, self.shape(), record.then(|| Op::Unary(op, self.clone()))))
+            Ok(Tensor::from_cpu(out, self.shape(), record))
         })
     }
 

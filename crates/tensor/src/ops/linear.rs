@@ -2,8 +2,9 @@
 //! as one op (the SaE module's aggregated dense layer); `linear` is its k = 1 case.
 use super::{check_rank, check_same, check_shape};
 use crate::storage::with_dtype;
-use crate::{Error, Op, Result, Tensor};
+use crate::{Device, Error, Op, Result, Tensor};
 use senet_cpu::grouped_linear::{self as kernel, GroupedLinearShape};
+use senet_gpu::grouped_linear as gpu;
 
 impl Tensor {
     /// `self [B, in] @ weight[out, in]^T + bias [out]`.
@@ -81,6 +82,12 @@ impl Tensor {
             bias: bias.cloned(),
             shape: s,
         };
+        let out_shape = [s.batch, s.groups * s.out_features];
+        if self.device() != Device::Cpu {
+            let bb = b.as_ref().map(|b| b.gpu_buf()).transpose()?;
+            let y = gpu::forward(s, x.gpu_buf()?, w.gpu_buf()?, bb)?;
+            return Ok(Tensor::from_gpu(y, &out_shape, Some(record)));
+        }
         with_dtype!(self.dtype(), T => {
             let bs = b.as_ref().map(|b| b.cpu_slice::<T>()).transpose()?;
             let y = kernel::forward(s, x.cpu_slice::<T>()?, w.cpu_slice::<T>()?, bs);
@@ -103,6 +110,21 @@ pub(crate) fn grouped_linear_backward(
         weight.contiguous_detached()?,
         grad.contiguous_detached()?,
     );
+    if input.device() != Device::Cpu {
+        let (dx, dw, db) = gpu::backward(
+            s,
+            x.gpu_buf()?,
+            w.gpu_buf()?,
+            dy.gpu_buf()?,
+            bias_shape.is_some(),
+        )?;
+        let db = bias_shape.map(|shape| Tensor::from_gpu(db, shape, None));
+        return Ok((
+            Tensor::from_gpu(dx, input.shape(), None),
+            Tensor::from_gpu(dw, weight.shape(), None),
+            db,
+        ));
+    }
     with_dtype!(input.dtype(), T => {
         let (dx, dw, db) = kernel::backward(s, x.cpu_slice::<T>()?, w.cpu_slice::<T>()?, dy.cpu_slice::<T>()?, bias_shape.is_some());
         let db = bias_shape.map(|shape| Tensor::from_cpu(db, shape, None));

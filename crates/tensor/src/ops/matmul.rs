@@ -2,7 +2,7 @@
 use super::check_same;
 use crate::layout::broadcast_shapes;
 use crate::storage::with_dtype;
-use crate::{Error, Op, Result, Tensor};
+use crate::{Device, Error, Op, Result, Tensor};
 use senet_cpu::matmul::{matmul, MatmulShape};
 
 impl Tensor {
@@ -46,9 +46,22 @@ impl Tensor {
         };
         let (a, b) = (full(self, m, k)?, full(rhs, k, n)?);
         let out_shape: Vec<usize> = batch_shape.iter().copied().chain([m, n]).collect();
+        let s = MatmulShape {
+            batch,
+            m,
+            k,
+            n,
+            trans_a: false,
+            trans_b: false,
+        };
+        let record = Some(Op::Matmul(self.clone(), rhs.clone()));
+        if self.device() != Device::Cpu {
+            let out = senet_gpu::matmul::matmul(a.gpu_buf()?, b.gpu_buf()?, s)?;
+            return Ok(Tensor::from_gpu(out, &out_shape, record));
+        }
         with_dtype!(self.dtype(), T => {
-            let out = matmul(a.cpu_slice::<T>()?, b.cpu_slice::<T>()?, MatmulShape { batch, m, k, n, trans_a: false, trans_b: false });
-            Ok(Tensor::from_cpu(out, &out_shape, Some(Op::Matmul(self.clone(), rhs.clone()))))
+            let out = matmul(a.cpu_slice::<T>()?, b.cpu_slice::<T>()?, s);
+            Ok(Tensor::from_cpu(out, &out_shape, record))
         })
     }
 }

@@ -11,7 +11,18 @@ mod reduce;
 mod shape;
 pub(crate) mod softmax;
 
-use crate::{Error, Result, Tensor};
+use crate::{CpuElement, Error, Result, Tensor};
+use senet_gpu::GpuBuffer;
+
+/// The GPU buffer of an optional (contiguous) tensor.
+pub(crate) fn opt_gpu(t: &Option<Tensor>) -> Result<Option<&GpuBuffer>> {
+    t.as_ref().map(|t| t.gpu_buf()).transpose()
+}
+
+/// The CPU elements of an optional (contiguous) tensor.
+pub(crate) fn opt_cpu<T: CpuElement>(t: &Option<Tensor>) -> Result<Option<&[T]>> {
+    t.as_ref().map(|t| t.cpu_slice::<T>()).transpose()
+}
 
 /// Errors unless `a` and `b` share dtype and device.
 pub(crate) fn check_same(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {

@@ -1,8 +1,10 @@
 //! Max, average and global-average pooling over NCHW inputs.
 use super::check_rank;
+use crate::op::Indices;
 use crate::storage::with_dtype;
-use crate::{Error, Op, Result, Tensor};
+use crate::{Device, Error, Op, Result, Tensor};
 use senet_cpu::pool::{self as kernel, Pool2dGeometry};
+use senet_gpu::pool as gpu;
 use std::sync::Arc;
 
 /// Window, stride and padding of a pooling op; pairs are (height, width).
@@ -51,9 +53,18 @@ impl Tensor {
         let g = self.pool_geometry("max_pool2d", opts)?;
         let x = self.contiguous_detached()?;
         let shape = [g.batch, g.channels, g.out_h(), g.out_w()];
+        if self.device() != Device::Cpu {
+            let (y, argmax) = gpu::max_forward(&g, x.gpu_buf()?)?;
+            let record = Op::MaxPool2d {
+                input: self.clone(),
+                argmax: Indices::Gpu(Arc::new(argmax)),
+                geometry: g,
+            };
+            return Ok(Tensor::from_gpu(y, &shape, Some(record)));
+        }
         with_dtype!(self.dtype(), T => {
             let (y, argmax) = kernel::max_forward(&g, x.cpu_slice::<T>()?);
-            Ok(Tensor::from_cpu(y, &shape, Some(Op::MaxPool2d { input: self.clone(), argmax: Arc::from(argmax), geometry: g })))
+            Ok(Tensor::from_cpu(y, &shape, Some(Op::MaxPool2d { input: self.clone(), argmax: Indices::Cpu(Arc::from(argmax)), geometry: g })))
         })
     }
 
@@ -62,6 +73,17 @@ impl Tensor {
         let g = self.pool_geometry("avg_pool2d", opts)?;
         let x = self.contiguous_detached()?;
         let shape = [g.batch, g.channels, g.out_h(), g.out_w()];
+        if self.device() != Device::Cpu {
+            let y = gpu::avg_forward(&g, x.gpu_buf()?)?;
+            return Ok(Tensor::from_gpu(
+                y,
+                &shape,
+                Some(Op::AvgPool2d {
+                    input: self.clone(),
+                    geometry: g,
+                }),
+            ));
+        }
         with_dtype!(self.dtype(), T => {
             let y = kernel::avg_forward(&g, x.cpu_slice::<T>()?);
             Ok(Tensor::from_cpu(y, &shape, Some(Op::AvgPool2d { input: self.clone(), geometry: g })))
@@ -77,10 +99,21 @@ impl Tensor {
 
 pub(crate) fn max_pool2d_backward(
     g: &Pool2dGeometry,
-    argmax: &[u32],
+    argmax: &Indices,
     grad: &Tensor,
 ) -> Result<Tensor> {
     let dy = grad.contiguous_detached()?;
+    let in_shape = [g.batch, g.channels, g.in_h, g.in_w];
+    let argmax = match argmax {
+        Indices::Gpu(idx) => {
+            return Ok(Tensor::from_gpu(
+                gpu::max_backward(g, idx, dy.gpu_buf()?)?,
+                &in_shape,
+                None,
+            ))
+        }
+        Indices::Cpu(idx) => idx,
+    };
     with_dtype!(grad.dtype(), T => {
         let dx = kernel::max_backward(g, argmax, dy.cpu_slice::<T>()?);
         Ok(Tensor::from_cpu(dx, &[g.batch, g.channels, g.in_h, g.in_w], None))
@@ -89,6 +122,14 @@ pub(crate) fn max_pool2d_backward(
 
 pub(crate) fn avg_pool2d_backward(g: &Pool2dGeometry, grad: &Tensor) -> Result<Tensor> {
     let dy = grad.contiguous_detached()?;
+    if grad.device() != Device::Cpu {
+        let dx = gpu::avg_backward(g, dy.gpu_buf()?)?;
+        return Ok(Tensor::from_gpu(
+            dx,
+            &[g.batch, g.channels, g.in_h, g.in_w],
+            None,
+        ));
+    }
     with_dtype!(grad.dtype(), T => {
         let dx = kernel::avg_backward(g, dy.cpu_slice::<T>()?);
         Ok(Tensor::from_cpu(dx, &[g.batch, g.channels, g.in_h, g.in_w], None))

@@ -1,6 +1,6 @@
 //! Sum, mean and max over chosen axes, and `sum_to` (the adjoint of broadcasting).
 use crate::storage::with_dtype;
-use crate::{Error, Op, Result, Tensor};
+use crate::{Device, Error, Op, Result, Tensor};
 use senet_cpu::reduce::{self as kernel, ReduceOp};
 
 /// Sorted, checked axes.
@@ -69,6 +69,10 @@ impl Tensor {
                 axes,
             },
         };
+        if self.device() != Device::Cpu {
+            let out = senet_gpu::reduce::reduce(x.gpu_buf()?, outer, reduced, inner, op)?;
+            return Ok(Tensor::from_gpu(out, &out_shape, Some(record)));
+        }
         with_dtype!(self.dtype(), T => {
             let out = kernel::reduce(x.cpu_slice::<T>()?, outer, reduced, inner, op);
             Ok(Tensor::from_cpu(out, &out_shape, Some(record)))

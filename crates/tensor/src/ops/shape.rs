@@ -3,7 +3,7 @@
 use super::check_same;
 use crate::layout::Layout;
 use crate::storage::with_dtype;
-use crate::{Error, Op, Result, Tensor};
+use crate::{Device, Error, Op, Result, Tensor};
 use senet_cpu::elementwise::{copy_strided, scatter_strided, Strided};
 
 impl Tensor {
@@ -134,6 +134,23 @@ impl Tensor {
             inputs: tensors.iter().map(|&t| t.clone()).collect(),
             axis,
         };
+        if first.device() != Device::Cpu {
+            let out = first.gpu_raw()?.gpu().alloc(out_layout.numel())?;
+            let mut start = 0;
+            for t in tensors {
+                let src = t.contiguous_detached()?;
+                let dst = out_layout.narrow(axis, start, t.shape()[axis])?;
+                senet_gpu::elementwise::scatter_strided(
+                    src.gpu_buf()?,
+                    &out,
+                    dst.strides(),
+                    dst.offset(),
+                    dst.shape(),
+                )?;
+                start += t.shape()[axis];
+            }
+            return Ok(Tensor::from_gpu(out, &shape, Some(record)));
+        }
         with_dtype!(first.dtype(), T => {
             let mut out = vec![T::default(); out_layout.numel()];
             let mut start = 0;

@@ -1,8 +1,9 @@
 //! Softmax, log-softmax and the cross-entropy loss on logits.
 use crate::storage::with_dtype;
-use crate::{Error, Op, Result, Tensor};
+use crate::{Device, Error, Op, Result, Tensor};
 use senet_cpu::softmax as kernel;
 use senet_cpu::Element;
+use senet_gpu::softmax as gpu;
 use std::sync::Arc;
 
 /// `(outer, axis, inner)` sizes of `shape` around `axis`.
@@ -25,9 +26,18 @@ impl Tensor {
         }
         let (outer, len, inner) = split(self.shape(), axis);
         let x = self.contiguous_detached()?;
+        let record = Some(Op::Softmax {
+            input: self.clone(),
+            axis,
+            log,
+        });
+        if self.device() != Device::Cpu {
+            let out = gpu::softmax(x.gpu_buf()?, outer, len, inner, log)?;
+            return Ok(Tensor::from_gpu(out, self.shape(), record));
+        }
         with_dtype!(self.dtype(), T => {
             let out = kernel::softmax(x.cpu_slice::<T>()?, outer, len, inner, log);
-            Ok(Tensor::from_cpu(out, self.shape(), Some(Op::Softmax { input: self.clone(), axis, log })))
+            Ok(Tensor::from_cpu(out, self.shape(), record))
         })
     }
 
@@ -75,6 +85,19 @@ impl Tensor {
             return Err(Error::shape("cross_entropy", "the batch is empty"));
         }
         let x = self.contiguous_detached()?;
+        if self.device() != Device::Cpu {
+            let xb = x.gpu_buf()?;
+            let labels_gpu = xb.gpu().upload(labels)?;
+            let (loss, probs) = gpu::cross_entropy(xb, batch, classes, &labels_gpu, smoothing)?;
+            let probs = Tensor::from_gpu(probs, self.shape(), None);
+            let record = Op::CrossEntropy {
+                logits: self.clone(),
+                labels: Arc::from(labels),
+                smoothing,
+                probs,
+            };
+            return Ok(Tensor::from_gpu(loss, &[], Some(record)));
+        }
         with_dtype!(self.dtype(), T => {
             let (loss, probs) = kernel::cross_entropy(x.cpu_slice::<T>()?, batch, classes, labels, smoothing);
             let probs = Tensor::from_cpu(probs, self.shape(), None);
@@ -93,6 +116,11 @@ pub(crate) fn softmax_backward(
 ) -> Result<Tensor> {
     let (_, len, inner) = split(output.shape(), axis);
     let (y, g) = (output.contiguous_detached()?, grad.contiguous_detached()?);
+    if output.device() != Device::Cpu {
+        let (outer, _, _) = split(output.shape(), axis);
+        let dx = gpu::softmax_backward(y.gpu_buf()?, g.gpu_buf()?, outer, len, inner, log)?;
+        return Ok(Tensor::from_gpu(dx, output.shape(), None));
+    }
     with_dtype!(output.dtype(), T => {
         let dx = kernel::softmax_backward(y.cpu_slice::<T>()?, g.cpu_slice::<T>()?, len, inner, log);
         Ok(Tensor::from_cpu(dx, output.shape(), None))
@@ -107,6 +135,13 @@ pub(crate) fn cross_entropy_backward(
     grad: &Tensor,
 ) -> Result<Tensor> {
     let (batch, classes) = (probs.shape()[0], probs.shape()[1]);
+    if probs.device() != Device::Cpu {
+        // The incoming gradient stays on the GPU: no readback in the middle of backward.
+        let (p, g) = (probs.gpu_buf()?, grad.contiguous_detached()?);
+        let labels = p.gpu().upload(labels)?;
+        let dx = gpu::cross_entropy_backward(p, &labels, batch, classes, smoothing, g.gpu_buf()?)?;
+        return Ok(Tensor::from_gpu(dx, probs.shape(), None));
+    }
     let g = grad.item()?;
     with_dtype!(probs.dtype(), T => {
         let dx = kernel::cross_entropy_backward(probs.cpu_slice::<T>()?, batch, classes, labels, smoothing, T::from_f64(g));
