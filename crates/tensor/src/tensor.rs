@@ -403,6 +403,13 @@ impl Tensor {
     }
 }
 
+impl Tensor {
+    /// A copy on the CPU (itself when already there).
+    pub fn to_cpu(&self) -> Result<Tensor> {
+        self.to_device(Device::Cpu)
+    }
+}
+
 /// GPU tensors hold f32 only.
 pub(crate) fn check_gpu_dtype(op: &'static str, dtype: DType) -> Result<()> {
     if dtype != DType::F32 {
