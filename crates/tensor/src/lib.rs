@@ -31,6 +31,7 @@ pub use layout::Layout;
 pub use op::Op;
 pub use ops::batchnorm::{BatchNormOptions, RunningStats};
 pub use ops::conv::Conv2dOptions;
+pub use ops::optim::{AdamWStep, SgdStep};
 pub use ops::pool::Pool2dOptions;
 pub use senet_cpu as cpu;
 pub use storage::{CpuElement, CpuStorage, DType, Device, Storage};

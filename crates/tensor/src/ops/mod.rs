@@ -6,6 +6,7 @@ pub mod conv;
 mod elementwise;
 pub(crate) mod linear;
 mod matmul;
+pub mod optim;
 pub mod pool;
 mod reduce;
 mod shape;

@@ -1,0 +1,148 @@
+//! Optimizers over a module's parameters: SGD (momentum, Nesterov, L2 weight decay) and AdamW,
+//! with PyTorch's semantics. The per-parameter state (velocity, moments) is kept by parameter
+//! name, so it can be saved with a checkpoint and restored for an exact resume.
+use crate::{Error, Module, Result, Slot};
+use senet_tensor::{AdamWStep, Gradients, SgdStep, Tensor};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimizerKind {
+    Sgd { momentum: f64, nesterov: bool },
+    AdamW { beta1: f64, beta2: f64, eps: f64 },
+}
+
+pub struct Optimizer {
+    pub kind: OptimizerKind,
+    pub weight_decay: f64,
+    /// Steps taken so far.
+    pub steps: u64,
+    /// Per parameter: `[velocity]` for SGD with momentum, `[m, v]` for AdamW.
+    state: BTreeMap<String, Vec<Tensor>>,
+}
+
+impl Optimizer {
+    /// SGD. With `momentum == 0` it is plain SGD whatever `nesterov` says.
+    pub fn sgd(momentum: f64, nesterov: bool, weight_decay: f64) -> Self {
+        Optimizer {
+            kind: OptimizerKind::Sgd {
+                momentum,
+                nesterov: nesterov && momentum != 0.0,
+            },
+            weight_decay,
+            steps: 0,
+            state: BTreeMap::new(),
+        }
+    }
+
+    /// AdamW with decoupled weight decay.
+    pub fn adamw(beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Self {
+        Optimizer {
+            kind: OptimizerKind::AdamW { beta1, beta2, eps },
+            weight_decay,
+            steps: 0,
+            state: BTreeMap::new(),
+        }
+    }
+
+    /// Updates every parameter of `module` that has a gradient in `grads`, with learning rate `lr`.
+    pub fn step(&mut self, module: &mut dyn Module, grads: &Gradients, lr: f64) -> Result<()> {
+        self.steps += 1;
+        let (kind, wd, step) = (self.kind, self.weight_decay, self.steps);
+        let state = &mut self.state;
+        let mut failure: Option<Error> = None;
+        module.visit("", &mut |name, slot| {
+            let Slot::Param(p) = slot else { return };
+            let Some(g) = grads.get(p) else { return };
+            if failure.is_some() {
+                return;
+            }
+            let r: senet_tensor::Result<()> = (|| {
+                match kind {
+                    OptimizerKind::Sgd { momentum, nesterov } => {
+                        let h = SgdStep {
+                            lr,
+                            momentum,
+                            weight_decay: wd,
+                            nesterov,
+                        };
+                        let (np, v) = p.sgd_update(g, state.get(name).map(|s| &s[0]), h)?;
+                        *p = np.requires_grad();
+                        if let Some(v) = v {
+                            state.insert(name.to_string(), vec![v]);
+                        }
+                    }
+                    OptimizerKind::AdamW { beta1, beta2, eps } => {
+                        let (m, v) = match state.get(name) {
+                            Some(s) => (s[0].clone(), s[1].clone()),
+                            None => (p.zeros_like()?, p.zeros_like()?),
+                        };
+                        let h = AdamWStep {
+                            lr,
+                            beta1,
+                            beta2,
+                            eps,
+                            weight_decay: wd,
+                            step,
+                        };
+                        let (np, m, v) = p.adamw_update(g, &m, &v, h)?;
+                        *p = np.requires_grad();
+                        state.insert(name.to_string(), vec![m, v]);
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = r {
+                failure = Some(e.into());
+            }
+        });
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// The state as named tensors (`<param>.velocity`, `<param>.exp_avg`, `<param>.exp_avg_sq`).
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let names: &[&str] = match self.kind {
+            OptimizerKind::Sgd { .. } => &["velocity"],
+            OptimizerKind::AdamW { .. } => &["exp_avg", "exp_avg_sq"],
+        };
+        self.state
+            .iter()
+            .flat_map(|(p, ts)| {
+                ts.iter()
+                    .zip(names)
+                    .map(move |(t, n)| (format!("{p}.{n}"), t.clone()))
+            })
+            .collect()
+    }
+
+    /// Restores state saved by [`Optimizer::state_tensors`] (with the step count).
+    pub fn load_state(&mut self, tensors: BTreeMap<String, Tensor>, steps: u64) -> Result<()> {
+        let names: &[&str] = match self.kind {
+            OptimizerKind::Sgd { .. } => &["velocity"],
+            OptimizerKind::AdamW { .. } => &["exp_avg", "exp_avg_sq"],
+        };
+        let mut state: BTreeMap<String, Vec<Tensor>> = BTreeMap::new();
+        for (key, t) in tensors {
+            let (param, what) = key.rsplit_once('.').ok_or_else(|| {
+                Error::Config(format!(
+                    "optimizer state tensor {key} is not <param>.<state>"
+                ))
+            })?;
+            let idx = names.iter().position(|n| *n == what).ok_or_else(|| Error::Config(format!("optimizer state tensor {key}: {what} is not state of this optimizer ({names:?})")))?;
+            let slot = state.entry(param.to_string()).or_default();
+            if slot.len() <= idx {
+                slot.resize(idx + 1, t.clone());
+            }
+            slot[idx] = t;
+        }
+        if let Some((p, s)) = state.iter().find(|(_, s)| s.len() != names.len()) {
+            return Err(Error::Config(format!(
+                "optimizer state of {p} has {} of its {} tensors",
+                s.len(),
+                names.len()
+            )));
+        }
+        self.state = state;
+        self.steps = steps;
+        Ok(())
+    }
+}
