@@ -6,8 +6,14 @@
 //! `senet selftest`.
 
 pub use senet_cpu as cpu;
+pub use senet_data as data;
 pub use senet_gpu as gpu;
+pub use senet_models as models;
+pub use senet_nn as nn;
 pub use senet_tensor as tensor;
 pub use senet_tensor::{no_grad, Error, Result, Tensor};
 
+pub mod commands;
+pub mod plot;
 pub mod selftest;
+pub mod train;

@@ -276,3 +276,68 @@ pub fn load(module: &mut dyn Module, path: &Path) -> Result<Metadata> {
     })?;
     load_bytes(module, &bytes, path)
 }
+
+/// Saves named f32 tensors (e.g. optimizer state) with `metadata`, atomically.
+pub fn save_tensors(tensors: &[(String, Tensor)], metadata: &Metadata, path: &Path) -> Result<()> {
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            Ok((
+                n.clone(),
+                t.shape().to_vec(),
+                t.to_vec::<f32>()?
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+            ))
+        })
+        .collect::<senet_tensor::Result<_>>()?;
+    let views: Vec<(String, TensorView)> = data
+        .iter()
+        .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Config(format!("building a tensor view: {e}")))?;
+    let meta: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let bytes = safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::Config(format!("serializing tensors: {e}")))?;
+    write_atomically(path, &bytes)
+}
+
+/// Loads every (f32) tensor of a file saved by [`save_tensors`] onto `device`.
+pub fn load_tensors(
+    path: &Path,
+    device: senet_tensor::Device,
+) -> Result<(BTreeMap<String, Tensor>, Metadata)> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| describe(path, &bytes, e))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| describe(path, &bytes, e))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(err(
+                path,
+                format!("tensor {name} has dtype {:?}, expected F32", view.dtype()),
+            ));
+        }
+        let v: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        out.insert(name, Tensor::from_vec(v, view.shape())?.to_device(device)?);
+    }
+    Ok((
+        out,
+        meta.metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    ))
+}

@@ -1,0 +1,255 @@
+//! `senet eval`, `senet predict` and `senet bench`.
+use crate::models::{build, Model, ModelConfig};
+use crate::nn::checkpoint;
+use crate::nn::optim::Optimizer;
+use crate::nn::Module;
+use crate::tensor::{Device, NoGradGuard, Tensor};
+use crate::train::{config_from_metadata, evaluate, DataOptions};
+use anyhow::{anyhow, bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// CIFAR-10's class names and statistics: the defaults for a checkpoint without a description.
+pub const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
+pub const CIFAR10_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
+
+/// The model a checkpoint holds: from its metadata, else from the `--model ...` flags.
+fn load_model(
+    path: &Path,
+    flags: &Option<Result<ModelConfig>>,
+    device: Device,
+) -> Result<(Model, checkpoint::Metadata)> {
+    let meta = checkpoint::read_metadata(path)
+        .with_context(|| format!("--checkpoint {}", path.display()))?;
+    let config = match (config_from_metadata(&meta)?, flags) {
+        (Some(c), _) => c,
+        (None, Some(Ok(c))) => c.clone(),
+        (None, Some(Err(e))) => bail!("{e:#}"),
+        (None, None) => bail!("{} has no model description (a checkpoint exported from PyTorch?): give --model, --depth, --preset, --width and --classes", path.display()),
+    };
+    let mut model = build(&config, 0)?;
+    checkpoint::load(&mut model, path)
+        .with_context(|| format!("loading {} as {}", path.display(), config.name()))?;
+    model.to_device(device)?;
+    Ok((model, meta))
+}
+
+pub fn eval(
+    path: &Path,
+    flags: &Option<Result<ModelConfig>>,
+    data: &DataOptions,
+    device: &str,
+    batch: usize,
+) -> Result<ExitCode> {
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let device = Device::parse(device).with_context(|| format!("--device {device}"))?;
+    let (mut model, _) = load_model(path, flags, device)?;
+    let ds = data
+        .load()
+        .with_context(|| format!("loading --data {}", data.dir.display()))?;
+    if ds.classes.len() != model.config().classes {
+        bail!(
+            "the model has {} classes, the dataset {}",
+            model.config().classes,
+            ds.classes.len()
+        );
+    }
+    let e = evaluate(&mut model, &ds.test, &ds, batch, device)?;
+    println!("loss: {:.4}", e.loss);
+    println!("top-1: {:.2}%", e.top1);
+    println!("top-5: {:.2}%", e.top5);
+    println!(
+        "{:<20} {:>8} {:>8} {:>9}",
+        "class", "correct", "images", "accuracy"
+    );
+    for (name, (correct, total)) in ds.classes.iter().zip(&e.per_class) {
+        println!(
+            "{name:<20} {correct:>8} {total:>8} {:>8.2}%",
+            100.0 * *correct as f64 / (*total).max(1) as f64
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A JSON list of 3 numbers from checkpoint metadata.
+fn stats(meta: &checkpoint::Metadata, key: &str) -> Result<Option<[f32; 3]>> {
+    let Some(v) = meta.get(key) else {
+        return Ok(None);
+    };
+    let v: Vec<f32> =
+        serde_json::from_str(v).with_context(|| format!("checkpoint metadata {key}={v:?}"))?;
+    v.try_into().map(Some).map_err(|v: Vec<f32>| {
+        anyhow!(
+            "checkpoint metadata {key} has {} numbers, expected 3",
+            v.len()
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn predict(
+    path: &Path,
+    images: &[PathBuf],
+    flags: &Option<Result<ModelConfig>>,
+    class_names: Option<&Path>,
+    mean: Option<Vec<f32>>,
+    std: Option<Vec<f32>>,
+    resize: bool,
+    device: &str,
+) -> Result<ExitCode> {
+    let device = Device::parse(device).with_context(|| format!("--device {device}"))?;
+    let (mut model, meta) = load_model(path, flags, device)?;
+    let names: Vec<String> = match (class_names, meta.get("class_names")) {
+        (Some(file), _) => std::fs::read_to_string(file)
+            .with_context(|| format!("--class-names {}", file.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        (None, Some(json)) => {
+            serde_json::from_str(json).context("checkpoint metadata class_names")?
+        }
+        (None, None) => CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect(),
+    };
+    let classes = model.config().classes;
+    if names.len() != classes {
+        bail!(
+            "{} class names for a model with {classes} classes",
+            names.len()
+        );
+    }
+    let three = |v: Option<Vec<f32>>, flag: &str| -> Result<Option<[f32; 3]>> {
+        v.map(|v| v.try_into().map_err(|_| anyhow!("{flag} takes 3 numbers")))
+            .transpose()
+    };
+    let mean = stats(&meta, "mean")?
+        .or(three(mean, "--mean")?)
+        .unwrap_or(CIFAR10_MEAN);
+    let std = stats(&meta, "std")?
+        .or(three(std, "--std")?)
+        .unwrap_or(CIFAR10_STD);
+    if std.iter().any(|&s| s <= 0.0) {
+        bail!("std must be positive, got {std:?}");
+    }
+    let size: usize = match meta.get("input_size") {
+        Some(s) => s
+            .parse()
+            .with_context(|| format!("checkpoint metadata input_size={s:?}"))?,
+        None => 32,
+    };
+    for image_path in images {
+        let img = image::open(image_path)
+            .with_context(|| format!("cannot read image {}", image_path.display()))?
+            .to_rgb8();
+        let img = if img.width() as usize != size || img.height() as usize != size {
+            if !resize {
+                bail!(
+                    "{} is {}x{}, the model takes {size}x{size} images (add --resize to scale it)",
+                    image_path.display(),
+                    img.width(),
+                    img.height()
+                );
+            }
+            image::imageops::resize(
+                &img,
+                size as u32,
+                size as u32,
+                image::imageops::FilterType::Triangle,
+            )
+        } else {
+            img
+        };
+        let mut x = vec![0f32; 3 * size * size];
+        for (i, p) in img.pixels().enumerate() {
+            for c in 0..3 {
+                x[c * size * size + i] = (p[c] as f32 / 255.0 - mean[c]) / std[c];
+            }
+        }
+        let _guard = NoGradGuard::new();
+        let input = Tensor::from_vec(x, &[1, 3, size, size])?.to_device(device)?;
+        let probs = model.forward(&input, false)?.softmax(1)?.to_vec::<f32>()?;
+        let mut order: Vec<usize> = (0..classes).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        println!("{}", image_path.display());
+        for &k in order.iter().take(5) {
+            println!("{} {:.4}", names[k], probs[k]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for the device (a readback on the GPU).
+fn sync(t: &Tensor) -> Result<()> {
+    t.sum_all()?.item()?;
+    Ok(())
+}
+
+pub fn bench(
+    config: &ModelConfig,
+    batch: usize,
+    steps: usize,
+    device: &str,
+    size: usize,
+) -> Result<ExitCode> {
+    if batch == 0 || steps == 0 {
+        bail!("--batch and --steps must be at least 1");
+    }
+    let device = Device::parse(device).with_context(|| format!("--device {device}"))?;
+    let mut model = build(config, 0)?;
+    model.to_device(device)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let x = Tensor::randn(&[batch, 3, size, size], &mut rng).to_device(device)?;
+    let labels: Vec<u32> = (0..batch)
+        .map(|_| rng.random_range(0..config.classes as u32))
+        .collect();
+    let mut opt = Optimizer::sgd(0.9, true, 5e-4);
+    let mut train_step = || -> Result<()> {
+        let loss = model.forward(&x, true)?.cross_entropy(&labels, 0.0)?;
+        let grads = loss.backward()?;
+        opt.step(&mut model, &grads, 0.05)?;
+        sync(&loss)
+    };
+    println!(
+        "{} on {}, batch {batch}, {size}x{size} images, {steps} timed steps after 2 warm-up steps",
+        config.name(),
+        device.describe()
+    );
+    for _ in 0..2 {
+        train_step()?;
+    }
+    let t = Instant::now();
+    for _ in 0..steps {
+        train_step()?;
+    }
+    let train = (batch * steps) as f64 / t.elapsed().as_secs_f64();
+    drop(train_step);
+    let _guard = NoGradGuard::new();
+    for _ in 0..2 {
+        sync(&model.forward(&x, false)?)?;
+    }
+    let t = Instant::now();
+    for _ in 0..steps {
+        sync(&model.forward(&x, false)?)?;
+    }
+    let infer = (batch * steps) as f64 / t.elapsed().as_secs_f64();
+    println!("train: {train:.1} images/s");
+    println!("inference: {infer:.1} images/s");
+    Ok(ExitCode::SUCCESS)
+}
