@@ -16,6 +16,7 @@ use crate::nn::schedule::{Schedule, ScheduleKind};
 use crate::nn::Module;
 use crate::tensor::{Device, Tensor};
 use anyhow::{anyhow, bail, Context, Result};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -602,8 +603,7 @@ pub fn train(o: &TrainOptions) -> Result<(Vec<EpochMetrics>, Outcome)> {
                 ..LoaderOptions::train(&ds, o.batch, o.seed, epoch as u64)
             },
         )?;
-        let bar = o
-            .progress
+        let bar = (o.progress && std::io::stderr().is_terminal())
             .then(|| progress_bar(steps_per_epoch as u64, skip as u64, epoch + 1, o.epochs));
         let started = Instant::now();
         let seconds_before = progress.seconds;
@@ -631,15 +631,24 @@ pub fn train(o: &TrainOptions) -> Result<(Vec<EpochMetrics>, Outcome)> {
             progress.correct += top1 as u64;
             progress.seen += b.len as u64;
             progress.seconds = seconds_before + started.elapsed().as_secs_f64();
+            let in_epoch = progress.step - (epoch * steps_per_epoch) as u64;
+            let rate =
+                (progress.seen - seen_before) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let status = format!(
+                "loss {:.4} acc {:.2}% lr {lr:.5} {rate:.0} img/s",
+                progress.loss_sum / progress.seen as f64,
+                100.0 * progress.correct as f64 / progress.seen as f64
+            );
             if let Some(bar) = &bar {
-                let rate = (progress.seen - seen_before) as f64
-                    / started.elapsed().as_secs_f64().max(1e-9);
-                bar.set_position(progress.step - (epoch * steps_per_epoch) as u64);
-                bar.set_message(format!(
-                    "loss {:.4} acc {:.2}% lr {lr:.5} {rate:.0} img/s",
-                    progress.loss_sum / progress.seen as f64,
-                    100.0 * progress.correct as f64 / progress.seen as f64
-                ));
+                bar.set_position(in_epoch);
+                bar.set_message(status);
+            } else if o.progress && in_epoch % 50 == 0 {
+                // Not a terminal (a log file): a plain line now and then instead of a bar.
+                eprintln!(
+                    "epoch {}/{} step {in_epoch}/{steps_per_epoch} {status}",
+                    epoch + 1,
+                    o.epochs
+                );
             }
             let stop = STOP.load(Ordering::SeqCst);
             if stop || o.max_steps.is_some_and(|m| progress.step >= m) {

@@ -11,8 +11,8 @@
 //!
 //! A 1x1 convolution with stride 1 and no padding needs no im2col at all: the input plane of a
 //! sample already is its `cols` matrix.
+use crate::matmul::par_gemm;
 use crate::Element;
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
@@ -220,12 +220,12 @@ fn im2col<T: Element>(g: &Conv2dGeometry, d: &Dims, x: &[T], cols: &mut [T], ld:
     });
 }
 
-/// The adjoint of [`im2col`]: adds each entry of `cols` = `[k, p]` into the pixel it came from
+/// The adjoint of [`im2col`]: adds each entry of `cols` = `[k, p]` (row `r` at `cols[r * ld]`) into the pixel it came from
 /// in `dx` = `[cin_g, in_h, in_w]` (overlapping windows add up).
-fn col2im<T: Element>(g: &Conv2dGeometry, d: &Dims, cols: &[T], dx: &mut [T]) {
+fn col2im<T: Element>(g: &Conv2dGeometry, d: &Dims, cols: &[T], ld: usize, dx: &mut [T]) {
     let sw = g.stride.1;
     for_each_tap_row(g, d, |row, dst, oh, lo, hi, iw0| {
-        let src = &cols[row * d.p + oh * d.wo..][lo..hi];
+        let src = &cols[row * ld + oh * d.wo..][lo..hi];
         let dst = &mut dx[dst + iw0..];
         for (o, s) in dst.iter_mut().step_by(sw).zip(src) {
             *o += *s;
@@ -243,6 +243,19 @@ fn mat_mut<T>(rows: usize, cols: usize, s: &mut [T]) -> ArrayViewMut2<'_, T> {
     ArrayViewMut2::from_shape((rows, cols), s).expect("slice sized rows * cols")
 }
 
+/// Output columns a GEMM should see at least: late layers have tiny output planes (1x1 to 8x8
+/// on CIFAR), and a GEMM per sample would be a matrix-vector product that re-packs the weight
+/// for every sample. Samples are therefore packed side by side, `chunk * p` columns per GEMM.
+const TARGET_COLS: usize = 256;
+
+/// Samples per chunk for forward and input-gradient passes: enough for `TARGET_COLS` columns,
+/// but leaving at least one chunk per thread. (Each output element is one dot product whatever
+/// the chunking, so this may depend on the thread count without changing any result.)
+fn chunk_samples(batch: usize, p: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    TARGET_COLS.div_ceil(p).min(batch.div_ceil(threads)).max(1)
+}
+
 /// y = conv(x, w) + bias, `[batch, out_channels, out_h, out_w]`.
 ///
 /// # Panics
@@ -255,32 +268,44 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
         check_len("forward", "bias", b.len(), g.out_channels);
     }
     let mut y = vec![T::zero(); g.batch * g.out_channels * d.p];
-    let col_len = if d.pointwise { 0 } else { d.k * d.p };
-    y.par_chunks_mut(g.out_channels * d.p)
-        .zip(x.par_chunks(g.in_channels * d.hw))
-        .for_each_init(
-            || vec![T::zero(); col_len],
-            |cols, (y_n, x_n)| {
-                for grp in 0..g.groups {
-                    let x_g = &x_n[grp * d.cin_g * d.hw..][..d.cin_g * d.hw];
-                    let cols_g: &[T] = if d.pointwise {
-                        x_g
+    let chunk = chunk_samples(g.batch, d.p);
+    let (x_n, y_n) = (g.in_channels * d.hw, g.out_channels * d.p);
+    y.par_chunks_mut(chunk * y_n)
+        .zip(x.par_chunks(chunk * x_n))
+        .for_each(|(y_c, x_c)| {
+            let m = x_c.len() / x_n;
+            let mp = m * d.p;
+            // cols `[k, m*p]`: sample s fills columns s*p..(s+1)*p; out `[cout_g, m*p]`.
+            let mut cols = vec![T::zero(); d.k * mp];
+            let mut out = vec![T::zero(); d.cout_g * mp];
+            for grp in 0..g.groups {
+                for s in 0..m {
+                    let x_g = &x_c[s * x_n + grp * d.cin_g * d.hw..][..d.cin_g * d.hw];
+                    if d.pointwise {
+                        for (dst, src) in cols.chunks_mut(mp).zip(x_g.chunks(d.hw)) {
+                            dst[s * d.p..][..d.p].copy_from_slice(src);
+                        }
                     } else {
-                        im2col(g, &d, x_g, cols, d.p);
-                        cols
-                    };
-                    let w_g = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k]);
-                    let y_g = &mut y_n[grp * d.cout_g * d.p..][..d.cout_g * d.p];
-                    let mut y_g = mat_mut(d.cout_g, d.p, y_g);
-                    general_mat_mul(T::one(), &w_g, &mat(d.k, d.p, cols_g), T::zero(), &mut y_g);
+                        im2col(g, &d, x_g, &mut cols[s * d.p..], mp);
+                    }
                 }
-                if let Some(b) = bias {
-                    for (row, &bc) in y_n.chunks_mut(d.p).zip(b) {
+                let w_g = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k]);
+                par_gemm(w_g, mat(d.k, mp, &cols), mat_mut(d.cout_g, mp, &mut out));
+                for s in 0..m {
+                    let y_g = &mut y_c[s * y_n + grp * d.cout_g * d.p..][..d.cout_g * d.p];
+                    for (dst, src) in y_g.chunks_mut(d.p).zip(out.chunks(mp)) {
+                        dst.copy_from_slice(&src[s * d.p..][..d.p]);
+                    }
+                }
+            }
+            if let Some(b) = bias {
+                for y_s in y_c.chunks_mut(y_n) {
+                    for (row, &bc) in y_s.chunks_mut(d.p).zip(b) {
                         row.iter_mut().for_each(|v| *v += bc);
                     }
                 }
-            },
-        );
+            }
+        });
     y
 }
 
@@ -298,33 +323,38 @@ pub fn backward_input<T: Element>(g: &Conv2dGeometry, w: &[T], dy: &[T]) -> Vec<
         g.batch * g.out_channels * d.p,
     );
     let mut dx = vec![T::zero(); g.batch * g.in_channels * d.hw];
-    let col_len = if d.pointwise { 0 } else { d.k * d.p };
-    dx.par_chunks_mut(g.in_channels * d.hw)
-        .zip(dy.par_chunks(g.out_channels * d.p))
-        .for_each_init(
-            || vec![T::zero(); col_len],
-            |dcols, (dx_n, dy_n)| {
-                for grp in 0..g.groups {
-                    let w_t = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k])
-                        .reversed_axes();
-                    let dy_g = mat(
-                        d.cout_g,
-                        d.p,
-                        &dy_n[grp * d.cout_g * d.p..][..d.cout_g * d.p],
-                    );
-                    let dx_g = &mut dx_n[grp * d.cin_g * d.hw..][..d.cin_g * d.hw];
-                    if d.pointwise {
-                        // dcols is dx_g itself.
-                        let mut out = mat_mut(d.k, d.p, dx_g);
-                        general_mat_mul(T::one(), &w_t, &dy_g, T::zero(), &mut out);
-                    } else {
-                        let mut out = mat_mut(d.k, d.p, dcols);
-                        general_mat_mul(T::one(), &w_t, &dy_g, T::zero(), &mut out);
-                        col2im(g, &d, dcols, dx_g);
+    let chunk = chunk_samples(g.batch, d.p);
+    let (x_n, y_n) = (g.in_channels * d.hw, g.out_channels * d.p);
+    dx.par_chunks_mut(chunk * x_n)
+        .zip(dy.par_chunks(chunk * y_n))
+        .for_each(|(dx_c, dy_c)| {
+            let m = dy_c.len() / y_n;
+            let mp = m * d.p;
+            // dy of the chunk's samples side by side `[cout_g, m*p]`; dcols = W_g^T @ dy `[k, m*p]`.
+            let mut dyp = vec![T::zero(); d.cout_g * mp];
+            let mut dcols = vec![T::zero(); d.k * mp];
+            for grp in 0..g.groups {
+                for s in 0..m {
+                    let dy_g = &dy_c[s * y_n + grp * d.cout_g * d.p..][..d.cout_g * d.p];
+                    for (dst, src) in dyp.chunks_mut(mp).zip(dy_g.chunks(d.p)) {
+                        dst[s * d.p..][..d.p].copy_from_slice(src);
                     }
                 }
-            },
-        );
+                let w_t = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k])
+                    .reversed_axes();
+                par_gemm(w_t, mat(d.cout_g, mp, &dyp), mat_mut(d.k, mp, &mut dcols));
+                for s in 0..m {
+                    let dx_g = &mut dx_c[s * x_n + grp * d.cin_g * d.hw..][..d.cin_g * d.hw];
+                    if d.pointwise {
+                        for (dst, src) in dx_g.chunks_mut(d.hw).zip(dcols.chunks(mp)) {
+                            dst.copy_from_slice(&src[s * d.p..][..d.p]);
+                        }
+                    } else {
+                        col2im(g, &d, &dcols[s * d.p..], mp, dx_g);
+                    }
+                }
+            }
+        });
     dx
 }
 
@@ -347,15 +377,17 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
         g.batch * g.out_channels * d.p,
     );
     let wlen = g.weight_len();
-    let chunks = g.batch.div_ceil(BATCH_CHUNK);
+    // Fixed (thread-independent) chunks: the partial sums are added in chunk order.
+    let per = TARGET_COLS.div_ceil(d.p).max(BATCH_CHUNK).min(g.batch);
+    let chunks = g.batch.div_ceil(per);
     // Each chunk's samples are packed side by side, cols `[k, m*p]` and dy `[cout_g, m*p]`, so
     // one GEMM with inner dimension m*p covers the chunk: when the output plane is small (late
     // layers) a GEMM per sample would mostly re-read and re-write dW.
-    let col_len = d.k * BATCH_CHUNK * d.p;
-    let dy_len = d.cout_g * BATCH_CHUNK * d.p;
+    let col_len = d.k * per * d.p;
+    let dy_len = d.cout_g * per * d.p;
     let partial = |(cols, dyp): &mut (Vec<T>, Vec<T>), chunk: usize| -> Vec<T> {
-        let first = chunk * BATCH_CHUNK;
-        let m = BATCH_CHUNK.min(g.batch - first);
+        let first = chunk * per;
+        let m = per.min(g.batch - first);
         let mp = m * d.p;
         let mut dw = vec![T::zero(); wlen];
         for grp in 0..g.groups {
@@ -381,7 +413,7 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
                 d.k,
                 &mut dw[grp * d.cout_g * d.k..][..d.cout_g * d.k],
             );
-            general_mat_mul(T::one(), &dy_m, &cols_t, T::zero(), &mut dw_g);
+            par_gemm(dy_m, cols_t, dw_g.view_mut());
         }
         dw
     };

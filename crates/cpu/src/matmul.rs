@@ -59,3 +59,29 @@ pub fn matmul<T: Element>(a: &[T], b: &[T], s: MatmulShape) -> Vec<T> {
     }
     out
 }
+
+/// Rows of C per parallel task in [`par_gemm`]: fixed, so the split (and the result) does not
+/// depend on the number of threads; large enough that re-packing B per block stays cheap.
+const ROW_BLOCK: usize = 64;
+
+/// `c = a @ b` (overwriting `c`), with the rows of `c` split into fixed blocks computed in
+/// parallel. Each element of `c` is one dot product computed the same way whatever the split,
+/// so the result is bit-identical to a single `general_mat_mul`.
+pub fn par_gemm<T: Element>(
+    a: ndarray::ArrayView2<T>,
+    b: ndarray::ArrayView2<T>,
+    mut c: ndarray::ArrayViewMut2<T>,
+) {
+    use ndarray::Axis;
+    if c.nrows() <= ROW_BLOCK {
+        general_mat_mul(T::one(), &a, &b, T::zero(), &mut c);
+        return;
+    }
+    let blocks: Vec<_> = c
+        .axis_chunks_iter_mut(Axis(0), ROW_BLOCK)
+        .zip(a.axis_chunks_iter(Axis(0), ROW_BLOCK))
+        .collect();
+    blocks
+        .into_par_iter()
+        .for_each(|(mut c, a)| general_mat_mul(T::one(), &a, &b, T::zero(), &mut c));
+}
