@@ -608,7 +608,8 @@ pub fn train(o: &TrainOptions) -> Result<(Vec<EpochMetrics>, Outcome)> {
         let started = Instant::now();
         let seconds_before = progress.seconds;
         let seen_before = progress.seen;
-        let mut lr = schedule.lr(progress.step as usize);
+        // The rate of the last step taken (what the row reports if this epoch has none left).
+        let mut lr = schedule.lr(progress.step.saturating_sub(1) as usize);
         for b in loader {
             lr = schedule.lr(progress.step as usize);
             let x = batch_tensor(&b, ds.image_size, device)?;
