@@ -220,10 +220,10 @@ pub fn bench(
         .map(|_| rng.random_range(0..config.classes as u32))
         .collect();
     let mut opt = Optimizer::sgd(0.9, true, 5e-4);
-    let mut train_step = || -> Result<()> {
+    let mut train_step = |model: &mut Model| -> Result<()> {
         let loss = model.forward(&x, true)?.cross_entropy(&labels, 0.0)?;
         let grads = loss.backward()?;
-        opt.step(&mut model, &grads, 0.05)?;
+        opt.step(model, &grads, 0.05)?;
         sync(&loss)
     };
     println!(
@@ -232,14 +232,13 @@ pub fn bench(
         device.describe()
     );
     for _ in 0..2 {
-        train_step()?;
+        train_step(&mut model)?;
     }
     let t = Instant::now();
     for _ in 0..steps {
-        train_step()?;
+        train_step(&mut model)?;
     }
     let train = (batch * steps) as f64 / t.elapsed().as_secs_f64();
-    drop(train_step);
     let _guard = NoGradGuard::new();
     for _ in 0..2 {
         sync(&model.forward(&x, false)?)?;

@@ -240,10 +240,10 @@ enum Command {
         #[arg(long)]
         class_names: Option<PathBuf>,
         /// Per-channel mean (default: the checkpoint's, else CIFAR-10's).
-        #[arg(long, num_args = 3, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',')]
         mean: Option<Vec<f32>>,
         /// Per-channel std (default: the checkpoint's, else CIFAR-10's).
-        #[arg(long, num_args = 3, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',')]
         std: Option<Vec<f32>>,
         /// Resize images whose size differs from the model's input size.
         #[arg(long)]
@@ -292,6 +292,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_mesa();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train {
@@ -405,7 +406,7 @@ fn main() -> ExitCode {
         ),
         Command::Summary { model, input_size } => (|| {
             let mut m = senet::models::build(&model.config(model.classes.unwrap_or(10))?, 0)?;
-            print!("{}", senet::models::summary(&mut m, input_size)?);
+            println!("{}", senet::models::summary(&mut m, input_size)?);
             Ok(ExitCode::SUCCESS)
         })(),
         Command::Bench {
@@ -435,6 +436,18 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid or not set" on every device
+/// enumeration when it is unset (headless machines, CI); point it at a private folder instead,
+/// before any thread starts.
+fn quiet_mesa() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join(format!("senet-runtime-{}", std::process::id()));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
         }
     }
 }

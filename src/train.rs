@@ -643,7 +643,7 @@ pub fn train(o: &TrainOptions) -> Result<(Vec<EpochMetrics>, Outcome)> {
             if let Some(bar) = &bar {
                 bar.set_position(in_epoch);
                 bar.set_message(status);
-            } else if o.progress && in_epoch % 50 == 0 {
+            } else if o.progress && in_epoch.is_multiple_of(50) {
                 // Not a terminal (a log file): a plain line now and then instead of a bar.
                 eprintln!(
                     "epoch {}/{} step {in_epoch}/{steps_per_epoch} {status}",

@@ -35,7 +35,7 @@ pub fn write_cifar10(dir: &Path, per_class: usize, seed: u64) {
             for y in 0..32usize {
                 for _x in 0..32 {
                     let base = ((label as usize * (ch + 3) * 37) % 200) as i32
-                        + if (label as usize + ch) % 2 == 0 {
+                        + if (label as usize + ch).is_multiple_of(2) {
                             y as i32 * 2
                         } else {
                             64 - y as i32 * 2

@@ -142,7 +142,7 @@ pub(crate) fn fetch(dir: &Path, archive: &Archive, opts: &DownloadOptions) -> Re
             return Err(Error::Io {
                 what: "cannot move the extracted dataset to",
                 path: target,
-                source: e,
+                err: e,
             });
         }
     }
@@ -207,7 +207,7 @@ fn download(url: &str, dest: &Path, archive: &Archive, dir: &Path) -> Result<Str
     let file = out.into_inner().map_err(|e| Error::Io {
         what: "cannot write",
         path: dest.to_path_buf(),
-        source: e.into_error(),
+        err: e.into_error(),
     })?;
     file.sync_all().map_err(io_err("cannot write", dest))?;
     Ok(hasher

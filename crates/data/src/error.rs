@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or folder could not be opened, read, written or renamed.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {err}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: io::Error,
+        // Not named `source`: thiserror would chain it and `{:#}` would print it twice.
+        err: io::Error,
     },
     /// The files are there but their contents are wrong: a truncated record, a label out of
     /// range, an undecodable image, a missing folder...
@@ -41,5 +42,5 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Builds a `map_err` closure that attaches the action and the path to an `io::Error`.
 pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
     let path = path.to_path_buf();
-    move |source| Error::Io { what, path, source }
+    move |err| Error::Io { what, path, err }
 }

@@ -27,9 +27,9 @@ fn err(path: &Path, msg: impl Into<String>) -> Error {
 /// Writes `bytes` to `path` through a temporary file in the same folder, so a crash never
 /// leaves a half-written file under the real name.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
+    let io = |err| Error::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     };
     let file_name = path
         .file_name()
@@ -124,9 +124,9 @@ fn describe(path: &Path, bytes: &[u8], e: SafeTensorError) -> Error {
 
 /// The metadata of a checkpoint (empty for files without any, e.g. saved by PyTorch).
 pub fn read_metadata(path: &Path) -> Result<Metadata> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|err| Error::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     })?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| describe(path, &bytes, e))?;
     Ok(meta
@@ -270,9 +270,9 @@ fn place(values: Option<Vec<f32>>, like: &Tensor) -> senet_tensor::Result<Tensor
 
 /// Loads `path` into `module`; see [`load_bytes`].
 pub fn load(module: &mut dyn Module, path: &Path) -> Result<Metadata> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|err| Error::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     })?;
     load_bytes(module, &bytes, path)
 }
@@ -311,9 +311,9 @@ pub fn load_tensors(
     path: &Path,
     device: senet_tensor::Device,
 ) -> Result<(BTreeMap<String, Tensor>, Metadata)> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|err| Error::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     })?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| describe(path, &bytes, e))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| describe(path, &bytes, e))?;

@@ -8,11 +8,8 @@ pub enum Error {
     Tensor(#[from] senet_tensor::Error),
     #[error("{path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("{0}")]
     Config(String),
 }

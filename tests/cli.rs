@@ -1,0 +1,564 @@
+//! End to end: the real `senet` binary on files these tests write (checkpoints, PNG/JPEG
+//! images, a tiny CIFAR-10 binary folder), its output format, and its errors.
+//!
+//! Expected numbers come from the same model run in this process, so the tests check what the
+//! command adds: reading the checkpoint and its metadata, decoding and normalizing images,
+//! the softmax and ranking, the dataset, and the printing.
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use senet::models::{build, Model, ModelConfig};
+use senet::nn::checkpoint::{self, Metadata};
+use senet::nn::Module;
+use senet::Tensor;
+use std::path::{Path, PathBuf};
+
+#[path = "fixtures/support.rs"]
+mod support;
+use support::*;
+
+/// resnet-18, preset cifar, width 4: small enough to run in milliseconds.
+fn config(classes: usize) -> ModelConfig {
+    let mut c = ModelConfig::new(
+        "resnet".parse().unwrap(),
+        Some(18),
+        "cifar".parse().unwrap(),
+        classes,
+    );
+    c.width = 4;
+    c
+}
+
+/// The `--model ...` flags of [`config`].
+fn model_flags(classes: usize) -> Vec<String> {
+    let classes = classes.to_string();
+    [
+        "--model",
+        "resnet",
+        "--depth",
+        "18",
+        "--preset",
+        "cifar",
+        "--width",
+        "4",
+        "--classes",
+        &classes,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Class names of the predict checkpoint: not CIFAR-10's (so the metadata must be read), one
+/// with a space.
+const NAMES: [&str; 7] = [
+    "alpha",
+    "beta",
+    "gamma",
+    "red panda",
+    "epsilon",
+    "zeta",
+    "eta",
+];
+/// Normalization of the predict checkpoint: not CIFAR-10's, so the metadata must be used.
+const MEAN: [f32; 3] = [0.5, 0.4, 0.3];
+const STD: [f32; 3] = [0.2, 0.25, 0.3];
+
+/// A model with non-default batch-norm statistics (a few training-mode passes on random data),
+/// so evaluation mode differs from training mode.
+fn model(classes: usize) -> Model {
+    let mut m = build(&config(classes), 1).unwrap();
+    let mut rng = StdRng::seed_from_u64(2);
+    for _ in 0..2 {
+        let x = Tensor::randn(&[4, 3, 32, 32], &mut rng);
+        senet::no_grad(|| m.forward(&x, true).unwrap());
+    }
+    m
+}
+
+/// MODELS.md's metadata keys, as `senet train` writes them.
+fn metadata(c: &ModelConfig, names: &[&str], mean: [f32; 3], std: [f32; 3]) -> Metadata {
+    let mut m: Metadata = c
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    m.insert("class_names".into(), serde_json::to_string(names).unwrap());
+    m.insert("mean".into(), serde_json::to_string(&mean).unwrap());
+    m.insert("std".into(), serde_json::to_string(&std).unwrap());
+    m.insert("input_size".into(), "32".into());
+    m
+}
+
+/// A 32x32 (or `w` x `h`) image of gradients plus noise.
+fn picture(w: u32, h: u32, seed: u64) -> image::RgbImage {
+    let mut rng = StdRng::seed_from_u64(seed);
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let mut n = |base: u32| (base as i32 + rng.random_range(-30..=30)).clamp(0, 255) as u8;
+        image::Rgb([n(x * 7), n(y * 7), n((x + y) * 3 + 40)])
+    })
+}
+
+/// Softmax probabilities of `model` for the image at `path` (decoded as `senet predict` does:
+/// the `image` crate, RGB8) normalized with `mean`/`std`.
+fn probabilities(model: &mut Model, path: &Path, mean: [f32; 3], std: [f32; 3]) -> Vec<f64> {
+    let img = image::open(path).unwrap().to_rgb8();
+    let mut x = vec![0f32; 3 * 32 * 32];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            x[c * 1024 + i] = (p[c] as f32 / 255.0 - mean[c]) / std[c];
+        }
+    }
+    let x = Tensor::from_vec(x, &[1, 3, 32, 32]).unwrap();
+    let logits: Vec<f32> = senet::no_grad(|| model.forward(&x, false).unwrap().to_vec().unwrap());
+    softmax(&logits)
+}
+
+fn softmax(logits: &[f32]) -> Vec<f64> {
+    let m = logits.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
+    let e: Vec<f64> = logits.iter().map(|&v| (v as f64 - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+/// Checks one image's predictions: 5 rows, descending, summing to at most 1, and equal (to the
+/// printed 4 digits) to `expected`'s five largest under `names`.
+fn check_predictions(rows: &[(String, f64)], expected: &[f64], names: &[&str]) {
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    for w in rows.windows(2) {
+        assert!(w[0].1 >= w[1].1, "not most likely first: {rows:?}");
+    }
+    // Each printed value is off by at most half a unit of the 4th digit.
+    let sum: f64 = rows.iter().map(|r| r.1).sum();
+    assert!(
+        sum <= 1.0 + 5.0 * 0.5e-4,
+        "probabilities sum to {sum}: {rows:?}"
+    );
+    let mut order: Vec<usize> = (0..expected.len()).collect();
+    order.sort_by(|&a, &b| expected[b].total_cmp(&expected[a]));
+    for ((name, p), &k) in rows.iter().zip(&order) {
+        assert_eq!(name, names[k], "{rows:?} vs {expected:?}");
+        // Rounding to 4 digits, plus f32 differences between two runs of the same model.
+        assert!(
+            (p - expected[k]).abs() <= 0.5e-4 + 1e-5,
+            "{name}: printed {p}, expected {:.6}",
+            expected[k]
+        );
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The predict checkpoint: 7 classes, NAMES, MEAN/STD in its metadata.
+fn predict_checkpoint(dir: &Path) -> (Model, PathBuf) {
+    let mut m = model(NAMES.len());
+    let path = dir.join("model.safetensors");
+    checkpoint::save(
+        &mut m,
+        &metadata(&config(NAMES.len()), &NAMES, MEAN, STD),
+        &path,
+    )
+    .unwrap();
+    (m, path)
+}
+
+#[test]
+fn summary_prints_the_papers_parameters_and_flops() {
+    let out = success(&senet([
+        "summary",
+        "--model",
+        "senetv2",
+        "--depth",
+        "9",
+        "--preset",
+        "paper",
+        "--classes",
+        "10",
+    ]));
+    assert!(out.contains("9,443,050"), "{out}");
+    assert!(out.contains("62.7"), "{out}");
+}
+
+#[test]
+fn predict_png_and_jpeg_with_the_checkpoints_description() {
+    let dir = scratch("cli-predict");
+    let (mut model, ckpt) = predict_checkpoint(&dir);
+    let png = dir.join("one.png");
+    let jpg = dir.join("two.jpg");
+    picture(32, 32, 1).save(&png).unwrap();
+    picture(32, 32, 2).save(&jpg).unwrap();
+
+    let mut args = strings(&["predict", "--device", "cpu", "--checkpoint"]);
+    args.extend([path_str(&ckpt), path_str(&png), path_str(&jpg)]);
+    let out = success(&senet(&args));
+    let preds = parse_predictions(&out);
+    assert_eq!(preds.len(), 2, "{out}");
+    for ((path_line, rows), image) in preds.iter().zip([&png, &jpg]) {
+        assert_eq!(path_line, &path_str(image));
+        // The JPEG is compared through the same decoder, so lossy compression does not matter.
+        check_predictions(rows, &probabilities(&mut model, image, MEAN, STD), &NAMES);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
+const CIFAR10_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
+
+/// A 10-class checkpoint without metadata (as PyTorch exports), an image and a class-name file.
+fn bare_checkpoint(dir: &Path) -> (Model, PathBuf, PathBuf, PathBuf) {
+    let mut model = model(10);
+    let ckpt = dir.join("bare.safetensors");
+    checkpoint::save(&mut model, &Metadata::new(), &ckpt).unwrap();
+    let png = dir.join("image.png");
+    picture(32, 32, 3).save(&png).unwrap();
+    let names_file = dir.join("names.txt");
+    std::fs::write(&names_file, THINGS.join("\n") + "\n").unwrap();
+    (model, ckpt, png, names_file)
+}
+
+const THINGS: [&str; 10] = [
+    "thing0", "thing1", "thing2", "thing3", "thing4", "thing5", "thing6", "thing7", "thing8",
+    "thing9",
+];
+
+#[test]
+fn predict_without_metadata_takes_model_flags_and_class_names() {
+    let dir = scratch("cli-predict-flags");
+    let (mut model, ckpt, png, names_file) = bare_checkpoint(&dir);
+    // CIFAR-10's statistics are the default for a file without them.
+    let expected = probabilities(&mut model, &png, CIFAR10_MEAN, CIFAR10_STD);
+
+    let mut args = strings(&["predict", "--device", "cpu", "--checkpoint"]);
+    args.push(path_str(&ckpt));
+    args.extend(model_flags(10));
+    args.push("--class-names".into());
+    args.extend([path_str(&names_file), path_str(&png)]);
+    let out = success(&senet(&args));
+    let preds = parse_predictions(&out);
+    assert_eq!(preds.len(), 1, "{out}");
+    check_predictions(&preds[0].1, &expected, &THINGS);
+
+    // Without --class-names: CIFAR-10's names.
+    let mut args = strings(&["predict", "--device", "cpu", "--checkpoint"]);
+    args.push(path_str(&ckpt));
+    args.extend(model_flags(10));
+    args.push(path_str(&png));
+    let out = success(&senet(&args));
+    check_predictions(&parse_predictions(&out)[0].1, &expected, &CIFAR10_CLASSES);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn predict_mean_and_std_flags() {
+    let dir = scratch("cli-predict-stats");
+    let (mut bare, bare_ckpt, png, _) = bare_checkpoint(&dir);
+    let (mut described, described_ckpt) = predict_checkpoint(&dir);
+    let stats = strings(&["--mean", "0.6,0.5,0.4", "--std", "0.3,0.2,0.25"]);
+    let (mean, std) = ([0.6, 0.5, 0.4], [0.3, 0.2, 0.25]);
+
+    // A file without statistics.
+    let mut args = strings(&["predict", "--device", "cpu", "--checkpoint"]);
+    args.push(path_str(&bare_ckpt));
+    args.extend(model_flags(10));
+    args.extend(stats.clone());
+    args.push(path_str(&png));
+    let out = success(&senet(&args));
+    let expected = probabilities(&mut bare, &png, mean, std);
+    check_predictions(&parse_predictions(&out)[0].1, &expected, &CIFAR10_CLASSES);
+
+    // A described checkpoint's own statistics come first (issue 4: metadata, else the flags,
+    // else CIFAR-10's): the flags do not change its predictions.
+    let mut args = strings(&["predict", "--device", "cpu", "--checkpoint"]);
+    args.push(path_str(&described_ckpt));
+    args.extend(stats);
+    args.push(path_str(&png));
+    let out = success(&senet(&args));
+    let expected = probabilities(&mut described, &png, MEAN, STD);
+    check_predictions(&parse_predictions(&out)[0].1, &expected, &NAMES);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn predict_refuses_a_wrong_size_image_unless_resize() {
+    let dir = scratch("cli-predict-size");
+    let (_, ckpt) = predict_checkpoint(&dir);
+    let good = dir.join("good.png");
+    let big = dir.join("wide.png");
+    picture(32, 32, 4).save(&good).unwrap();
+    picture(40, 24, 5).save(&big).unwrap();
+
+    let mut args = strings(&["predict", "--device", "cpu", "--checkpoint"]);
+    args.extend([path_str(&ckpt), path_str(&good), path_str(&big)]);
+    let err = failure(&senet(&args));
+    for part in [path_str(&big).as_str(), "40x24", "32x32", "--resize"] {
+        assert!(err.contains(part), "{part:?} not in {err}");
+    }
+
+    args.push("--resize".into());
+    let out = success(&senet(&args));
+    let preds = parse_predictions(&out);
+    assert_eq!(preds.len(), 2, "{out}");
+    assert_eq!(preds[1].0, path_str(&big));
+    for (_, rows) in &preds {
+        assert_eq!(rows.len(), 5);
+        assert!(rows.windows(2).all(|w| w[0].1 >= w[1].1), "{out}");
+        assert!(
+            rows.iter().map(|r| r.1).sum::<f64>() <= 1.0 + 2.5e-4,
+            "{out}"
+        );
+        assert!(rows.iter().all(|r| NAMES.contains(&r.0.as_str())), "{out}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn predict_names_an_unreadable_image() {
+    let dir = scratch("cli-predict-unreadable");
+    let (_, ckpt) = predict_checkpoint(&dir);
+    let broken = dir.join("broken.png");
+    std::fs::write(&broken, b"this is not a PNG file").unwrap();
+    let missing = dir.join("missing.jpg");
+    for image in [&broken, &missing] {
+        let mut args = strings(&["predict", "--device", "cpu", "--checkpoint"]);
+        args.extend([path_str(&ckpt), path_str(image)]);
+        let err = failure(&senet(&args));
+        assert!(err.contains(&path_str(image)), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn eval_on_a_tiny_cifar10_folder() {
+    let dir = scratch("cli-eval");
+    let mut model = model(10);
+    let ckpt = dir.join("model.safetensors");
+    let (cifar_mean, cifar_std) = (CIFAR10_MEAN, CIFAR10_STD);
+    checkpoint::save(
+        &mut model,
+        &metadata(&config(10), &CIFAR10_CLASSES, cifar_mean, cifar_std),
+        &ckpt,
+    )
+    .unwrap();
+
+    // 12 test images with labels 0..9, 0, 1 (classes 0 and 1 twice); 2 training images.
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut pixels = |n: usize| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| (0..3072).map(|_| rng.random()).collect())
+            .collect()
+    };
+    let test_pixels = pixels(12);
+    let labels: Vec<u8> = (0..12).map(|i| (i % 10) as u8).collect();
+    let test: Vec<Vec<u8>> = test_pixels
+        .iter()
+        .zip(&labels)
+        .map(|(p, &l)| record(l, p))
+        .collect();
+    let train: Vec<Vec<u8>> = pixels(2).iter().map(|p| record(3, p)).collect();
+    write_cifar10(&dir, &train, &test);
+
+    // Expected, from the same model in this process (CIFAR-10 normalization).
+    let mut x = Vec::with_capacity(12 * 3072);
+    for p in &test_pixels {
+        for (i, &v) in p.iter().enumerate() {
+            let c = i / 1024;
+            x.push((v as f32 / 255.0 - cifar_mean[c]) / cifar_std[c]);
+        }
+    }
+    let x = Tensor::from_vec(x, &[12, 3, 32, 32]).unwrap();
+    let logits: Vec<f32> = senet::no_grad(|| model.forward(&x, false).unwrap().to_vec().unwrap());
+    let (mut loss, mut top1, mut top5) = (0.0, 0, 0);
+    let mut per_class = [(0, 0); 10];
+    for (row, &l) in logits.chunks(10).zip(&labels) {
+        let p = softmax(row);
+        loss -= p[l as usize].ln();
+        let higher = row.iter().filter(|&&v| v > row[l as usize]).count();
+        top1 += (higher == 0) as usize;
+        top5 += (higher < 5) as usize;
+        per_class[l as usize].0 += (higher == 0) as usize;
+        per_class[l as usize].1 += 1;
+    }
+    loss /= 12.0;
+
+    let mut args = strings(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--batch",
+        "5",
+        "--dataset",
+        "cifar10",
+        "--checkpoint",
+    ]);
+    args.extend([path_str(&ckpt), "--data".into(), path_str(&dir)]);
+    let out = success(&senet(&args));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3 + 1 + 10, "{out}");
+    let printed: f64 = lines[0]
+        .strip_prefix("loss: ")
+        .unwrap_or_else(|| panic!("{out}"))
+        .parse()
+        .unwrap();
+    assert_eq!(lines[0], format!("loss: {printed:.4}"), "4 digits");
+    assert!(
+        (printed - loss).abs() <= 0.5e-4 + 1e-5,
+        "loss {printed} vs {loss:.6}"
+    );
+    assert_eq!(
+        lines[1],
+        format!("top-1: {:.2}%", 100.0 * top1 as f64 / 12.0)
+    );
+    assert_eq!(
+        lines[2],
+        format!("top-5: {:.2}%", 100.0 * top5 as f64 / 12.0)
+    );
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["class", "correct", "images", "accuracy"]
+    );
+    for ((line, name), (correct, total)) in lines[4..].iter().zip(CIFAR10_CLASSES).zip(per_class) {
+        let accuracy = format!("{:.2}%", 100.0 * correct as f64 / total as f64);
+        assert_eq!(
+            line.split_whitespace().collect::<Vec<_>>(),
+            [
+                name.to_string(),
+                correct.to_string(),
+                total.to_string(),
+                accuracy
+            ],
+            "{out}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_flags_and_files_are_clear_errors() {
+    let dir = scratch("cli-errors");
+    let mut bare = model(10);
+    let bare_path = dir.join("bare.safetensors");
+    checkpoint::save(&mut bare, &Metadata::new(), &bare_path).unwrap();
+    let (_, seven) = predict_checkpoint(&dir);
+    let png = dir.join("image.png");
+    picture(32, 32, 6).save(&png).unwrap();
+    let missing = dir.join("nope.safetensors");
+    write_cifar10(&dir, &[record(0, &[0; 3072])], &[record(0, &[0; 3072])]);
+    let data = path_str(&dir);
+
+    // (arguments, parts the message must contain)
+    let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (
+            strings(&["summary", "--model", "resnext", "--depth", "18"]),
+            strings(&["resnext", "bottleneck", "18"]),
+        ),
+        (
+            strings(&["summary", "--model", "senetv3", "--depth", "9"]),
+            strings(&["senetv3", "senetv2"]),
+        ),
+        (
+            strings(&["summary", "--model", "resnet", "--depth", "19"]),
+            strings(&["19", "18, 26"]),
+        ),
+        (
+            strings(&["summary", "--model", "resnet"]),
+            strings(&["depth"]),
+        ),
+        (
+            strings(&[
+                "summary", "--model", "senetv2", "--depth", "9", "--preset", "keras",
+            ]),
+            strings(&["--preset", "keras", "paper"]),
+        ),
+        (strings(&["summary", "--depth", "9"]), strings(&["--model"])),
+        (
+            strings(&["summary", "--model", "resnet", "--depth", "18", "--bogus"]),
+            strings(&["--bogus"]),
+        ),
+        (
+            [
+                strings(&["predict", "--device", "cpu", "--checkpoint"]),
+                vec![path_str(&missing), path_str(&png)],
+            ]
+            .concat(),
+            vec![path_str(&missing)],
+        ),
+        (
+            [
+                strings(&["eval", "--device", "cpu", "--data"]),
+                vec![data.clone(), "--checkpoint".into(), path_str(&missing)],
+            ]
+            .concat(),
+            vec![path_str(&missing)],
+        ),
+        (
+            [
+                strings(&["predict", "--device", "cpu", "--checkpoint"]),
+                vec![path_str(&bare_path), path_str(&png)],
+            ]
+            .concat(),
+            vec![path_str(&bare_path), "--model".into()],
+        ),
+        (
+            [
+                strings(&["eval", "--device", "cpu", "--data"]),
+                vec![data.clone(), "--checkpoint".into(), path_str(&bare_path)],
+            ]
+            .concat(),
+            vec![path_str(&bare_path), "--model".into()],
+        ),
+        // The flags describe another model than the file holds: name the file and a tensor.
+        (
+            [
+                strings(&["predict", "--device", "cpu", "--checkpoint"]),
+                vec![path_str(&bare_path)],
+                strings(&[
+                    "--model", "resnet", "--depth", "18", "--preset", "cifar", "--width", "8",
+                ]),
+                vec![path_str(&png)],
+            ]
+            .concat(),
+            vec![path_str(&bare_path), "conv1.weight".into()],
+        ),
+        // A 7-class model on CIFAR-10.
+        (
+            [
+                strings(&["eval", "--device", "cpu", "--data"]),
+                vec![data.clone(), "--checkpoint".into(), path_str(&seven)],
+            ]
+            .concat(),
+            strings(&["7 classes", "10"]),
+        ),
+        (
+            [
+                strings(&[
+                    "predict",
+                    "--device",
+                    "cpu",
+                    "--mean",
+                    "0.5,0.5",
+                    "--checkpoint",
+                ]),
+                vec![path_str(&seven), path_str(&png)],
+            ]
+            .concat(),
+            strings(&["--mean"]),
+        ),
+    ];
+    for (args, parts) in cases {
+        let o = senet(&args);
+        let err = failure(&o);
+        assert!(err.contains("error"), "{args:?}: {err}");
+        for part in &parts {
+            assert!(
+                err.contains(part.as_str()),
+                "{args:?}: {part:?} not in {err}"
+            );
+        }
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
