@@ -257,8 +257,9 @@ fn to_t<T: Element>(v: Vec<f64>) -> Vec<T> {
 mod tests {
     use super::*;
     use crate::reference;
+    use crate::test_util::{assert_close, rand_vec};
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
 
     fn shapes() -> Vec<BnShape> {
         vec![
@@ -268,23 +269,6 @@ mod tests {
             BnShape { n: 3, c: 1, hw: 12 },
             BnShape { n: 7, c: 6, hw: 35 },
         ]
-    }
-
-    fn rand_vec<T: Element>(rng: &mut StdRng, n: usize, lo: f64, hi: f64) -> Vec<T> {
-        (0..n)
-            .map(|_| T::from_f64(rng.random_range(lo..hi)))
-            .collect()
-    }
-
-    fn assert_close<T: Element>(what: &str, got: &[T], want: &[T], tol: f64) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
-            let (a, b) = (a.to_f64(), b.to_f64());
-            assert!(
-                (a - b).abs() <= tol * b.abs().max(1.0),
-                "{what}[{i}]: got {a}, want {b}"
-            );
-        }
     }
 
     fn check<T: Element>(tol: f64) {

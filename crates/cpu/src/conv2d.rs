@@ -466,8 +466,9 @@ pub fn backward_bias<T: Element>(g: &Conv2dGeometry, dy: &[T]) -> Vec<T> {
 mod tests {
     use super::*;
     use crate::reference;
+    use crate::test_util::{assert_close, rand_vec};
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
 
     fn geom(
         (batch, in_channels, in_h, in_w, out_channels): (usize, usize, usize, usize, usize),
@@ -510,32 +511,24 @@ mod tests {
         ]
     }
 
-    fn rand_vec<T: Element>(rng: &mut StdRng, n: usize) -> Vec<T> {
-        (0..n)
-            .map(|_| T::from_f64(rng.random_range(-1.0..1.0)))
-            .collect()
-    }
-
-    /// |a - b| <= tol * max(1, |b|) elementwise.
-    fn assert_close<T: Element>(what: &str, got: &[T], want: &[T], tol: f64) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
-            let (a, b) = (a.to_f64(), b.to_f64());
-            assert!(
-                (a - b).abs() <= tol * b.abs().max(1.0),
-                "{what}[{i}]: got {a}, want {b}"
-            );
-        }
-    }
-
     fn check_against_reference<T: Element>(tol: f64) {
         let mut rng = StdRng::seed_from_u64(7);
         for g in cases() {
             g.validate().unwrap();
-            let x = rand_vec::<T>(&mut rng, g.batch * g.in_channels * g.in_h * g.in_w);
-            let w = rand_vec::<T>(&mut rng, g.weight_len());
-            let b = rand_vec::<T>(&mut rng, g.out_channels);
-            let dy = rand_vec::<T>(&mut rng, g.batch * g.out_channels * g.out_h() * g.out_w());
+            let x = rand_vec::<T>(
+                &mut rng,
+                g.batch * g.in_channels * g.in_h * g.in_w,
+                -1.0,
+                1.0,
+            );
+            let w = rand_vec::<T>(&mut rng, g.weight_len(), -1.0, 1.0);
+            let b = rand_vec::<T>(&mut rng, g.out_channels, -1.0, 1.0);
+            let dy = rand_vec::<T>(
+                &mut rng,
+                g.batch * g.out_channels * g.out_h() * g.out_w(),
+                -1.0,
+                1.0,
+            );
             let ctx = format!("{} {g:?}", T::NAME);
             assert_close(
                 &format!("forward {ctx}"),
@@ -589,9 +582,19 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
         for g in cases() {
-            let x = rand_vec::<f64>(&mut rng, g.batch * g.in_channels * g.in_h * g.in_w);
-            let w = rand_vec::<f64>(&mut rng, g.weight_len());
-            let dy = rand_vec::<f64>(&mut rng, g.batch * g.out_channels * g.out_h() * g.out_w());
+            let x = rand_vec::<f64>(
+                &mut rng,
+                g.batch * g.in_channels * g.in_h * g.in_w,
+                -1.0,
+                1.0,
+            );
+            let w = rand_vec::<f64>(&mut rng, g.weight_len(), -1.0, 1.0);
+            let dy = rand_vec::<f64>(
+                &mut rng,
+                g.batch * g.out_channels * g.out_h() * g.out_w(),
+                -1.0,
+                1.0,
+            );
             let y = reference::conv2d_forward(&g, &x, &w, None);
             let lhs = dot(&y, &dy);
             let via_x = dot(&x, &reference::conv2d_backward_input(&g, &w, &dy));
@@ -665,9 +668,19 @@ mod tests {
             geom((13, 4, 9, 7, 6), (3, 3), (2, 1), (1, 1), (1, 1), 2),
             geom((10, 6, 5, 5, 8), (1, 1), (1, 1), (0, 0), (1, 1), 1),
         ] {
-            let x = rand_vec::<f32>(&mut rng, g.batch * g.in_channels * g.in_h * g.in_w);
-            let w = rand_vec::<f32>(&mut rng, g.weight_len());
-            let dy = rand_vec::<f32>(&mut rng, g.batch * g.out_channels * g.out_h() * g.out_w());
+            let x = rand_vec::<f32>(
+                &mut rng,
+                g.batch * g.in_channels * g.in_h * g.in_w,
+                -1.0,
+                1.0,
+            );
+            let w = rand_vec::<f32>(&mut rng, g.weight_len(), -1.0, 1.0);
+            let dy = rand_vec::<f32>(
+                &mut rng,
+                g.batch * g.out_channels * g.out_h() * g.out_w(),
+                -1.0,
+                1.0,
+            );
             let run = |threads: usize| {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)

@@ -193,8 +193,9 @@ fn bias_grad<T: Element>(s: GroupedLinearShape, dy: &[T]) -> Vec<T> {
 mod tests {
     use super::*;
     use crate::reference;
+    use crate::test_util::{assert_close, rand_vec};
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
 
     fn shape(
         batch: usize,
@@ -228,30 +229,18 @@ mod tests {
         v
     }
 
-    fn rand_vec<T: Element>(rng: &mut StdRng, n: usize) -> Vec<T> {
-        (0..n)
-            .map(|_| T::from_f64(rng.random_range(-1.0..1.0)))
-            .collect()
-    }
-
-    fn assert_close<T: Element>(what: &str, got: &[T], want: &[T], tol: f64) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
-            let (a, b) = (a.to_f64(), b.to_f64());
-            assert!(
-                (a - b).abs() <= tol * b.abs().max(1.0),
-                "{what}[{i}]: got {a}, want {b}"
-            );
-        }
-    }
-
     fn check<T: Element>(tol: f64) {
         let mut rng = StdRng::seed_from_u64(13);
         for s in cases() {
-            let x = rand_vec::<T>(&mut rng, s.batch * s.x_row());
-            let w = rand_vec::<T>(&mut rng, s.groups * s.out_features * s.in_features);
-            let b = rand_vec::<T>(&mut rng, s.groups * s.out_features);
-            let dy = rand_vec::<T>(&mut rng, s.batch * s.y_row());
+            let x = rand_vec::<T>(&mut rng, s.batch * s.x_row(), -1.0, 1.0);
+            let w = rand_vec::<T>(
+                &mut rng,
+                s.groups * s.out_features * s.in_features,
+                -1.0,
+                1.0,
+            );
+            let b = rand_vec::<T>(&mut rng, s.groups * s.out_features, -1.0, 1.0);
+            let dy = rand_vec::<T>(&mut rng, s.batch * s.y_row(), -1.0, 1.0);
             let ctx = format!("{} {s:?}", T::NAME);
             for bias in [Some(&b[..]), None] {
                 assert_close(
@@ -297,9 +286,14 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(4);
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
         for s in cases() {
-            let x = rand_vec::<f64>(&mut rng, s.batch * s.x_row());
-            let w = rand_vec::<f64>(&mut rng, s.groups * s.out_features * s.in_features);
-            let dy = rand_vec::<f64>(&mut rng, s.batch * s.y_row());
+            let x = rand_vec::<f64>(&mut rng, s.batch * s.x_row(), -1.0, 1.0);
+            let w = rand_vec::<f64>(
+                &mut rng,
+                s.groups * s.out_features * s.in_features,
+                -1.0,
+                1.0,
+            );
+            let dy = rand_vec::<f64>(&mut rng, s.batch * s.y_row(), -1.0, 1.0);
             let lhs = dot(&reference::grouped_linear_forward(s, &x, &w, None), &dy);
             let (dx, dw, _) = reference::grouped_linear_backward(s, &x, &w, &dy, false);
             assert!(
@@ -330,9 +324,14 @@ mod tests {
     fn results_do_not_depend_on_thread_count() {
         let mut rng = StdRng::seed_from_u64(6);
         let s = shape(100, 3, 17, 70, true);
-        let x = rand_vec::<f32>(&mut rng, s.batch * s.x_row());
-        let w = rand_vec::<f32>(&mut rng, s.groups * s.out_features * s.in_features);
-        let dy = rand_vec::<f32>(&mut rng, s.batch * s.y_row());
+        let x = rand_vec::<f32>(&mut rng, s.batch * s.x_row(), -1.0, 1.0);
+        let w = rand_vec::<f32>(
+            &mut rng,
+            s.groups * s.out_features * s.in_features,
+            -1.0,
+            1.0,
+        );
+        let dy = rand_vec::<f32>(&mut rng, s.batch * s.y_row(), -1.0, 1.0);
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

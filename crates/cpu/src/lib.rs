@@ -20,5 +20,7 @@ pub mod pool;
 pub mod reduce;
 pub mod reference;
 pub mod softmax;
+#[cfg(test)]
+mod test_util;
 
 pub use element::Element;

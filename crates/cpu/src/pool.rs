@@ -235,6 +235,7 @@ pub fn avg_backward<T: Element>(g: &Pool2dGeometry, dy: &[T]) -> Vec<T> {
 mod tests {
     use super::*;
     use crate::reference;
+    use crate::test_util::assert_close;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -265,17 +266,6 @@ mod tests {
             geom((1, 4, 6, 5), (1, 1), (2, 2), (0, 0)),
             geom((2, 2, 1, 1), (2, 2), (1, 1), (1, 1)),
         ]
-    }
-
-    fn assert_close<T: Element>(what: &str, got: &[T], want: &[T], tol: f64) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
-            let (a, b) = (a.to_f64(), b.to_f64());
-            assert!(
-                (a - b).abs() <= tol * b.abs().max(1.0),
-                "{what}[{i}]: got {a}, want {b}"
-            );
-        }
     }
 
     fn check<T: Element>(tol: f64) {

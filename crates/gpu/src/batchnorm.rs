@@ -428,7 +428,7 @@ pub fn running_update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::gpu_for_tests;
+    use crate::testing::{assert_close, gpu_for_tests, rand_vec};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use senet_cpu::batchnorm as cpu;
@@ -436,15 +436,7 @@ mod tests {
     /// f32 on the GPU against f64 sums on the CPU, in a different order (chunked trees vs
     /// sequential): a few ulps of relative error, amplified where backward subtracts nearly
     /// equal terms; 1e-4 relative (absolute near zero) leaves room for that and no more.
-    fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                "{what}[{i}]: gpu {g}, cpu {w}"
-            );
-        }
-    }
+    const TOL: f32 = 1e-4;
 
     /// A standard normal sample (Box-Muller; rand 0.9 has no normal distribution).
     fn normal(rng: &mut StdRng) -> f32 {
@@ -462,10 +454,6 @@ mod tests {
                 _ => rng.random_range(-1.0f32..3.0) * 1.5,
             })
             .collect()
-    }
-
-    fn rand_vec(rng: &mut StdRng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| rng.random_range(lo..hi)).collect()
     }
 
     #[test]
@@ -535,13 +523,19 @@ mod tests {
 
                 let want = cpu::forward_train(s, &x, wc, bc, eps);
                 let got = forward_train(s, &xb, wg, bg, eps).unwrap();
-                assert_close(&format!("train y {ctx}"), &read(&got.y), &want.y);
-                assert_close(&format!("train mean {ctx}"), &read(&got.mean), &want.mean);
-                assert_close(&format!("train var {ctx}"), &read(&got.var), &want.var);
+                assert_close(&format!("train y {ctx}"), &read(&got.y), &want.y, TOL);
+                assert_close(
+                    &format!("train mean {ctx}"),
+                    &read(&got.mean),
+                    &want.mean,
+                    TOL,
+                );
+                assert_close(&format!("train var {ctx}"), &read(&got.var), &want.var, TOL);
                 assert_close(
                     &format!("train invstd {ctx}"),
                     &read(&got.invstd),
                     &want.invstd,
+                    TOL,
                 );
 
                 let y = forward_eval(s, &xb, wg, bg, &rmb, &rvb, eps).unwrap();
@@ -549,21 +543,22 @@ mod tests {
                     &format!("eval y {ctx}"),
                     &read(&y),
                     &cpu::forward_eval(s, &x, wc, bc, &rmean, &rvar, eps),
+                    TOL,
                 );
 
                 // Both devices get the CPU's statistics, so only the backward itself is compared.
                 let (mb, ib) = (up(&want.mean), up(&want.invstd));
                 let (dx, dw, db) = backward_train(s, &xb, &dyb, wg, &mb, &ib).unwrap();
                 let (rdx, rdw, rdb) = cpu::backward_train(s, &x, &dy, wc, &want.mean, &want.invstd);
-                assert_close(&format!("train dx {ctx}"), &read(&dx), &rdx);
-                assert_close(&format!("train dweight {ctx}"), &read(&dw), &rdw);
-                assert_close(&format!("train dbias {ctx}"), &read(&db), &rdb);
+                assert_close(&format!("train dx {ctx}"), &read(&dx), &rdx, TOL);
+                assert_close(&format!("train dweight {ctx}"), &read(&dw), &rdw, TOL);
+                assert_close(&format!("train dbias {ctx}"), &read(&db), &rdb, TOL);
 
                 let (dx, dw, db) = backward_eval(s, &xb, &dyb, wg, &rmb, &rib).unwrap();
                 let (rdx, rdw, rdb) = cpu::backward_eval(s, &x, &dy, wc, &rmean, &rinvstd);
-                assert_close(&format!("eval dx {ctx}"), &read(&dx), &rdx);
-                assert_close(&format!("eval dweight {ctx}"), &read(&dw), &rdw);
-                assert_close(&format!("eval dbias {ctx}"), &read(&db), &rdb);
+                assert_close(&format!("eval dx {ctx}"), &read(&dx), &rdx, TOL);
+                assert_close(&format!("eval dweight {ctx}"), &read(&dw), &rdw, TOL);
+                assert_close(&format!("eval dbias {ctx}"), &read(&db), &rdb, TOL);
             }
         }
     }
@@ -643,6 +638,7 @@ mod tests {
                 &format!("running c {c}"),
                 &gpu.read::<f32>(&out).unwrap(),
                 &want,
+                TOL,
             );
         }
     }

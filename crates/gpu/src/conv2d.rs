@@ -349,10 +349,9 @@ pub fn backward_bias(g: &Conv2dGeometry, dy: &GpuBuffer) -> Result<GpuBuffer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matmul::tests::assert_close;
-    use crate::testing::gpu_for_tests;
+    use crate::testing::{assert_close, gpu_for_tests, rand_vec, GEMM_TOL};
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     use senet_cpu::conv2d as cpu;
 
     fn geom(
@@ -375,10 +374,6 @@ mod tests {
             dilation,
             groups,
         }
-    }
-
-    fn rand_vec(rng: &mut StdRng, n: usize) -> Vec<f32> {
-        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
     }
 
     /// Small shapes (lavapipe is slow) covering stride 2, padding, dilation 2, groups 2 and 3,
@@ -417,10 +412,20 @@ mod tests {
         };
         let mut rng = StdRng::seed_from_u64(5);
         for g in cases() {
-            let x = rand_vec(&mut rng, g.batch * g.in_channels * g.in_h * g.in_w);
-            let w = rand_vec(&mut rng, g.weight_len());
-            let b = rand_vec(&mut rng, g.out_channels);
-            let dy = rand_vec(&mut rng, g.batch * g.out_channels * g.out_h() * g.out_w());
+            let x = rand_vec(
+                &mut rng,
+                g.batch * g.in_channels * g.in_h * g.in_w,
+                -1.0,
+                1.0,
+            );
+            let w = rand_vec(&mut rng, g.weight_len(), -1.0, 1.0);
+            let b = rand_vec(&mut rng, g.out_channels, -1.0, 1.0);
+            let dy = rand_vec(
+                &mut rng,
+                g.batch * g.out_channels * g.out_h() * g.out_w(),
+                -1.0,
+                1.0,
+            );
             let (xg, wg, bg, dyg) = (
                 gpu.upload(&x).unwrap(),
                 gpu.upload(&w).unwrap(),
@@ -432,27 +437,32 @@ mod tests {
                 &format!("forward {g:?}"),
                 &read(forward(&g, &xg, &wg, Some(&bg)).unwrap()),
                 &cpu::forward(&g, &x, &w, Some(&b)),
+                GEMM_TOL,
             );
             assert_close(
                 &format!("forward no bias {g:?}"),
                 &read(forward(&g, &xg, &wg, None).unwrap()),
                 &cpu::forward(&g, &x, &w, None),
+                GEMM_TOL,
             );
             assert_close(
                 &format!("backward_input {g:?}"),
                 &read(backward_input(&g, &wg, &dyg).unwrap()),
                 &cpu::backward_input(&g, &w, &dy),
+                GEMM_TOL,
             );
             let want_dw = cpu::backward_weight(&g, &x, &dy);
             assert_close(
                 &format!("backward_weight {g:?}"),
                 &read(backward_weight(&g, &xg, &dyg).unwrap()),
                 &want_dw,
+                GEMM_TOL,
             );
             assert_close(
                 &format!("backward_bias {g:?}"),
                 &read(backward_bias(&g, &dyg).unwrap()),
                 &cpu::backward_bias(&g, &dy),
+                GEMM_TOL,
             );
             // Forced K splits, including more splits than K steps (some clamp away).
             for splits in [2, 3, 1000] {
@@ -461,6 +471,7 @@ mod tests {
                     &format!("backward_weight splits={splits} {g:?}"),
                     &got,
                     &want_dw,
+                    GEMM_TOL,
                 );
             }
         }
@@ -473,8 +484,12 @@ mod tests {
         };
         let mut rng = StdRng::seed_from_u64(6);
         let g = geom((2, 2, 20, 20, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1);
-        let x = gpu.upload(&rand_vec(&mut rng, 2 * 2 * 400)).unwrap();
-        let dy = gpu.upload(&rand_vec(&mut rng, 2 * 3 * 400)).unwrap();
+        let x = gpu
+            .upload(&rand_vec(&mut rng, 2 * 2 * 400, -1.0, 1.0))
+            .unwrap();
+        let dy = gpu
+            .upload(&rand_vec(&mut rng, 2 * 3 * 400, -1.0, 1.0))
+            .unwrap();
         let run = || {
             gpu.read::<f32>(&backward_weight(&g, &x, &dy).unwrap())
                 .unwrap()

@@ -233,15 +233,10 @@ pub fn column_sum(x: &GpuBuffer, rows: usize, cols: usize) -> Result<GpuBuffer> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matmul::tests::assert_close;
-    use crate::testing::gpu_for_tests;
+    use crate::testing::{assert_close, gpu_for_tests, rand_vec, GEMM_TOL};
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     use senet_cpu::grouped_linear as cpu;
-
-    fn rand_vec(rng: &mut StdRng, n: usize) -> Vec<f32> {
-        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
-    }
 
     #[test]
     fn forward_and_backward_match_the_cpu_kernel() {
@@ -266,10 +261,15 @@ mod tests {
                 shape(33, 1, 20, 130, shared),
                 shape(4, 2, 0, 3, shared),
             ] {
-                let x = rand_vec(&mut rng, s.batch * s.x_row());
-                let w = rand_vec(&mut rng, s.groups * s.out_features * s.in_features);
-                let b = rand_vec(&mut rng, s.groups * s.out_features);
-                let dy = rand_vec(&mut rng, s.batch * s.y_row());
+                let x = rand_vec(&mut rng, s.batch * s.x_row(), -1.0, 1.0);
+                let w = rand_vec(
+                    &mut rng,
+                    s.groups * s.out_features * s.in_features,
+                    -1.0,
+                    1.0,
+                );
+                let b = rand_vec(&mut rng, s.groups * s.out_features, -1.0, 1.0);
+                let dy = rand_vec(&mut rng, s.batch * s.y_row(), -1.0, 1.0);
                 let (xg, wg, bg, dyg) = (
                     gpu.upload(&x).unwrap(),
                     gpu.upload(&w).unwrap(),
@@ -283,17 +283,29 @@ mod tests {
                         &format!("forward bias={bias} {s:?}"),
                         &gpu.read::<f32>(&y).unwrap(),
                         &want,
+                        GEMM_TOL,
                     );
                 }
                 for with_bias in [true, false] {
                     let (dx, dw, db) = backward(s, &xg, &wg, &dyg, with_bias).unwrap();
                     let (wdx, wdw, wdb) = cpu::backward(s, &x, &w, &dy, with_bias);
-                    assert_close(&format!("dx {s:?}"), &gpu.read::<f32>(&dx).unwrap(), &wdx);
-                    assert_close(&format!("dw {s:?}"), &gpu.read::<f32>(&dw).unwrap(), &wdw);
+                    assert_close(
+                        &format!("dx {s:?}"),
+                        &gpu.read::<f32>(&dx).unwrap(),
+                        &wdx,
+                        GEMM_TOL,
+                    );
+                    assert_close(
+                        &format!("dw {s:?}"),
+                        &gpu.read::<f32>(&dw).unwrap(),
+                        &wdw,
+                        GEMM_TOL,
+                    );
                     assert_close(
                         &format!("db with_bias={with_bias} {s:?}"),
                         &gpu.read::<f32>(&db).unwrap(),
                         &wdb,
+                        GEMM_TOL,
                     );
                 }
             }

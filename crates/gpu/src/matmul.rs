@@ -235,28 +235,11 @@ pub fn matmul(a: &GpuBuffer, b: &GpuBuffer, s: MatmulShape) -> Result<GpuBuffer>
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::testing::gpu_for_tests;
+    use crate::testing::{assert_close, gpu_for_tests, rand_vec, GEMM_TOL};
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    fn rand_vec(rng: &mut StdRng, n: usize) -> Vec<f32> {
-        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
-    }
-
-    /// |gpu - cpu| <= 1e-4 (1 + |cpu|): the GPU sums each dot product in a different order
-    /// (tile by tile, with fma) than matrixmultiply, so f32 rounding differs by ~1e-6 per
-    /// ~100 terms; 1e-4 leaves a wide margin while still catching any indexing error.
-    pub(crate) fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                "{what}[{i}]: gpu {g}, cpu {w}"
-            );
-        }
-    }
+    use rand::SeedableRng;
 
     #[test]
     fn matmul_matches_the_cpu_kernel() {
@@ -284,8 +267,8 @@ pub(crate) mod tests {
                     trans_a,
                     trans_b,
                 };
-                let a = rand_vec(&mut rng, batch * m * k);
-                let b = rand_vec(&mut rng, batch * k * n);
+                let a = rand_vec(&mut rng, batch * m * k, -1.0, 1.0);
+                let b = rand_vec(&mut rng, batch * k * n, -1.0, 1.0);
                 let got: Vec<f32> = gpu
                     .read(&matmul(&gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), s).unwrap())
                     .unwrap();
@@ -293,6 +276,7 @@ pub(crate) mod tests {
                     &format!("{s:?}"),
                     &got,
                     &senet_cpu::matmul::matmul(&a, &b, s),
+                    GEMM_TOL,
                 );
             }
         }
@@ -306,10 +290,10 @@ pub(crate) mod tests {
         let mut rng = StdRng::seed_from_u64(2);
         let (batch, m, k, n) = (3, 9, 21, 70);
         // a: one [m, k] matrix at offset 5 shared by every batch entry (batch stride 0).
-        let a = rand_vec(&mut rng, 5 + m * k);
-        let b = rand_vec(&mut rng, batch * k * n);
+        let a = rand_vec(&mut rng, 5 + m * k, -1.0, 1.0);
+        let b = rand_vec(&mut rng, batch * k * n, -1.0, 1.0);
         // bias: one value per column, per batch entry.
-        let bias = rand_vec(&mut rng, batch * n);
+        let bias = rand_vec(&mut rng, batch * n, -1.0, 1.0);
         let s = GemmShape {
             batch,
             m,
@@ -360,12 +344,11 @@ pub(crate) mod tests {
                 }
             }
         }
-        assert_close("strided gemm", &got, &want);
+        assert_close("strided gemm", &got, &want, GEMM_TOL);
     }
 
-    // About 7 s on lavapipe (66,000 workgroups), so only on request: `cargo test -- --ignored`.
+    // About 7 s on lavapipe (66,000 workgroups): slow, but cheap enough to run in CI every time.
     #[test]
-    #[ignore]
     fn more_than_65535_tiles_fold_into_a_2d_grid() {
         let Some((_lock, gpu)) = gpu_for_tests() else {
             return;
@@ -380,12 +363,17 @@ pub(crate) mod tests {
             trans_a: false,
             trans_b: true,
         };
-        let a = rand_vec(&mut rng, s.batch * 2);
-        let b = rand_vec(&mut rng, s.batch * 2);
+        let a = rand_vec(&mut rng, s.batch * 2, -1.0, 1.0);
+        let b = rand_vec(&mut rng, s.batch * 2, -1.0, 1.0);
         let got: Vec<f32> = gpu
             .read(&matmul(&gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), s).unwrap())
             .unwrap();
-        assert_close("folded grid", &got, &senet_cpu::matmul::matmul(&a, &b, s));
+        assert_close(
+            "folded grid",
+            &got,
+            &senet_cpu::matmul::matmul(&a, &b, s),
+            GEMM_TOL,
+        );
     }
 
     #[test]

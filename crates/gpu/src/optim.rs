@@ -145,25 +145,14 @@ pub fn adamw_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::gpu_for_tests;
-    use rand::{Rng, SeedableRng};
+    use crate::testing::{assert_close_abs_rel, gpu_for_tests, rand_vec};
+    use rand::SeedableRng;
 
     /// The update itself is a handful of f32 operations done in the same order on both sides;
     /// GPU division and sqrt may be a couple of ulps off (and a compiler may fuse a multiply-add),
     /// which 3 steps compound to well under 1e-6 relative (plus 1e-7 absolute near 0).
-    fn assert_close(got: &[f32], want: &[f32], what: &str) {
-        assert_eq!(got.len(), want.len());
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-7 + 1e-6 * w.abs(),
-                "{what} [{i}]: {g} vs {w}"
-            );
-        }
-    }
-
-    fn random(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {
-        (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
-    }
+    const ABS_TOL: f32 = 1e-7;
+    const REL_TOL: f32 = 1e-6;
 
     #[test]
     fn sgd_matches_the_cpu_step_over_three_steps() {
@@ -178,11 +167,11 @@ mod tests {
             (0.0, true, 0.01),
             (0.5, false, 0.0),
         ] {
-            let mut p = random(&mut rng, n);
+            let mut p = rand_vec(&mut rng, n, -1.0, 1.0);
             let mut vel = vec![0.0f32; n];
             let (pb, vb) = (gpu.upload(&p).unwrap(), gpu.upload(&vel).unwrap());
             for step in 0..3 {
-                let g = random(&mut rng, n);
+                let g = rand_vec(&mut rng, n, -1.0, 1.0);
                 let gb = gpu.upload(&g).unwrap();
                 sgd_step(&pb, &gb, &vb, n, 0.1, momentum, wd, nesterov, step == 0).unwrap();
                 senet_cpu::optim::sgd_step(
@@ -197,8 +186,20 @@ mod tests {
                 );
             }
             let what = format!("momentum {momentum} nesterov {nesterov} wd {wd}");
-            assert_close(&gpu.read(&pb).unwrap(), &p, &format!("param, {what}"));
-            assert_close(&gpu.read(&vb).unwrap(), &vel, &format!("velocity, {what}"));
+            assert_close_abs_rel(
+                &format!("param, {what}"),
+                &gpu.read(&pb).unwrap(),
+                &p,
+                ABS_TOL,
+                REL_TOL,
+            );
+            assert_close_abs_rel(
+                &format!("velocity, {what}"),
+                &gpu.read(&vb).unwrap(),
+                &vel,
+                ABS_TOL,
+                REL_TOL,
+            );
         }
     }
 
@@ -209,7 +210,7 @@ mod tests {
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(8);
         let n = 300;
-        let mut p = random(&mut rng, n);
+        let mut p = rand_vec(&mut rng, n, -1.0, 1.0);
         let (mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n]);
         let (pb, mb, vb) = (
             gpu.upload(&p).unwrap(),
@@ -217,16 +218,16 @@ mod tests {
             gpu.upload(&v).unwrap(),
         );
         for step in 1..=3 {
-            let g = random(&mut rng, n);
+            let g = rand_vec(&mut rng, n, -1.0, 1.0);
             let gb = gpu.upload(&g).unwrap();
             adamw_step(&pb, &gb, &mb, &vb, n, 1e-2, 0.9, 0.999, 1e-8, 0.05, step).unwrap();
             senet_cpu::optim::adamw_step(
                 &mut p, &g, &mut m, &mut v, 1e-2, 0.9, 0.999, 1e-8, 0.05, step,
             );
         }
-        assert_close(&gpu.read(&pb).unwrap(), &p, "param");
-        assert_close(&gpu.read(&mb).unwrap(), &m, "m");
-        assert_close(&gpu.read(&vb).unwrap(), &v, "v");
+        assert_close_abs_rel("param", &gpu.read(&pb).unwrap(), &p, ABS_TOL, REL_TOL);
+        assert_close_abs_rel("m", &gpu.read(&mb).unwrap(), &m, ABS_TOL, REL_TOL);
+        assert_close_abs_rel("v", &gpu.read(&vb).unwrap(), &v, ABS_TOL, REL_TOL);
     }
 
     #[test]

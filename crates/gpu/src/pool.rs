@@ -182,22 +182,14 @@ pub fn avg_backward(g: &Pool2dGeometry, dy: &GpuBuffer) -> Result<GpuBuffer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::gpu_for_tests;
+    use crate::testing::{assert_close, gpu_for_tests, rand_vec};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use senet_cpu::pool as cpu;
 
     /// f32 on both devices, but WGSL allows division 2.5 ulps of error and the GPU may fuse or
     /// reorder; 1e-4 relative (absolute near zero) is far above that and far below any bug.
-    fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                "{what}[{i}]: gpu {g}, cpu {w}"
-            );
-        }
-    }
+    const TOL: f32 = 1e-4;
 
     fn geom(
         (batch, channels, in_h, in_w): (usize, usize, usize, usize),
@@ -250,26 +242,33 @@ mod tests {
             let x = distinct(&mut rng, n_in);
             // Few distinct values, so windows tie: the first-max rule must match too.
             let ties: Vec<f32> = (0..n_in).map(|_| rng.random_range(0..3) as f32).collect();
-            let dy: Vec<f32> = (0..n_out).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let dy = rand_vec(&mut rng, n_out, -1.0, 1.0);
             let dyb = gpu.upload(&dy).unwrap();
             for (kind, input) in [("distinct", &x), ("ties", &ties)] {
                 let ctx = format!("{kind} {g:?}");
                 let xb = gpu.upload(input).unwrap();
                 let (y, arg) = max_forward(&g, &xb).unwrap();
                 let (ry, rarg) = cpu::max_forward(&g, input);
-                assert_close(&format!("max y {ctx}"), &gpu.read::<f32>(&y).unwrap(), &ry);
+                assert_close(
+                    &format!("max y {ctx}"),
+                    &gpu.read::<f32>(&y).unwrap(),
+                    &ry,
+                    TOL,
+                );
                 assert_eq!(gpu.read::<u32>(&arg).unwrap(), rarg, "max argmax {ctx}");
                 let dx = max_backward(&g, &arg, &dyb).unwrap();
                 assert_close(
                     &format!("max backward {ctx}"),
                     &gpu.read::<f32>(&dx).unwrap(),
                     &cpu::max_backward(&g, &rarg, &dy),
+                    TOL,
                 );
                 let y = avg_forward(&g, &xb).unwrap();
                 assert_close(
                     &format!("avg y {ctx}"),
                     &gpu.read::<f32>(&y).unwrap(),
                     &cpu::avg_forward(&g, input),
+                    TOL,
                 );
             }
             let dx = avg_backward(&g, &dyb).unwrap();
@@ -277,6 +276,7 @@ mod tests {
                 &format!("avg backward {g:?}"),
                 &gpu.read::<f32>(&dx).unwrap(),
                 &cpu::avg_backward(&g, &dy),
+                TOL,
             );
         }
     }

@@ -254,19 +254,8 @@ pub fn cross_entropy_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::gpu_for_tests;
+    use crate::testing::{assert_close, gpu_for_tests, rand_vec};
     use rand::{Rng, SeedableRng};
-
-    /// `got` within `tol * (1 + |want|)` of `want`, element by element.
-    fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}");
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (g - w).abs() <= tol * (1.0 + w.abs()),
-                "{what} [{i}]: {g} vs {w}"
-            );
-        }
-    }
 
     /// (outer, axis, inner): rows with one and several elements per thread, columns with an
     /// axis of 1, and a column count past one workgroup.
@@ -287,8 +276,8 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         for (outer, axis, inner) in SHAPES {
             let n = outer * axis * inner;
-            let x: Vec<f32> = (0..n).map(|_| rng.random_range(-4.0f32..4.0)).collect();
-            let dy: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let x = rand_vec(&mut rng, n, -4.0, 4.0);
+            let dy = rand_vec(&mut rng, n, -1.0, 1.0);
             let (xb, dyb) = (gpu.upload(&x).unwrap(), gpu.upload(&dy).unwrap());
             for log in [false, true] {
                 let what = format!("[{outer}, {axis}, {inner}] log={log}");
@@ -298,7 +287,7 @@ mod tests {
                     .read(&softmax(&xb, outer, axis, inner, log).unwrap())
                     .unwrap();
                 let want = senet_cpu::softmax::softmax(&x, outer, axis, inner, log);
-                assert_close(&y, &want, 1e-5, &format!("softmax {what}"));
+                assert_close(&format!("softmax {what}"), &y, &want, 1e-5);
                 // Backward from the CPU's y so both sides start from the same values; the
                 // results are differences of O(1) terms, hence the absolute part of the bound.
                 let yb = gpu.upload(&want).unwrap();
@@ -306,7 +295,7 @@ mod tests {
                     .read(&softmax_backward(&yb, &dyb, outer, axis, inner, log).unwrap())
                     .unwrap();
                 let want_dx = senet_cpu::softmax::softmax_backward(&want, &dy, axis, inner, log);
-                assert_close(&dx, &want_dx, 1e-5, &format!("softmax_backward {what}"));
+                assert_close(&format!("softmax_backward {what}"), &dx, &want_dx, 1e-5);
             }
         }
     }
@@ -318,9 +307,7 @@ mod tests {
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(6);
         for (batch, classes) in [(1, 1), (5, 10), (3, 150), (70, 4)] {
-            let logits: Vec<f32> = (0..batch * classes)
-                .map(|_| rng.random_range(-5.0f32..5.0))
-                .collect();
+            let logits = rand_vec(&mut rng, batch * classes, -5.0, 5.0);
             let labels: Vec<u32> = (0..batch)
                 .map(|_| rng.random_range(0..classes as u32))
                 .collect();
@@ -332,16 +319,16 @@ mod tests {
                     senet_cpu::softmax::cross_entropy(&logits, batch, classes, &labels, eps);
                 // As for softmax: a few ulps from exp/log, sums of up to 150 terms reordered.
                 assert_close(
+                    &format!("loss {what}"),
                     &gpu.read(&loss).unwrap(),
                     &[want_loss],
                     1e-5,
-                    &format!("loss {what}"),
                 );
                 assert_close(
+                    &format!("probs {what}"),
                     &gpu.read(&probs).unwrap(),
                     &want_probs,
                     1e-5,
-                    &format!("probs {what}"),
                 );
                 // The gradient from the CPU's probs: one subtraction and one product, exact up to
                 // an ulp or two of the division by the batch.
@@ -358,7 +345,7 @@ mod tests {
                     eps,
                     0.7f32,
                 );
-                assert_close(&dx, &want_dx, 1e-6, &format!("d logits {what}"));
+                assert_close(&format!("d logits {what}"), &dx, &want_dx, 1e-6);
             }
         }
     }
