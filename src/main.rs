@@ -177,6 +177,7 @@ enum Command {
         /// L2 weight decay (SGD) or decoupled weight decay (AdamW).
         #[arg(long, default_value_t = 5e-4)]
         weight_decay: f64,
+        /// SGD (with --momentum / --nesterov) or AdamW (betas 0.9, 0.999, eps 1e-8).
         #[arg(long, value_enum, default_value = "sgd")]
         optimizer: OptimizerArg,
         /// Learning-rate schedule after the warm-up (step: x0.1 at 50% and 75%).
@@ -222,13 +223,16 @@ enum Command {
         model: ModelArgs,
         #[command(flatten)]
         data: DataArgs,
+        /// cpu, gpu, auto (a hardware GPU, else the CPU) or an adapter name.
         #[arg(long, default_value = "auto")]
         device: String,
+        /// Images per evaluation batch.
         #[arg(long, default_value_t = 500)]
         batch: usize,
     },
     /// Classify PNG/JPEG images: five most likely classes per image.
     Predict {
+        /// A safetensors checkpoint (ours, or PyTorch's with --model ... flags).
         #[arg(long)]
         checkpoint: PathBuf,
         /// Images to classify.
@@ -248,6 +252,7 @@ enum Command {
         /// Resize images whose size differs from the model's input size.
         #[arg(long)]
         resize: bool,
+        /// cpu, gpu, auto (a hardware GPU, else the CPU) or an adapter name.
         #[arg(long, default_value = "auto")]
         device: String,
     },
@@ -263,13 +268,16 @@ enum Command {
     Bench {
         #[command(flatten)]
         model: ModelArgs,
+        /// Images per step.
         #[arg(long, default_value_t = 128)]
         batch: usize,
         /// Timed steps (after 2 warm-up steps).
         #[arg(long, default_value_t = 10)]
         steps: usize,
+        /// cpu, gpu, auto (a hardware GPU, else the CPU) or an adapter name.
         #[arg(long, default_value = "auto")]
         device: String,
+        /// Input image size.
         #[arg(long, default_value_t = 32)]
         input_size: usize,
     },
