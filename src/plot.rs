@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
 use std::path::Path;
 
-const W: u32 = 960;
+const W: u32 = 1000;
 const H: u32 = 400;
 const TRAIN: Rgb<u8> = Rgb([31, 119, 180]);
 const TEST: Rgb<u8> = Rgb([214, 39, 40]);
@@ -160,7 +160,7 @@ fn line(img: &mut RgbImage, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: Rgb<u
 
 /// One panel: two series against the epoch, with y ticks, a title and a legend.
 fn panel(img: &mut RgbImage, left: i64, title: &str, epochs: &[f64], series: [&[f64]; 2]) {
-    let (top, width, height) = (40i64, 400i64, 300i64);
+    let (top, width, height) = (40i64, 380i64, 300i64);
     let all: Vec<f64> = series
         .iter()
         .flat_map(|s| s.iter().copied())
@@ -231,7 +231,7 @@ pub fn curves(rows: &[EpochMetrics], path: &Path) -> Result<()> {
     );
     panel(
         &mut img,
-        560,
+        590,
         "top-1 accuracy (%)",
         &epochs,
         [&col(|r| r.train_top1), &col(|r| r.test_top1)],
