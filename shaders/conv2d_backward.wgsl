@@ -27,18 +27,8 @@
 // micro-tile per thread, K steps of 16 through workgroup memory.
 
 const TILE: u32 = 64u;
-const TILE_K: u32 = 16u;
 
-// The same struct as in conv2d.wgsl, mirrored by `ConvParams` in conv2d.rs.
-struct ConvParams {
-    batch: u32, cin: u32, h: u32, w: u32,
-    cout: u32, oh: u32, ow: u32, groups: u32,
-    kh: u32, kw: u32, sh: u32, sw: u32,
-    ph: u32, pw: u32, dh: u32, dw: u32,
-    cin_g: u32, cout_g: u32, splits: u32, k_split: u32,
-    // Elements of the weight (backward_weight, reduce_splits).
-    len: u32, _pad0: u32, _pad1: u32, _pad2: u32,
-};
+// ConvParams comes from conv_params.wgsl, prepended by the launcher.
 
 // What the three buffers hold depends on the entry point:
 //   backward_input, depthwise_backward_input:   src_a = w,  src_b = dy, dst = dx
@@ -50,26 +40,8 @@ struct ConvParams {
 @group(0) @binding(2) var<storage, read> src_b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 
-// tile_a[kk * 16 + i / 4][i % 4] = A(row0 + i, k0 + kk); tile_b likewise for B(k0 + kk, col0 + j).
-var<workgroup> tile_a: array<vec4<f32>, 256>;
-var<workgroup> tile_b: array<vec4<f32>, 256>;
-var<private> acc: array<vec4<f32>, 4>;
-var<private> next_a: array<f32, 4>;
-var<private> next_b: array<f32, 4>;
 // Per-thread partial sums of the reductions.
 var<workgroup> partial: array<f32, 256>;
-
-// The same micro-kernel as matmul.wgsl: 16 rank-1 updates of a 4x4 micro-tile.
-fn multiply_tiles(tx: u32, ty: u32) {
-    for (var kk = 0u; kk < TILE_K; kk++) {
-        let av = tile_a[kk * 16u + ty];
-        let bv = tile_b[kk * 16u + tx];
-        acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
-        acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
-        acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
-        acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
-    }
-}
 
 // Sums partial[0..256] with a fixed tree; the result is in partial[0] for every thread.
 fn reduce_partial(t: u32, v: f32) {

@@ -21,7 +21,6 @@
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
-const TILE_K: u32 = 16u;
 
 // true: add bias(g, i, j) to every output (a specialized pipeline, so no cost otherwise).
 override HAS_BIAS: bool = false;
@@ -40,16 +39,6 @@ struct GemmParams {
 // Bound to `a` when HAS_BIAS is false (the binding is still part of the layout).
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
-
-// tile_a[kk * 16 + i / 4][i % 4] = A(row0 + i, k0 + kk): a thread's 4 rows are one vec4.
-var<workgroup> tile_a: array<vec4<f32>, 256>;
-// tile_b[kk * 16 + j / 4][j % 4] = B(k0 + kk, col0 + j): a thread's 4 columns are one vec4.
-var<workgroup> tile_b: array<vec4<f32>, 256>;
-// acc[r][q] = C(row0 + 4 * ty + r, col0 + 4 * tx + q).
-var<private> acc: array<vec4<f32>, 4>;
-// The next step's elements, loaded before the current step computes.
-var<private> next_a: array<f32, 4>;
-var<private> next_b: array<f32, 4>;
 
 // Which element of a 64x16 A slab thread t copies on its r-th load, as (i, kk). Neighbouring
 // threads take neighbouring addresses: along K when A's rows are contiguous (a_cs == 1),
@@ -96,18 +85,6 @@ fn store_next(t: u32) {
         tile_a[sa.y * 16u + sa.x / 4u][sa.x % 4u] = next_a[r];
         let sb = b_slot(t, r);
         tile_b[sb.x * 16u + sb.y / 4u][sb.y % 4u] = next_b[r];
-    }
-}
-
-// 16 rank-1 updates of the thread's 4x4 micro-tile from shared memory.
-fn multiply_tiles(tx: u32, ty: u32) {
-    for (var kk = 0u; kk < TILE_K; kk++) {
-        let av = tile_a[kk * 16u + ty];
-        let bv = tile_b[kk * 16u + tx];
-        acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
-        acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
-        acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
-        acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
     }
 }
 

@@ -26,11 +26,19 @@ use senet_cpu::conv2d::Conv2dGeometry;
 
 pub const SHADER: Shader = Shader {
     name: "conv2d",
-    source: include_str!("../../../shaders/conv2d.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/gemm_tile.wgsl"),
+        include_str!("../../../shaders/conv_params.wgsl"),
+        include_str!("../../../shaders/conv2d.wgsl")
+    ),
 };
 pub const BACKWARD_SHADER: Shader = Shader {
     name: "conv2d_backward",
-    source: include_str!("../../../shaders/conv2d_backward.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/gemm_tile.wgsl"),
+        include_str!("../../../shaders/conv_params.wgsl"),
+        include_str!("../../../shaders/conv2d_backward.wgsl")
+    ),
 };
 
 /// Rows and columns of the output tile of each GEMM workgroup.

@@ -16,7 +16,10 @@ use senet_cpu::matmul::MatmulShape;
 
 pub const SHADER: Shader = Shader {
     name: "matmul",
-    source: include_str!("../../../shaders/matmul.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/gemm_tile.wgsl"),
+        include_str!("../../../shaders/matmul.wgsl")
+    ),
 };
 
 /// Rows of C per workgroup.
