@@ -213,8 +213,8 @@ fn panel(img: &mut RgbImage, left: i64, title: &str, epochs: &[f64], series: [&[
             }
         }
     }
-    text(img, left + width - 110, top + 8, "train", TRAIN);
-    text(img, left + width - 110, top + 26, "test", TEST);
+    text(img, left + width - 130, 10, "train", TRAIN);
+    text(img, left + width - 60, 10, "test", TEST);
 }
 
 /// Writes the loss and top-1 curves of `rows` to `path` (PNG, atomically).
