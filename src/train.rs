@@ -213,6 +213,19 @@ fn topk(
     (top1, top5)
 }
 
+/// The loss value and the logits of a step in one readback: on a GPU each read waits for the
+/// device, so reading the two separately would stall it twice per step.
+fn read_back(loss: &Tensor, logits: &Tensor) -> Result<(f64, Vec<f32>)> {
+    let _guard = crate::tensor::NoGradGuard::new();
+    let both = Tensor::concat(
+        &[&loss.reshape(&[1])?, &logits.reshape(&[logits.numel()])?],
+        0,
+    )?;
+    let mut values = both.to_vec::<f32>()?;
+    let loss = values.remove(0) as f64;
+    Ok((loss, values))
+}
+
 /// Evaluates `model` on `split` in evaluation mode without recording a graph.
 pub fn evaluate(
     model: &mut Model,
@@ -235,13 +248,9 @@ pub fn evaluate(
         let _guard = crate::tensor::NoGradGuard::new();
         let x = batch_tensor(&b, ds.image_size, device)?;
         let logits = model.forward(&x, false)?;
-        loss += logits.cross_entropy(&b.labels, 0.0)?.item()? * b.len as f64;
-        let (t1, t5) = topk(
-            &logits.to_vec::<f32>()?,
-            classes,
-            &b.labels,
-            Some(&mut per_class),
-        );
+        let (batch_loss, logits) = read_back(&logits.cross_entropy(&b.labels, 0.0)?, &logits)?;
+        loss += batch_loss * b.len as f64;
+        let (t1, t5) = topk(&logits, classes, &b.labels, Some(&mut per_class));
         top1 += t1;
         top5 += t5;
         seen += b.len;
@@ -615,7 +624,11 @@ pub fn train(o: &TrainOptions) -> Result<(Vec<EpochMetrics>, Outcome)> {
             let x = batch_tensor(&b, ds.image_size, device)?;
             let logits = model.forward(&x, true)?;
             let loss = logits.cross_entropy(&b.labels, o.label_smoothing)?;
-            let loss_value = loss.item()?;
+            let grads = loss.backward()?;
+            opt.step(&mut model, &grads, lr)?;
+            // Checked after the step so the device is not stalled mid-step; the weights this
+            // step spoiled are never saved, so the checkpoint on disk stays the last good one.
+            let (loss_value, logits) = read_back(&loss, &logits)?;
             if !loss_value.is_finite() {
                 bail!(
                     "the loss became {loss_value} at epoch {} step {}: stopping; the last good checkpoint is {} (try a lower --lr)",
@@ -624,9 +637,7 @@ pub fn train(o: &TrainOptions) -> Result<(Vec<EpochMetrics>, Outcome)> {
                     o.out.join("last.safetensors").display()
                 );
             }
-            let grads = loss.backward()?;
-            opt.step(&mut model, &grads, lr)?;
-            let (top1, _) = topk(&logits.to_vec::<f32>()?, config.classes, &b.labels, None);
+            let (top1, _) = topk(&logits, config.classes, &b.labels, None);
             progress.step += 1;
             progress.loss_sum += loss_value * b.len as f64;
             progress.correct += top1 as u64;

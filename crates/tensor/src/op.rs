@@ -9,7 +9,8 @@ use senet_cpu::pool::Pool2dGeometry;
 use senet_gpu::GpuBuffer;
 use std::sync::Arc;
 
-/// Positions saved by a forward pass (max pooling's argmax), on the device that made them.
+/// Integer indices an op keeps for its backward (max pooling's argmax, cross-entropy's labels),
+/// on the device of the op, so the backward never uploads them again.
 #[derive(Clone, Debug)]
 pub enum Indices {
     Cpu(Arc<[u32]>),
@@ -58,7 +59,7 @@ pub enum Op {
     },
     CrossEntropy {
         logits: Tensor,
-        labels: Arc<[u32]>,
+        labels: Indices,
         smoothing: f64,
         probs: Tensor,
     },

@@ -1,4 +1,5 @@
 //! Softmax, log-softmax and the cross-entropy loss on logits.
+use crate::op::Indices;
 use crate::storage::with_dtype;
 use crate::{Device, Error, Op, Result, Tensor};
 use senet_cpu::softmax as kernel;
@@ -92,7 +93,7 @@ impl Tensor {
             let probs = Tensor::from_gpu(probs, self.shape(), None);
             let record = Op::CrossEntropy {
                 logits: self.clone(),
-                labels: Arc::from(labels),
+                labels: Indices::Gpu(Arc::new(labels_gpu)),
                 smoothing,
                 probs,
             };
@@ -101,7 +102,7 @@ impl Tensor {
         with_dtype!(self.dtype(), T => {
             let (loss, probs) = kernel::cross_entropy(x.cpu_slice::<T>()?, batch, classes, labels, smoothing);
             let probs = Tensor::from_cpu(probs, self.shape(), None);
-            let record = Op::CrossEntropy { logits: self.clone(), labels: Arc::from(labels), smoothing, probs };
+            let record = Op::CrossEntropy { logits: self.clone(), labels: Indices::Cpu(Arc::from(labels)), smoothing, probs };
             Ok(Tensor::from_cpu(vec![loss], &[], Some(record)))
         })
     }
@@ -130,18 +131,21 @@ pub(crate) fn softmax_backward(
 /// Gradient of cross-entropy w.r.t. the logits, scaled by the (scalar) incoming gradient.
 pub(crate) fn cross_entropy_backward(
     probs: &Tensor,
-    labels: &[u32],
+    labels: &Indices,
     smoothing: f64,
     grad: &Tensor,
 ) -> Result<Tensor> {
     let (batch, classes) = (probs.shape()[0], probs.shape()[1]);
-    if probs.device() != Device::Cpu {
-        // The incoming gradient stays on the GPU: no readback in the middle of backward.
-        let (p, g) = (probs.gpu_buf()?, grad.contiguous_detached()?);
-        let labels = p.gpu().upload(labels)?;
-        let dx = gpu::cross_entropy_backward(p, &labels, batch, classes, smoothing, g.gpu_buf()?)?;
-        return Ok(Tensor::from_gpu(dx, probs.shape(), None));
-    }
+    let labels = match labels {
+        Indices::Gpu(labels) => {
+            // The incoming gradient stays on the GPU: no readback in the middle of backward.
+            let (p, g) = (probs.gpu_buf()?, grad.contiguous_detached()?);
+            let dx =
+                gpu::cross_entropy_backward(p, labels, batch, classes, smoothing, g.gpu_buf()?)?;
+            return Ok(Tensor::from_gpu(dx, probs.shape(), None));
+        }
+        Indices::Cpu(labels) => labels,
+    };
     let g = grad.item()?;
     with_dtype!(probs.dtype(), T => {
         let dx = kernel::cross_entropy_backward(probs.cpu_slice::<T>()?, batch, classes, labels, smoothing, T::from_f64(g));
