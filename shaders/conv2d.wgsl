@@ -17,8 +17,9 @@
 // x[n, g*cin_g + ci, oh*sh - ph + ki*dh, ow*sw - pw + kj*dw] when that is inside the image.
 // A thread always loads the same column of the slab, so it decodes (n, oh, ow) once.
 //
-// Depthwise convolutions (cin_g = cout_g = 1) would waste 63 of 64 tile rows, so they have a
-// direct kernel: one thread per output element, looping over the kh*kw taps.
+// Convolutions with small groups (ResNeXt's 4 or 8 channels per group; depthwise, 1) would
+// leave most of the 64 tile rows idle, so they have a direct kernel (`direct_forward`): one
+// thread per output element, looping over its group's input channels and the kh*kw taps.
 
 const TILE: u32 = 64u;
 
@@ -141,32 +142,38 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
 }
 
-// Depthwise: channel c of the output sees only channel c of the input.
+// Small groups: output channel co sees the cin_g input channels of its group, from channel
+// co / cout_g * cin_g on. One thread per output element sums them and the taps in the order
+// (ci, ki, kj), the GEMM's K order.
 @compute @workgroup_size(256)
-fn depthwise_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                     @builtin(local_invocation_id) lid: vec3<u32>) {
+fn direct_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_id) lid: vec3<u32>) {
     let idx = (wid.x + wid.y * nwg.x) * 256u + lid.x;
     let plane = p.oh * p.ow;
     if (idx >= p.batch * p.cout * plane) { return; }
-    // (n, c) is also the index of the input plane, since cin = cout.
     let nc = idx / plane;
     let pix = idx % plane;
-    let c = nc % p.cout;
+    let n = nc / p.cout;
+    let co = nc % p.cout;
+    let ci0 = co / p.cout_g * p.cin_g;
     let ih0 = i32((pix / p.ow) * p.sh) - i32(p.ph);
     let iw0 = i32((pix % p.ow) * p.sw) - i32(p.pw);
-    let xbase = nc * p.h * p.w;
     var s = 0.0;
-    for (var ki = 0u; ki < p.kh; ki++) {
-        let ih = ih0 + i32(ki * p.dh);
-        if (ih < 0 || ih >= i32(p.h)) { continue; }
-        for (var kj = 0u; kj < p.kw; kj++) {
-            let iw = iw0 + i32(kj * p.dw);
-            if (iw < 0 || iw >= i32(p.w)) { continue; }
-            s = fma(wt[(c * p.kh + ki) * p.kw + kj], x[xbase + u32(ih) * p.w + u32(iw)], s);
+    for (var ci = 0u; ci < p.cin_g; ci++) {
+        let xbase = (n * p.cin + ci0 + ci) * p.h * p.w;
+        let wbase = (co * p.cin_g + ci) * p.kh * p.kw;
+        for (var ki = 0u; ki < p.kh; ki++) {
+            let ih = ih0 + i32(ki * p.dh);
+            if (ih < 0 || ih >= i32(p.h)) { continue; }
+            for (var kj = 0u; kj < p.kw; kj++) {
+                let iw = iw0 + i32(kj * p.dw);
+                if (iw < 0 || iw >= i32(p.w)) { continue; }
+                s = fma(wt[wbase + ki * p.kw + kj], x[xbase + u32(ih) * p.w + u32(iw)], s);
+            }
         }
     }
     if (HAS_BIAS) {
-        s += bias[c];
+        s += bias[co];
     }
     y[idx] = s;
 }

@@ -19,9 +19,10 @@
 // Bias gradient (`backward_bias`): one workgroup per channel, threads striding over the
 // positions, partial sums combined by a fixed tree in workgroup memory.
 //
-// Depthwise convolutions (cin_g = cout_g = 1) get direct kernels: `depthwise_backward_input`
-// (one thread per input pixel, looping over the taps) and `depthwise_backward_weight` (one
-// workgroup per weight, reduced like the bias).
+// Convolutions with small groups (depthwise included) get direct kernels, as in the forward:
+// `direct_backward_input` (one thread per input pixel, looping over its group's output
+// channels and the taps) and `direct_backward_weight` (one workgroup per weight, reduced like
+// the bias).
 //
 // The GEMM kernels use the tiling of matmul.wgsl: 64x64 output tile per 16x16 workgroup, 4x4
 // micro-tile per thread, K steps of 16 through workgroup memory.
@@ -31,8 +32,8 @@ const TILE: u32 = 64u;
 // ConvParams comes from conv_params.wgsl, prepended by the launcher.
 
 // What the three buffers hold depends on the entry point:
-//   backward_input, depthwise_backward_input:   src_a = w,  src_b = dy, dst = dx
-//   backward_weight, depthwise_backward_weight: src_a = dy, src_b = x,  dst = dw (or partials)
+//   backward_input, direct_backward_input:   src_a = w,  src_b = dy, dst = dx
+//   backward_weight, direct_backward_weight: src_a = dy, src_b = x,  dst = dw (or partials)
 //   reduce_splits:                              src_a = partials,       dst = dw
 //   backward_bias:                              src_a = dy,             dst = db
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -295,59 +296,67 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
-// ---- depthwise -----------------------------------------------------------------------------
+// ---- small groups (direct kernels) --------------------------------------------------------
 
-// dx[n, c, ih, iw] = sum over taps (ki, kj) that some output position reads this pixel through.
+// dx[n, ci, ih, iw]: the sum, over the cout_g output channels of ci's group and the taps
+// (ki, kj) through which an output position reads this pixel, of w * dy.
 @compute @workgroup_size(256)
-fn depthwise_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                            @builtin(local_invocation_id) lid: vec3<u32>) {
+fn direct_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_id) lid: vec3<u32>) {
     let idx = (wid.x + wid.y * nwg.x) * 256u + lid.x;
     let plane = p.h * p.w;
     if (idx >= p.batch * p.cin * plane) { return; }
     let nc = idx / plane;
     let pix = idx % plane;
-    let c = nc % p.cin;
+    let n = nc / p.cin;
+    let ci = nc % p.cin;
+    let co0 = ci / p.cin_g * p.cout_g;
     let ihp = i32(pix / p.w + p.ph);
     let iwp = i32(pix % p.w + p.pw);
-    let dybase = nc * p.oh * p.ow;
     var s = 0.0;
-    for (var ki = 0u; ki < p.kh; ki++) {
-        let th = ihp - i32(ki * p.dh);
-        if (th < 0) { break; }
-        let oh = u32(th) / p.sh;
-        if (oh * p.sh != u32(th) || oh >= p.oh) { continue; }
-        for (var kj = 0u; kj < p.kw; kj++) {
-            let tw = iwp - i32(kj * p.dw);
-            if (tw < 0) { break; }
-            let ow = u32(tw) / p.sw;
-            if (ow * p.sw != u32(tw) || ow >= p.ow) { continue; }
-            s = fma(src_a[(c * p.kh + ki) * p.kw + kj], src_b[dybase + oh * p.ow + ow], s);
+    for (var c = 0u; c < p.cout_g; c++) {
+        let wbase = ((co0 + c) * p.cin_g + ci % p.cin_g) * p.kh * p.kw;
+        let dybase = (n * p.cout + co0 + c) * p.oh * p.ow;
+        for (var ki = 0u; ki < p.kh; ki++) {
+            let th = ihp - i32(ki * p.dh);
+            if (th < 0) { break; }
+            let oh = u32(th) / p.sh;
+            if (oh * p.sh != u32(th) || oh >= p.oh) { continue; }
+            for (var kj = 0u; kj < p.kw; kj++) {
+                let tw = iwp - i32(kj * p.dw);
+                if (tw < 0) { break; }
+                let ow = u32(tw) / p.sw;
+                if (ow * p.sw != u32(tw) || ow >= p.ow) { continue; }
+                s = fma(src_a[wbase + ki * p.kw + kj], src_b[dybase + oh * p.ow + ow], s);
+            }
         }
     }
     dst[idx] = s;
 }
 
-// One workgroup per weight (c, ki, kj): the sum over the batch and output positions of
-// dy[n, c, oh, ow] * x[n, c, ih, iw].
+// One workgroup per weight (co, ci, ki, kj): the sum over the batch and output positions of
+// dy[n, co, oh, ow] * x[n, group's first channel + ci, ih, iw], reduced like the bias.
 @compute @workgroup_size(256)
-fn depthwise_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                             @builtin(local_invocation_id) lid: vec3<u32>) {
+fn direct_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_id) lid: vec3<u32>) {
     let taps = p.kh * p.kw;
     let id = wid.x + wid.y * nwg.x;
-    if (id >= p.cout * taps) { return; }
-    let c = id / taps;
+    if (id >= p.len) { return; }
+    let co = id / (p.cin_g * taps);
+    let ci = co / p.cout_g * p.cin_g + id / taps % p.cin_g;
     let tap = id % taps;
     let dh = i32((tap / p.kw) * p.dh) - i32(p.ph);
     let dw = i32((tap % p.kw) * p.dw) - i32(p.pw);
     let plane = p.oh * p.ow;
     var s = 0.0;
     for (var n = 0u; n < p.batch; n++) {
-        let nc = n * p.cout + c;
+        let dybase = (n * p.cout + co) * plane;
+        let xbase = (n * p.cin + ci) * p.h * p.w;
         for (var i = lid.x; i < plane; i += 256u) {
             let ih = i32((i / p.ow) * p.sh) + dh;
             let iw = i32((i % p.ow) * p.sw) + dw;
             if (ih >= 0 && iw >= 0 && ih < i32(p.h) && iw < i32(p.w)) {
-                s = fma(src_a[nc * plane + i], src_b[(nc * p.h + u32(ih)) * p.w + u32(iw)], s);
+                s = fma(src_a[dybase + i], src_b[xbase + u32(ih) * p.w + u32(iw)], s);
             }
         }
     }

@@ -16,9 +16,10 @@
 //! The group is part of the workgroup index, so each pass is one dispatch for all groups. The
 //! input gradient is a gather (each input pixel sums the output positions that read it), and
 //! the weight gradient splits its long K into ranges whose partial results are added in a
-//! fixed order, so every result is deterministic without atomics. Depthwise convolutions
-//! (`cin_g = cout_g = 1`), where a GEMM tile would be 1 row tall, use direct kernels. The
-//! algorithms are described in `shaders/conv2d.wgsl` and `shaders/conv2d_backward.wgsl`.
+//! fixed order, so every result is deterministic without atomics. Convolutions with small groups
+//! (at most [`DIRECT_MAX_GROUP`] channels in and out: ResNeXt's early stages, depthwise), where
+//! a GEMM tile would be a few rows tall, use direct kernels instead. The algorithms are
+//! described in `shaders/conv2d.wgsl` and `shaders/conv2d_backward.wgsl`.
 use crate::matmul::to_u32;
 use crate::{GpuBuffer, GpuError, Result, Shader};
 use bytemuck::{Pod, Zeroable};
@@ -45,8 +46,18 @@ pub const BACKWARD_SHADER: Shader = Shader {
 pub const TILE: usize = 64;
 /// K elements per shared-memory step.
 pub const TILE_K: usize = 16;
-/// Threads per workgroup of the 1-D kernels (depthwise, reductions).
+/// Threads per workgroup of the 1-D kernels (direct convolutions, reductions).
 const WORKGROUP: usize = 256;
+/// Most channels per group, in and out, that take the direct kernels: the GEMM's 64-row tile
+/// would leave at least 7/8 of its rows idle, and the direct loops are at most 8 * kh * kw long.
+pub const DIRECT_MAX_GROUP: usize = 8;
+
+/// The kernels that run a pass: the tiled implicit GEMM, or direct loops for small groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Gemm,
+    Direct,
+}
 
 /// Mirrors `ConvParams` in both shaders (24 u32s, a multiple of 16 bytes).
 #[repr(C)]
@@ -153,8 +164,13 @@ impl Checked {
         })
     }
 
-    fn depthwise(&self) -> bool {
-        self.cin_g == 1 && self.cout_g == 1
+    /// `forced` (tests run every geometry both ways), else the faster one for these groups.
+    fn method(&self, forced: Option<Method>) -> Method {
+        forced.unwrap_or(if self.cin_g.max(self.cout_g) <= DIRECT_MAX_GROUP {
+            Method::Direct
+        } else {
+            Method::Gemm
+        })
     }
 }
 
@@ -189,6 +205,16 @@ pub fn forward(
     w: &GpuBuffer,
     bias: Option<&GpuBuffer>,
 ) -> Result<GpuBuffer> {
+    forward_using(g, x, w, bias, None)
+}
+
+fn forward_using(
+    g: &Conv2dGeometry,
+    x: &GpuBuffer,
+    w: &GpuBuffer,
+    bias: Option<&GpuBuffer>,
+    method: Option<Method>,
+) -> Result<GpuBuffer> {
     let what = "conv2d forward";
     let c = Checked::new(g, what)?;
     check_len(what, "x", x, c.x_len, g)?;
@@ -201,13 +227,12 @@ pub fn forward(
     let constants = [("HAS_BIAS", if bias.is_some() { 1.0 } else { 0.0 })];
     // Without a bias the declared binding 3 gets `w` (two read-only uses are fine).
     let buffers = [(1, x), (2, w), (3, bias.unwrap_or(w)), (4, &y)];
-    let (entry, groups) = if c.depthwise() {
-        ("depthwise_forward", c.y_len.div_ceil(WORKGROUP))
-    } else {
-        (
+    let (entry, groups) = match c.method(method) {
+        Method::Direct => ("direct_forward", c.y_len.div_ceil(WORKGROUP)),
+        Method::Gemm => (
             "forward",
             gemm_tiles(c.cout_g, c.y_len / g.out_channels, g.groups),
-        )
+        ),
     };
     gpu.dispatch(
         &SHADER,
@@ -222,19 +247,27 @@ pub fn forward(
 
 /// dx `[batch, in_channels, in_h, in_w]` from the output gradient `dy`.
 pub fn backward_input(g: &Conv2dGeometry, w: &GpuBuffer, dy: &GpuBuffer) -> Result<GpuBuffer> {
+    backward_input_using(g, w, dy, None)
+}
+
+fn backward_input_using(
+    g: &Conv2dGeometry,
+    w: &GpuBuffer,
+    dy: &GpuBuffer,
+    method: Option<Method>,
+) -> Result<GpuBuffer> {
     let what = "conv2d backward_input";
     let c = Checked::new(g, what)?;
     check_len(what, "weight", w, c.w_len, g)?;
     check_len(what, "dy", dy, c.y_len, g)?;
     let gpu = w.gpu();
     let dx = gpu.alloc(c.x_len)?;
-    let (entry, groups) = if c.depthwise() {
-        ("depthwise_backward_input", c.x_len.div_ceil(WORKGROUP))
-    } else {
-        (
+    let (entry, groups) = match c.method(method) {
+        Method::Direct => ("direct_backward_input", c.x_len.div_ceil(WORKGROUP)),
+        Method::Gemm => (
             "backward_input",
             gemm_tiles(c.cin_g, c.x_len / g.in_channels, g.groups),
-        )
+        ),
     };
     gpu.dispatch(
         &BACKWARD_SHADER,
@@ -249,7 +282,7 @@ pub fn backward_input(g: &Conv2dGeometry, w: &GpuBuffer, dy: &GpuBuffer) -> Resu
 
 /// dw with the weight's shape, summed over the batch in a fixed order.
 pub fn backward_weight(g: &Conv2dGeometry, x: &GpuBuffer, dy: &GpuBuffer) -> Result<GpuBuffer> {
-    backward_weight_with_splits(g, x, dy, None)
+    backward_weight_using(g, x, dy, None, None)
 }
 
 /// How many K ranges the weight gradient's GEMM is split into: enough workgroups to fill a
@@ -266,11 +299,13 @@ fn weight_splits(tiles: usize, kdim: usize, w_len: usize) -> usize {
         .clamp(1, 64)
 }
 
-/// [`backward_weight`] with the number of K ranges chosen (`None`: by [`weight_splits`]).
-fn backward_weight_with_splits(
+/// [`backward_weight`] with the method and the GEMM's number of K ranges chosen (`None`: by
+/// [`Checked::method`] and [`weight_splits`]).
+fn backward_weight_using(
     g: &Conv2dGeometry,
     x: &GpuBuffer,
     dy: &GpuBuffer,
+    method: Option<Method>,
     splits: Option<usize>,
 ) -> Result<GpuBuffer> {
     let what = "conv2d backward_weight";
@@ -279,10 +314,10 @@ fn backward_weight_with_splits(
     check_len(what, "dy", dy, c.y_len, g)?;
     let gpu = x.gpu();
     let dw = gpu.alloc(c.w_len)?;
-    if c.depthwise() {
+    if c.method(method) == Method::Direct {
         gpu.dispatch(
             &BACKWARD_SHADER,
-            "depthwise_backward_weight",
+            "direct_backward_weight",
             &[],
             bytemuck::bytes_of(&c.p),
             &[(1, dy), (2, x), (3, &dw)],
@@ -392,10 +427,10 @@ mod tests {
             geom((3, 4, 9, 8, 6), (3, 3), (2, 2), (1, 1), (1, 1), 1),
             geom((2, 2, 9, 7, 3), (3, 3), (1, 1), (2, 2), (2, 2), 1),
             geom((2, 4, 6, 7, 6), (3, 2), (1, 2), (1, 0), (1, 1), 2),
-            // Depthwise (the direct kernels), one with stride 2 and dilation 2.
+            // Depthwise, one with stride 2 and dilation 2.
             geom((2, 5, 8, 6, 5), (3, 3), (2, 1), (1, 1), (1, 1), 5),
             geom((1, 4, 9, 7, 4), (3, 3), (2, 2), (2, 1), (2, 2), 4),
-            // Groups 3 with two output channels per input channel (the GEMM path), batch 1.
+            // Groups 3 with two output channels per input channel, batch 1.
             geom((1, 3, 5, 5, 6), (3, 3), (1, 1), (1, 1), (1, 1), 3),
             geom((2, 6, 7, 5, 9), (3, 3), (2, 1), (1, 2), (1, 1), 3),
             geom((1, 6, 5, 4, 3), (1, 1), (1, 1), (0, 0), (1, 1), 1),
@@ -408,6 +443,9 @@ mod tests {
             geom((2, 8, 6, 7, 132), (3, 3), (1, 1), (1, 1), (1, 1), 2),
             geom((2, 20, 6, 5, 70), (3, 3), (1, 1), (1, 1), (1, 1), 1),
             geom((3, 3, 9, 10, 5), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            // ResNeXt-like groups: 4 in and 4 out per group with stride 2; 3 in and 5 out.
+            geom((2, 16, 7, 7, 16), (3, 3), (2, 2), (1, 1), (1, 1), 4),
+            geom((2, 12, 6, 5, 20), (3, 3), (1, 1), (1, 1), (1, 1), 4),
             // batch*positions 800: the weight gradient splits K in 3 by itself.
             geom((2, 2, 20, 20, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1),
         ]
@@ -441,25 +479,45 @@ mod tests {
                 gpu.upload(&dy).unwrap(),
             );
             let read = |buf: GpuBuffer| gpu.read::<f32>(&buf).unwrap();
+            let (want_y, want_y_nobias) = (
+                cpu::forward(&g, &x, &w, Some(&b)),
+                cpu::forward(&g, &x, &w, None),
+            );
+            let (want_dx, want_dw) = (
+                cpu::backward_input(&g, &w, &dy),
+                cpu::backward_weight(&g, &x, &dy),
+            );
+            // Both methods on every geometry: each is correct for any groups, and the automatic
+            // choice depends on the group size.
+            for m in [Method::Gemm, Method::Direct] {
+                let case = format!("{m:?} {g:?}");
+                let got = read(forward_using(&g, &xg, &wg, Some(&bg), Some(m)).unwrap());
+                assert_close(&format!("forward {case}"), &got, &want_y, GEMM_TOL);
+                let got = read(forward_using(&g, &xg, &wg, None, Some(m)).unwrap());
+                assert_close(
+                    &format!("forward no bias {case}"),
+                    &got,
+                    &want_y_nobias,
+                    GEMM_TOL,
+                );
+                let got = read(backward_input_using(&g, &wg, &dyg, Some(m)).unwrap());
+                assert_close(&format!("backward_input {case}"), &got, &want_dx, GEMM_TOL);
+                let got = read(backward_weight_using(&g, &xg, &dyg, Some(m), None).unwrap());
+                assert_close(&format!("backward_weight {case}"), &got, &want_dw, GEMM_TOL);
+            }
+            // The public entry points (automatic method).
             assert_close(
                 &format!("forward {g:?}"),
                 &read(forward(&g, &xg, &wg, Some(&bg)).unwrap()),
-                &cpu::forward(&g, &x, &w, Some(&b)),
-                GEMM_TOL,
-            );
-            assert_close(
-                &format!("forward no bias {g:?}"),
-                &read(forward(&g, &xg, &wg, None).unwrap()),
-                &cpu::forward(&g, &x, &w, None),
+                &want_y,
                 GEMM_TOL,
             );
             assert_close(
                 &format!("backward_input {g:?}"),
                 &read(backward_input(&g, &wg, &dyg).unwrap()),
-                &cpu::backward_input(&g, &w, &dy),
+                &want_dx,
                 GEMM_TOL,
             );
-            let want_dw = cpu::backward_weight(&g, &x, &dy);
             assert_close(
                 &format!("backward_weight {g:?}"),
                 &read(backward_weight(&g, &xg, &dyg).unwrap()),
@@ -472,9 +530,11 @@ mod tests {
                 &cpu::backward_bias(&g, &dy),
                 GEMM_TOL,
             );
-            // Forced K splits, including more splits than K steps (some clamp away).
+            // Forced K splits of the GEMM, including more splits than K steps (some clamp away).
             for splits in [2, 3, 1000] {
-                let got = read(backward_weight_with_splits(&g, &xg, &dyg, Some(splits)).unwrap());
+                let got = read(
+                    backward_weight_using(&g, &xg, &dyg, Some(Method::Gemm), Some(splits)).unwrap(),
+                );
                 assert_close(
                     &format!("backward_weight splits={splits} {g:?}"),
                     &got,
@@ -498,14 +558,16 @@ mod tests {
         let dy = gpu
             .upload(&rand_vec(&mut rng, 2 * 3 * 400, -1.0, 1.0))
             .unwrap();
-        let run = || {
-            gpu.read::<f32>(&backward_weight(&g, &x, &dy).unwrap())
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(run(), run());
+        for m in [Method::Gemm, Method::Direct] {
+            let run = || {
+                gpu.read::<f32>(&backward_weight_using(&g, &x, &dy, Some(m), None).unwrap())
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(run(), run(), "{m:?}");
+        }
     }
 
     #[test]
