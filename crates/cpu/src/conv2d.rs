@@ -466,54 +466,14 @@ pub fn backward_bias<T: Element>(g: &Conv2dGeometry, dy: &[T]) -> Vec<T> {
 mod tests {
     use super::*;
     use crate::reference;
+    use crate::reference::cases::conv2d_geometry as geom;
     use crate::test_util::{assert_close, rand_vec};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    fn geom(
-        (batch, in_channels, in_h, in_w, out_channels): (usize, usize, usize, usize, usize),
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        dilation: (usize, usize),
-        groups: usize,
-    ) -> Conv2dGeometry {
-        Conv2dGeometry {
-            batch,
-            in_channels,
-            in_h,
-            in_w,
-            out_channels,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            groups,
-        }
-    }
-
-    /// Stride 2, padding, dilation 2, groups, depthwise, batch 1, odd non-square sizes, 1x1
-    /// (both the im2col-free path and strided), batches that are not a multiple of the chunk.
-    fn cases() -> Vec<Conv2dGeometry> {
-        vec![
-            geom((2, 3, 7, 5, 4), (3, 3), (1, 1), (1, 1), (1, 1), 1),
-            geom((3, 4, 9, 8, 6), (3, 3), (2, 2), (1, 1), (1, 1), 1),
-            geom((2, 2, 9, 7, 3), (3, 3), (1, 1), (2, 2), (2, 2), 1),
-            geom((2, 4, 6, 7, 6), (3, 2), (1, 2), (1, 0), (1, 1), 2),
-            geom((2, 5, 8, 6, 5), (3, 3), (2, 1), (1, 1), (1, 1), 5),
-            geom((1, 3, 5, 5, 6), (3, 3), (1, 1), (1, 1), (1, 1), 3),
-            geom((1, 6, 5, 4, 3), (1, 1), (1, 1), (0, 0), (1, 1), 1),
-            geom((9, 4, 3, 5, 6), (1, 1), (1, 1), (0, 0), (1, 1), 2),
-            geom((3, 4, 7, 7, 8), (1, 1), (2, 2), (0, 0), (1, 1), 2),
-            geom((5, 3, 10, 11, 2), (2, 4), (3, 2), (0, 2), (2, 1), 1),
-            geom((2, 2, 3, 3, 2), (5, 5), (1, 1), (1, 1), (1, 1), 1),
-            geom((6, 2, 4, 9, 3), (3, 1), (1, 3), (2, 0), (1, 1), 1),
-        ]
-    }
-
     fn check_against_reference<T: Element>(tol: f64) {
         let mut rng = StdRng::seed_from_u64(7);
-        for g in cases() {
+        for g in reference::cases::conv2d_cases() {
             g.validate().unwrap();
             let x = rand_vec::<T>(
                 &mut rng,
@@ -581,7 +541,7 @@ mod tests {
     fn reference_backward_is_adjoint_of_forward() {
         let mut rng = StdRng::seed_from_u64(3);
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
-        for g in cases() {
+        for g in reference::cases::conv2d_cases() {
             let x = rand_vec::<f64>(
                 &mut rng,
                 g.batch * g.in_channels * g.in_h * g.in_w,
@@ -606,7 +566,8 @@ mod tests {
 
     #[test]
     fn validate_rejects_bad_geometry() {
-        let ok = geom((2, 4, 8, 8, 6), (3, 3), (1, 1), (1, 1), (1, 1), 2);
+        let ok =
+            reference::cases::conv2d_geometry((2, 4, 8, 8, 6), (3, 3), (1, 1), (1, 1), (1, 1), 2);
         assert!(ok.validate().is_ok());
         let e = Conv2dGeometry { groups: 3, ..ok }.validate().unwrap_err();
         assert!(e.contains("groups 3") && e.contains("in_channels 4"), "{e}");

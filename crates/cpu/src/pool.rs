@@ -235,42 +235,14 @@ pub fn avg_backward<T: Element>(g: &Pool2dGeometry, dy: &[T]) -> Vec<T> {
 mod tests {
     use super::*;
     use crate::reference;
+    use crate::reference::cases::pool2d_geometry as geom;
     use crate::test_util::assert_close;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    fn geom(
-        (batch, channels, in_h, in_w): (usize, usize, usize, usize),
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-    ) -> Pool2dGeometry {
-        Pool2dGeometry {
-            batch,
-            channels,
-            in_h,
-            in_w,
-            kernel,
-            stride,
-            padding,
-        }
-    }
-
-    fn cases() -> Vec<Pool2dGeometry> {
-        vec![
-            geom((2, 3, 8, 8), (2, 2), (2, 2), (0, 0)),
-            geom((2, 3, 7, 9), (3, 3), (2, 2), (1, 1)),
-            geom((1, 2, 5, 6), (3, 2), (1, 2), (1, 1)),
-            geom((3, 1, 9, 4), (4, 3), (3, 1), (2, 0)),
-            geom((2, 2, 4, 4), (4, 4), (1, 1), (0, 0)),
-            geom((1, 4, 6, 5), (1, 1), (2, 2), (0, 0)),
-            geom((2, 2, 1, 1), (2, 2), (1, 1), (1, 1)),
-        ]
-    }
-
     fn check<T: Element>(tol: f64) {
         let mut rng = StdRng::seed_from_u64(5);
-        for g in cases() {
+        for g in reference::cases::pool2d_cases() {
             g.validate().unwrap();
             let n_in = g.batch * g.channels * g.in_h * g.in_w;
             let n_out = g.batch * g.channels * g.out_h() * g.out_w();
@@ -353,7 +325,7 @@ mod tests {
     #[test]
     fn reference_avg_backward_is_adjoint() {
         let mut rng = StdRng::seed_from_u64(9);
-        for g in cases() {
+        for g in reference::cases::pool2d_cases() {
             let x: Vec<f64> = (0..g.batch * g.channels * g.in_h * g.in_w)
                 .map(|_| rng.random())
                 .collect();

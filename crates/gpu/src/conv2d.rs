@@ -396,60 +396,7 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use senet_cpu::conv2d as cpu;
-
-    fn geom(
-        (batch, in_channels, in_h, in_w, out_channels): (usize, usize, usize, usize, usize),
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        dilation: (usize, usize),
-        groups: usize,
-    ) -> Conv2dGeometry {
-        Conv2dGeometry {
-            batch,
-            in_channels,
-            in_h,
-            in_w,
-            out_channels,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            groups,
-        }
-    }
-
-    /// Small shapes (lavapipe is slow) covering stride 2, padding, dilation 2, groups 2 and 3,
-    /// depthwise, batch 1, odd non-square sizes, 1x1 kernels and sizes past one 64-wide tile.
-    fn cases() -> Vec<Conv2dGeometry> {
-        vec![
-            geom((2, 3, 7, 5, 4), (3, 3), (1, 1), (1, 1), (1, 1), 1),
-            geom((3, 4, 9, 8, 6), (3, 3), (2, 2), (1, 1), (1, 1), 1),
-            geom((2, 2, 9, 7, 3), (3, 3), (1, 1), (2, 2), (2, 2), 1),
-            geom((2, 4, 6, 7, 6), (3, 2), (1, 2), (1, 0), (1, 1), 2),
-            // Depthwise, one with stride 2 and dilation 2.
-            geom((2, 5, 8, 6, 5), (3, 3), (2, 1), (1, 1), (1, 1), 5),
-            geom((1, 4, 9, 7, 4), (3, 3), (2, 2), (2, 1), (2, 2), 4),
-            // Groups 3 with two output channels per input channel, batch 1.
-            geom((1, 3, 5, 5, 6), (3, 3), (1, 1), (1, 1), (1, 1), 3),
-            geom((2, 6, 7, 5, 9), (3, 3), (2, 1), (1, 2), (1, 1), 3),
-            geom((1, 6, 5, 4, 3), (1, 1), (1, 1), (0, 0), (1, 1), 1),
-            geom((9, 4, 3, 5, 6), (1, 1), (1, 1), (0, 0), (1, 1), 2),
-            geom((3, 4, 7, 7, 8), (1, 1), (2, 2), (0, 0), (1, 1), 2),
-            geom((5, 3, 10, 11, 2), (2, 4), (3, 2), (0, 2), (2, 1), 1),
-            geom((2, 2, 3, 3, 2), (5, 5), (1, 1), (1, 1), (1, 1), 1),
-            geom((6, 2, 4, 9, 3), (3, 1), (1, 3), (2, 0), (1, 1), 1),
-            // Past one tile: cout_g 66 and 70, cin_g*kh*kw 180, batch*positions 270.
-            geom((2, 8, 6, 7, 132), (3, 3), (1, 1), (1, 1), (1, 1), 2),
-            geom((2, 20, 6, 5, 70), (3, 3), (1, 1), (1, 1), (1, 1), 1),
-            geom((3, 3, 9, 10, 5), (3, 3), (1, 1), (1, 1), (1, 1), 1),
-            // ResNeXt-like groups: 4 in and 4 out per group with stride 2; 3 in and 5 out.
-            geom((2, 16, 7, 7, 16), (3, 3), (2, 2), (1, 1), (1, 1), 4),
-            geom((2, 12, 6, 5, 20), (3, 3), (1, 1), (1, 1), (1, 1), 4),
-            // batch*positions 800: the weight gradient splits K in 3 by itself.
-            geom((2, 2, 20, 20, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1),
-        ]
-    }
+    use senet_cpu::reference::cases::{conv2d_cases, conv2d_geometry as geom};
 
     #[test]
     fn every_pass_matches_the_cpu_kernel() {
@@ -457,7 +404,7 @@ mod tests {
             return;
         };
         let mut rng = StdRng::seed_from_u64(5);
-        for g in cases() {
+        for g in conv2d_cases() {
             let x = rand_vec(
                 &mut rng,
                 g.batch * g.in_channels * g.in_h * g.in_w,

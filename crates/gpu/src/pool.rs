@@ -186,27 +186,11 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use senet_cpu::pool as cpu;
+    use senet_cpu::reference::cases::{pool2d_cases, pool2d_geometry as geom};
 
     /// f32 on both devices, but WGSL allows division 2.5 ulps of error and the GPU may fuse or
     /// reorder; 1e-4 relative (absolute near zero) is far above that and far below any bug.
     const TOL: f32 = 1e-4;
-
-    fn geom(
-        (batch, channels, in_h, in_w): (usize, usize, usize, usize),
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-    ) -> Pool2dGeometry {
-        Pool2dGeometry {
-            batch,
-            channels,
-            in_h,
-            in_w,
-            kernel,
-            stride,
-            padding,
-        }
-    }
 
     /// `n` distinct values in random order, all negative when `n` is small (so a padded zero
     /// would win a max if padding were treated as 0).
@@ -224,19 +208,7 @@ mod tests {
             return;
         };
         let mut rng = StdRng::seed_from_u64(7);
-        // Batch 1 and C = 1, odd and non-square planes, stride 1 and 2, padding, kernels 1..3,
-        // a 1x1 input whose windows are mostly padding.
-        let cases = [
-            geom((1, 1, 5, 7), (3, 3), (1, 1), (1, 1)),
-            geom((2, 3, 7, 9), (3, 2), (2, 2), (1, 1)),
-            geom((2, 2, 6, 5), (2, 2), (2, 2), (0, 0)),
-            geom((1, 4, 4, 6), (1, 1), (2, 1), (0, 0)),
-            geom((3, 2, 8, 3), (3, 1), (2, 1), (1, 0)),
-            geom((1, 3, 9, 4), (2, 3), (1, 2), (1, 1)),
-            geom((2, 2, 1, 1), (2, 2), (1, 1), (1, 1)),
-            geom((2, 5, 11, 13), (3, 3), (2, 2), (1, 1)),
-        ];
-        for g in cases {
+        for g in pool2d_cases() {
             let n_in = g.batch * g.channels * g.in_h * g.in_w;
             let n_out = g.batch * g.channels * g.out_h() * g.out_w();
             let x = distinct(&mut rng, n_in);

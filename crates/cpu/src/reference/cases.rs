@@ -1,0 +1,103 @@
+//! The convolution and pooling geometries every kernel is tested on: the CPU kernels against
+//! the loops of this module, the WGSL kernels against the CPU ones. One list, so the two
+//! backends are always checked on the same edge cases. Small sizes: lavapipe runs them too.
+use crate::conv2d::Conv2dGeometry;
+use crate::pool::Pool2dGeometry;
+
+/// A convolution from `(batch, in_channels, in_h, in_w, out_channels)` and the
+/// `(height, width)` pairs of kernel, stride, padding and dilation.
+pub fn conv2d_geometry(
+    (batch, in_channels, in_h, in_w, out_channels): (usize, usize, usize, usize, usize),
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    dilation: (usize, usize),
+    groups: usize,
+) -> Conv2dGeometry {
+    Conv2dGeometry {
+        batch,
+        in_channels,
+        in_h,
+        in_w,
+        out_channels,
+        kernel,
+        stride,
+        padding,
+        dilation,
+        groups,
+    }
+}
+
+/// Stride 2, padding, dilation 2, groups 2 and 3, ResNeXt-like and depthwise groups, batch 1,
+/// odd non-square sizes, 1x1 kernels (plain and strided), batches that are not a multiple of a
+/// CPU chunk, and sizes past one 64-wide GPU tile.
+pub fn conv2d_cases() -> Vec<Conv2dGeometry> {
+    let g = conv2d_geometry;
+    vec![
+        g((2, 3, 7, 5, 4), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        g((3, 4, 9, 8, 6), (3, 3), (2, 2), (1, 1), (1, 1), 1),
+        g((2, 2, 9, 7, 3), (3, 3), (1, 1), (2, 2), (2, 2), 1),
+        g((2, 4, 6, 7, 6), (3, 2), (1, 2), (1, 0), (1, 1), 2),
+        // Depthwise, one with stride 2 and dilation 2.
+        g((2, 5, 8, 6, 5), (3, 3), (2, 1), (1, 1), (1, 1), 5),
+        g((1, 4, 9, 7, 4), (3, 3), (2, 2), (2, 1), (2, 2), 4),
+        // Groups 3 with two output channels per input channel, batch 1.
+        g((1, 3, 5, 5, 6), (3, 3), (1, 1), (1, 1), (1, 1), 3),
+        g((2, 6, 7, 5, 9), (3, 3), (2, 1), (1, 2), (1, 1), 3),
+        g((1, 6, 5, 4, 3), (1, 1), (1, 1), (0, 0), (1, 1), 1),
+        g((9, 4, 3, 5, 6), (1, 1), (1, 1), (0, 0), (1, 1), 2),
+        g((3, 4, 7, 7, 8), (1, 1), (2, 2), (0, 0), (1, 1), 2),
+        g((5, 3, 10, 11, 2), (2, 4), (3, 2), (0, 2), (2, 1), 1),
+        g((2, 2, 3, 3, 2), (5, 5), (1, 1), (1, 1), (1, 1), 1),
+        g((6, 2, 4, 9, 3), (3, 1), (1, 3), (2, 0), (1, 1), 1),
+        // Past one GPU tile: cout_g 66 and 70, cin_g*kh*kw 180, batch*positions 270.
+        g((2, 8, 6, 7, 132), (3, 3), (1, 1), (1, 1), (1, 1), 2),
+        g((2, 20, 6, 5, 70), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        g((3, 3, 9, 10, 5), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        // ResNeXt-like groups: 4 in and 4 out per group with stride 2; 3 in and 5 out.
+        g((2, 16, 7, 7, 16), (3, 3), (2, 2), (1, 1), (1, 1), 4),
+        g((2, 12, 6, 5, 20), (3, 3), (1, 1), (1, 1), (1, 1), 4),
+        // batch*positions 800: the GPU weight gradient splits K in 3 by itself.
+        g((2, 2, 20, 20, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ]
+}
+
+/// A pooling from `(batch, channels, in_h, in_w)` and the `(height, width)` pairs of kernel,
+/// stride and padding.
+pub fn pool2d_geometry(
+    (batch, channels, in_h, in_w): (usize, usize, usize, usize),
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Pool2dGeometry {
+    Pool2dGeometry {
+        batch,
+        channels,
+        in_h,
+        in_w,
+        kernel,
+        stride,
+        padding,
+    }
+}
+
+/// Batch 1 and one channel, odd and non-square planes, strides 1 to 3, padding, kernels 1 to 4
+/// (non-square too), a window as large as the input and a 1x1 input whose windows are mostly
+/// padding.
+pub fn pool2d_cases() -> Vec<Pool2dGeometry> {
+    let g = pool2d_geometry;
+    vec![
+        g((2, 3, 8, 8), (2, 2), (2, 2), (0, 0)),
+        g((2, 3, 7, 9), (3, 3), (2, 2), (1, 1)),
+        g((1, 2, 5, 6), (3, 2), (1, 2), (1, 1)),
+        g((3, 1, 9, 4), (4, 3), (3, 1), (2, 0)),
+        g((2, 2, 4, 4), (4, 4), (1, 1), (0, 0)),
+        g((1, 4, 6, 5), (1, 1), (2, 2), (0, 0)),
+        g((2, 2, 1, 1), (2, 2), (1, 1), (1, 1)),
+        g((1, 1, 5, 7), (3, 3), (1, 1), (1, 1)),
+        g((2, 3, 7, 9), (3, 2), (2, 2), (1, 1)),
+        g((3, 2, 8, 3), (3, 1), (2, 1), (1, 0)),
+        g((1, 3, 9, 4), (2, 3), (1, 2), (1, 1)),
+        g((2, 5, 11, 13), (3, 3), (2, 2), (1, 1)),
+    ]
+}
