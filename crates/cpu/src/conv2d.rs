@@ -2,13 +2,12 @@
 //!
 //! For one sample and one group, im2col ("image to columns") copies every input pixel each
 //! output position sees into a matrix `cols` of shape `[cin_g * kh * kw, out_h * out_w]`; the
-//! convolution is then the matrix product `W_g [cout_g, cin_g*kh*kw] @ cols`, done by
-//! [`par_gemm`] (the `gemm` crate's SIMD kernels, in fixed row blocks). The backward passes reuse the same matrix:
+//! convolution is then the matrix product `W_g [cout_g, cin_g*kh*kw] @ cols`, done by ndarray's
+//! `general_mat_mul` (matrixmultiply underneath). The backward passes reuse the same matrix:
 //! `dcols = W_g^T @ dy_g` scattered back with col2im gives dx, and `dW_g = dy_g @ cols^T` summed
 //! over the batch gives dw. Work is parallel over the batch with rayon, one column buffer per
-//! worker. Every GEMM's sizes come from the geometry alone, and sums across the batch are taken
-//! over fixed chunks of samples added in chunk order, so results do not depend on the number of
-//! threads.
+//! worker. Sums across the batch are taken over fixed chunks of `BATCH_CHUNK` samples and
+//! added in chunk order, so results do not depend on the number of threads.
 //!
 //! A 1x1 convolution with stride 1 and no padding needs no im2col at all: the input plane of a
 //! sample already is its `cols` matrix.
@@ -249,11 +248,12 @@ fn mat_mut<T>(rows: usize, cols: usize, s: &mut [T]) -> ArrayViewMut2<'_, T> {
 /// for every sample. Samples are therefore packed side by side, `chunk * p` columns per GEMM.
 const TARGET_COLS: usize = 256;
 
-/// Samples per chunk for forward and input-gradient passes: enough for `TARGET_COLS` columns.
-/// Set by the sizes alone, never the thread count: the GEMM's blocking, and so the order in
-/// which it sums each dot product, depends on the number of columns it is given.
+/// Samples per chunk for forward and input-gradient passes: enough for `TARGET_COLS` columns,
+/// but leaving at least one chunk per thread. (Each output element is one dot product whatever
+/// the chunking, so this may depend on the thread count without changing any result.)
 fn chunk_samples(batch: usize, p: usize) -> usize {
-    TARGET_COLS.div_ceil(p).min(batch).max(1)
+    let threads = rayon::current_num_threads().max(1);
+    TARGET_COLS.div_ceil(p).min(batch.div_ceil(threads)).max(1)
 }
 
 /// y = conv(x, w) + bias, `[batch, out_channels, out_h, out_w]`.

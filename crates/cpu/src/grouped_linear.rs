@@ -6,12 +6,12 @@
 //! input this is an ordinary Linear layer, which is how the framework implements Linear.
 //!
 //! Each group's slice of a row-major `[batch, k*features]` array is a strided matrix view, so
-//! every product is one `gemm_views` call with no copying. The forward pass and dx are
+//! every product is one `general_mat_mul` call with no copying. The forward pass and dx are
 //! parallel over fixed blocks of batch rows (no sum crosses a block); dW is parallel over
 //! fixed blocks of its own rows, each one GEMM over the whole batch; db sums rows in order.
 //! Nothing depends on the thread count, so results are bit-identical on any number of threads.
-use crate::matmul::gemm_views;
 use crate::Element;
+use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
@@ -97,15 +97,15 @@ pub fn forward<T: Element>(s: GroupedLinearShape, x: &[T], w: &[T], b: Option<&[
         .zip(x.par_chunks(ROW_BLOCK * xr))
         .for_each(|(y_blk, x_blk)| {
             let rows = y_blk.len() / yr;
-            // The bias goes in first and the GEMM accumulates onto it.
+            // The bias goes in first and the GEMM accumulates onto it (beta = 1).
             if let Some(b) = b {
                 y_blk.chunks_mut(yr).for_each(|row| row.copy_from_slice(b));
             }
             for g in 0..k {
                 let x_g = strided(rows, fi, xr, &x_blk[s.x_col(g)..]);
                 let w_t = strided(fo, fi, fi, &w[g * fo * fi..][..fo * fi]).reversed_axes();
-                let y_g = strided_mut(rows, fo, yr, &mut y_blk[g * fo..]);
-                gemm_views(x_g, w_t, y_g, true);
+                let mut y_g = strided_mut(rows, fo, yr, &mut y_blk[g * fo..]);
+                general_mat_mul(T::one(), &x_g, &w_t, T::one(), &mut y_g);
             }
         });
     y
@@ -141,7 +141,7 @@ pub fn backward<T: Element>(
     }
 
     // dx_g = dy_g @ W_g, per block of batch rows; a shared input accumulates the groups in
-    // order (accumulating after the first).
+    // order (beta = 1 after the first).
     dx.par_chunks_mut(ROW_BLOCK * xr)
         .zip(dy.par_chunks(ROW_BLOCK * yr))
         .for_each(|(dx_blk, dy_blk)| {
@@ -149,8 +149,13 @@ pub fn backward<T: Element>(
             for g in 0..k {
                 let dy_g = strided(rows, fo, yr, &dy_blk[g * fo..]);
                 let w_g = strided(fo, fi, fi, &w[g * fo * fi..][..fo * fi]);
-                let dx_g = strided_mut(rows, fi, xr, &mut dx_blk[s.x_col(g)..]);
-                gemm_views(dy_g, w_g, dx_g, s.shared_input && g > 0);
+                let beta = if s.shared_input && g > 0 {
+                    T::one()
+                } else {
+                    T::zero()
+                };
+                let mut dx_g = strided_mut(rows, fi, xr, &mut dx_blk[s.x_col(g)..]);
+                general_mat_mul(T::one(), &dy_g, &w_g, beta, &mut dx_g);
             }
         });
 
@@ -165,8 +170,8 @@ pub fn backward<T: Element>(
                     let n_out = dw_blk.len() / fi;
                     let dy_t = strided(s.batch, n_out, yr, &dy[g * fo + o0..]).reversed_axes();
                     let x_g = strided(s.batch, fi, xr, &x[s.x_col(g)..]);
-                    let dw_blk = strided_mut(n_out, fi, fi, dw_blk);
-                    gemm_views(dy_t, x_g, dw_blk, false);
+                    let mut dw_blk = strided_mut(n_out, fi, fi, dw_blk);
+                    general_mat_mul(T::one(), &dy_t, &x_g, T::zero(), &mut dw_blk);
                 });
         });
     (dx, dw, db)

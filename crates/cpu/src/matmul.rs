@@ -1,7 +1,8 @@
-//! Batched matrix product `c[b] = op(a[b]) @ op(b[b])` where `op` optionally transposes, on the
-//! `gemm` crate's packed SIMD kernels (AVX-512 where the CPU has it, else AVX2/FMA). Batches run
-//! in parallel; each product is computed the same way whatever the thread count.
+//! Batched matrix product on top of `ndarray`'s GEMM (matrixmultiply): `c[b] = op(a[b]) @ op(b[b])`
+//! where `op` optionally transposes. Batches run in parallel; each product is computed the same
+//! way whatever the thread count.
 use crate::Element;
+use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
@@ -18,7 +19,7 @@ pub struct MatmulShape {
 }
 
 /// `out = op(a) @ op(b)` for one matrix pair of sizes `s` (its `batch` is ignored); `out` is
-/// overwritten. Its rows are split over threads as in [`par_gemm`].
+/// overwritten.
 pub fn gemm<T: Element>(a: &[T], b: &[T], out: &mut [T], s: &MatmulShape) {
     let (m, k, n) = (s.m, s.k, s.n);
     let av = if s.trans_a {
@@ -35,70 +36,8 @@ pub fn gemm<T: Element>(a: &[T], b: &[T], out: &mut [T], s: &MatmulShape) {
     } else {
         ArrayView2::from_shape((k, n), b).expect("b has k*n elements")
     };
-    let cv = ArrayViewMut2::from_shape((m, n), out).expect("out has m*n elements");
-    par_gemm(av, bv, cv);
-}
-
-/// `c = a @ b`, or `c += a @ b` with `accumulate`, for views of any strides, on one thread.
-/// Callers split bigger products into pieces whose sizes do not depend on the thread count:
-/// the kernel's blocking (and so its order of summation) depends on the sizes it is given.
-///
-/// # Panics
-/// If the sizes do not match.
-pub(crate) fn gemm_views<T: Element>(
-    a: ArrayView2<T>,
-    b: ArrayView2<T>,
-    mut c: ArrayViewMut2<T>,
-    accumulate: bool,
-) {
-    let ((m, k), (kb, n)) = (a.dim(), b.dim());
-    assert!(
-        k == kb && c.dim() == (m, n),
-        "gemm: sizes {:?} @ {:?} -> {:?}",
-        a.dim(),
-        b.dim(),
-        c.dim()
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c.fill(T::zero());
-        }
-        return;
-    }
-    let (cs, as_, bs) = (
-        c.strides().to_vec(),
-        a.strides().to_vec(),
-        b.strides().to_vec(),
-    );
-    // SAFETY: each pointer is element [0, 0] of a live view whose strides describe all of its
-    // m x k, k x n and m x n elements; `c` is borrowed mutably, so it overlaps neither input.
-    // `gemm` writes dst = alpha * dst + beta * lhs @ rhs, reading dst only when asked to.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            cs[1],
-            cs[0],
-            accumulate,
-            a.as_ptr(),
-            as_[1],
-            as_[0],
-            b.as_ptr(),
-            bs[1],
-            bs[0],
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    let mut cv = ArrayViewMut2::from_shape((m, n), out).expect("out has m*n elements");
+    general_mat_mul(T::one(), &av, &bv, T::zero(), &mut cv);
 }
 
 pub fn matmul<T: Element>(a: &[T], b: &[T], s: MatmulShape) -> Vec<T> {
@@ -109,10 +48,15 @@ pub fn matmul<T: Element>(a: &[T], b: &[T], s: MatmulShape) -> Vec<T> {
     if sc == 0 {
         return out;
     }
-    // Products in parallel, and the rows of each in parallel too (rayon nests the two).
-    out.par_chunks_mut(sc)
-        .enumerate()
-        .for_each(|(i, c)| gemm(&a[i * sa..][..sa], &b[i * sb..][..sb], c, &s));
+    let one =
+        |i: usize, c: &mut [T]| gemm(&a[i * sa..(i + 1) * sa], &b[i * sb..(i + 1) * sb], c, &s);
+    if s.batch > 1 {
+        out.par_chunks_mut(sc)
+            .enumerate()
+            .for_each(|(i, c)| one(i, c));
+    } else {
+        one(0, &mut out);
+    }
     out
 }
 
@@ -121,11 +65,16 @@ pub fn matmul<T: Element>(a: &[T], b: &[T], s: MatmulShape) -> Vec<T> {
 const ROW_BLOCK: usize = 64;
 
 /// `c = a @ b` (overwriting `c`), with the rows of `c` split into fixed blocks computed in
-/// parallel. The blocks are the same for any number of threads, so the result is too.
-pub fn par_gemm<T: Element>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayViewMut2<T>) {
+/// parallel. Each element of `c` is one dot product computed the same way whatever the split,
+/// so the result is bit-identical to a single `general_mat_mul`.
+pub fn par_gemm<T: Element>(
+    a: ndarray::ArrayView2<T>,
+    b: ndarray::ArrayView2<T>,
+    mut c: ndarray::ArrayViewMut2<T>,
+) {
     use ndarray::Axis;
     if c.nrows() <= ROW_BLOCK {
-        gemm_views(a, b, c, false);
+        general_mat_mul(T::one(), &a, &b, T::zero(), &mut c);
         return;
     }
     let blocks: Vec<_> = c
@@ -134,5 +83,5 @@ pub fn par_gemm<T: Element>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayView
         .collect();
     blocks
         .into_par_iter()
-        .for_each(|(c, a)| gemm_views(a, b, c, false));
+        .for_each(|(mut c, a)| general_mat_mul(T::one(), &a, &b, T::zero(), &mut c));
 }

@@ -32,7 +32,7 @@ pub(crate) fn rand_vec(rng: &mut rand::rngs::StdRng, n: usize, lo: f32, hi: f32)
 
 /// Tolerance for [`assert_close`] on results of the GEMM kernels (matmul, conv2d,
 /// grouped_linear): |gpu - cpu| <= 1e-4 (1 + |cpu|). The GPU sums each dot product in a
-/// different order (tile by tile, with fma) than the CPU's GEMM, so f32 rounding differs by
+/// different order (tile by tile, with fma) than matrixmultiply, so f32 rounding differs by
 /// ~1e-6 per ~100 terms; 1e-4 leaves a wide margin while still catching any indexing error.
 #[cfg(test)]
 pub(crate) const GEMM_TOL: f32 = 1e-4;
