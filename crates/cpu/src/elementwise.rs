@@ -129,24 +129,42 @@ impl<T> Strided<'_, T> {
     }
 }
 
-/// Walks the outer dimensions of `shape` (all but the last), calling `f(out_row_start,
-/// offsets)` once per row with the starting offset of each view; rows are `shape[last]` long.
+/// Number of rows of `shape`: the product of all dimensions but the last (1 for a scalar).
+fn row_count(shape: &[usize]) -> usize {
+    shape[..shape.len().saturating_sub(1)].iter().product()
+}
+
+/// Walks the rows `rows` of `shape` (the outer dimensions, all but the last, in row-major
+/// order), calling `f(out_row_start, offsets)` once per row with the starting offset of each
+/// view; rows are `shape[last]` long. A range lets parallel tasks each walk their own rows.
 fn for_each_row<const N: usize>(
     shape: &[usize],
     strides: [&[usize]; N],
     offsets: [usize; N],
+    rows: std::ops::Range<usize>,
     mut f: impl FnMut(usize, [usize; N]),
 ) {
+    if rows.is_empty() {
+        return;
+    }
     let rank = shape.len();
     if rank == 0 {
         f(0, offsets);
         return;
     }
     let row_len = shape[rank - 1];
-    let rows: usize = shape[..rank - 1].iter().product();
+    // The multi-index and offsets of the first row.
     let mut idx = vec![0usize; rank - 1];
     let mut offs = offsets;
-    for row in 0..rows {
+    let mut r = rows.start;
+    for d in (0..rank - 1).rev() {
+        idx[d] = r % shape[d];
+        r /= shape[d];
+        for v in 0..N {
+            offs[v] += idx[d] * strides[v][d];
+        }
+    }
+    for row in rows {
         f(row * row_len, offs);
         // Advance the multi-index like an odometer, updating offsets incrementally.
         for d in (0..rank - 1).rev() {
@@ -177,7 +195,8 @@ pub fn copy_strided<T: Element>(src: Strided<T>, shape: &[usize]) -> Vec<T> {
         .map(|_| src.strides[shape.len() - 1])
         .unwrap_or(0);
     let row_len = shape.last().copied().unwrap_or(1);
-    for_each_row(shape, [src.strides], [src.offset], |_, [o]| {
+    let rows = 0..row_count(shape);
+    for_each_row(shape, [src.strides], [src.offset], rows, |_, [o]| {
         out.extend((0..row_len).map(|i| src.data[o + i * last_stride]));
     });
     out
@@ -214,27 +233,46 @@ pub fn binary<T: Element>(a: Strided<T>, b: Strided<T>, shape: &[usize], op: Bin
         (a.strides[rank - 1], b.strides[rank - 1])
     };
     let row_len = shape.last().copied().unwrap_or(1);
-    for_each_row(
-        shape,
-        [a.strides, b.strides],
-        [a.offset, b.offset],
-        |start, [oa, ob]| {
-            let row = &mut out[start..start + row_len];
-            match (sa, sb) {
-                (1, 0) => {
-                    let bv = b.data[ob];
-                    for (i, o) in row.iter_mut().enumerate() {
-                        *o = op.apply(a.data[oa + i], bv);
+    if numel == 0 {
+        return out;
+    }
+    // Fills `chunk`, the rows from `first` on: big arrays split into fixed blocks of rows
+    // (the SE gate `[B,C,H,W] * [B,C,1,1]` is the common case), each walking its own rows.
+    let rows_per_task = (CHUNK / row_len).max(1);
+    let fill = |(task, chunk): (usize, &mut [T])| {
+        let first = task * rows_per_task;
+        let rows = first..first + chunk.len() / row_len;
+        let strides = [a.strides, b.strides];
+        for_each_row(
+            shape,
+            strides,
+            [a.offset, b.offset],
+            rows,
+            |start, [oa, ob]| {
+                let row = &mut chunk[start - first * row_len..][..row_len];
+                match (sa, sb) {
+                    (1, 0) => {
+                        let bv = b.data[ob];
+                        for (i, o) in row.iter_mut().enumerate() {
+                            *o = op.apply(a.data[oa + i], bv);
+                        }
+                    }
+                    _ => {
+                        for (i, o) in row.iter_mut().enumerate() {
+                            *o = op.apply(a.data[oa + i * sa], b.data[ob + i * sb]);
+                        }
                     }
                 }
-                _ => {
-                    for (i, o) in row.iter_mut().enumerate() {
-                        *o = op.apply(a.data[oa + i * sa], b.data[ob + i * sb]);
-                    }
-                }
-            }
-        },
-    );
+            },
+        );
+    };
+    if numel >= PAR_MIN {
+        out.par_chunks_mut(rows_per_task * row_len)
+            .enumerate()
+            .for_each(fill);
+    } else {
+        fill((0, &mut out));
+    }
     out
 }
 
@@ -250,11 +288,17 @@ pub fn scatter_strided<T: Element>(
     let rank = shape.len();
     let last_stride = if rank == 0 { 0 } else { strides[rank - 1] };
     let row_len = shape.last().copied().unwrap_or(1);
-    for_each_row(shape, [strides], [offset], |start, [o]| {
-        for i in 0..row_len {
-            dst[o + i * last_stride] = src[start + i];
-        }
-    });
+    for_each_row(
+        shape,
+        [strides],
+        [offset],
+        0..row_count(shape),
+        |start, [o]| {
+            for i in 0..row_len {
+                dst[o + i * last_stride] = src[start + i];
+            }
+        },
+    );
 }
 
 #[cfg(test)]
@@ -298,6 +342,74 @@ mod tests {
             BinaryOp::Mul,
         );
         assert_eq!(out, vec![100., 200., 300., 800., 1000., 1200.]);
+    }
+
+    /// Element `flat` of `shape` read through strides, computed from scratch.
+    fn at(v: &Strided<f32>, shape: &[usize], mut flat: usize) -> f32 {
+        let mut off = v.offset;
+        for d in (0..shape.len()).rev() {
+            off += flat % shape[d] * v.strides[d];
+            flat /= shape[d];
+        }
+        v.data[off]
+    }
+
+    #[test]
+    fn large_broadcasts_and_transposes_match_index_by_index() {
+        // Past PAR_MIN, so rows are split into parallel blocks: the SE gate [B,C,H,W] * [B,C,1,1]
+        // (rows of 9, not dividing a block), rows of length 1, and a transposed operand.
+        let x: Vec<f32> = (0..70_000).map(|i| (i % 101) as f32 * 0.5 - 7.0).collect();
+        let s: Vec<f32> = (0..4000).map(|i| i as f32 * 0.01 + 1.0).collect();
+        let cases: [(&[usize], Strided<f32>, Strided<f32>); 3] = [
+            (
+                &[4, 1000, 3, 3],
+                Strided {
+                    data: &x,
+                    strides: &[9000, 9, 3, 1],
+                    offset: 5,
+                },
+                Strided {
+                    data: &s,
+                    strides: &[1000, 1, 0, 0],
+                    offset: 0,
+                },
+            ),
+            (
+                &[50_000, 1],
+                Strided {
+                    data: &x,
+                    strides: &[1, 1],
+                    offset: 0,
+                },
+                Strided {
+                    data: &s,
+                    strides: &[0, 1],
+                    offset: 3,
+                },
+            ),
+            (
+                &[200, 300],
+                Strided {
+                    data: &x,
+                    strides: &[1, 200],
+                    offset: 11,
+                },
+                Strided {
+                    data: &x,
+                    strides: &[300, 1],
+                    offset: 0,
+                },
+            ),
+        ];
+        for (shape, a, b) in cases {
+            let numel: usize = shape.iter().product();
+            assert!(numel >= PAR_MIN);
+            let got = binary(a, b, shape, BinaryOp::Sub);
+            let want: Vec<f32> = (0..numel)
+                .map(|i| at(&a, shape, i) - at(&b, shape, i))
+                .collect();
+            assert_eq!(got, want, "{shape:?}");
+        }
     }
 
     #[test]
