@@ -96,15 +96,17 @@ impl BinaryOp {
 
 /// `op` applied to every element of a contiguous array.
 pub fn unary<T: Element>(x: &[T], op: UnaryOp) -> Vec<T> {
-    let mut out = vec![T::zero(); x.len()];
+    // Collected straight into the output: no zero-fill first, one pass over memory.
     if x.len() >= PAR_MIN {
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &i)| *o = op.apply(i)));
+        let mut out = Vec::new();
+        x.par_iter()
+            .with_min_len(CHUNK)
+            .map(|&v| op.apply(v))
+            .collect_into_vec(&mut out);
+        out
     } else {
-        out.iter_mut().zip(x).for_each(|(o, &i)| *o = op.apply(i));
+        x.iter().map(|&v| op.apply(v)).collect()
     }
-    out
 }
 
 /// A strided view of a flat buffer: element `idx` lives at `offset + sum(idx[d] * strides[d])`.
@@ -210,20 +212,16 @@ pub fn binary<T: Element>(a: Strided<T>, b: Strided<T>, shape: &[usize], op: Bin
             &a.data[a.offset..a.offset + numel],
             &b.data[b.offset..b.offset + numel],
         );
-        let mut out = vec![T::zero(); numel];
         if numel >= PAR_MIN {
-            out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-                let s = c * CHUNK;
-                for (i, o) in o.iter_mut().enumerate() {
-                    *o = op.apply(a[s + i], b[s + i]);
-                }
-            });
-        } else {
-            for i in 0..numel {
-                out[i] = op.apply(a[i], b[i]);
-            }
+            let mut out = Vec::new();
+            a.par_iter()
+                .zip(b)
+                .with_min_len(CHUNK)
+                .map(|(&a, &b)| op.apply(a, b))
+                .collect_into_vec(&mut out);
+            return out;
         }
-        return out;
+        return a.iter().zip(b).map(|(&a, &b)| op.apply(a, b)).collect();
     }
     let mut out = vec![T::zero(); numel];
     let rank = shape.len();
