@@ -10,6 +10,7 @@ pub use senet_data as data;
 pub use senet_gpu as gpu;
 pub use senet_models as models;
 pub use senet_nn as nn;
+pub use senet_spec as spec;
 pub use senet_tensor as tensor;
 pub use senet_tensor::{no_grad, Error, Result, Tensor};
 

@@ -1,10 +1,10 @@
 //! `senet selftest`: every op, on random shapes, forward against a naive reference loop (run
-//! in f64 from `senet_cpu::reference`) and gradients against central differences (`gradcheck`).
-use crate::cpu::batchnorm::BnShape;
-use crate::cpu::conv2d::Conv2dGeometry;
-use crate::cpu::grouped_linear::GroupedLinearShape;
-use crate::cpu::pool::Pool2dGeometry;
-use crate::cpu::reference as naive;
+//! in f64 from `senet_spec`) and gradients against central differences (`gradcheck`).
+use crate::spec;
+use crate::spec::batchnorm::BnShape;
+use crate::spec::conv2d::Conv2dGeometry;
+use crate::spec::grouped_linear::GroupedLinearShape;
+use crate::spec::pool::Pool2dGeometry;
 use crate::tensor::testing::{gradcheck, random_tensor, uniform_tensor, GradcheckOptions};
 use crate::tensor::{BatchNormOptions, Conv2dOptions, DType, Device, Pool2dOptions, RunningStats};
 use crate::{Result, Tensor};
@@ -76,7 +76,13 @@ fn binary(
     } else {
         random_tensor(&b_shape, rng.random())
     };
-    let (out, _) = naive::broadcast_binary(&values(&a), &a_shape, &values(&b), &b_shape, reference);
+    let (out, _) = spec::elementwise::broadcast_binary(
+        &values(&a),
+        &a_shape,
+        &values(&b),
+        &b_shape,
+        reference,
+    );
     Case {
         inputs: vec![a, b],
         op: Box::new(move |t| f(&t[0], &t[1])),
@@ -115,10 +121,10 @@ fn reduce(rng: &mut StdRng, which: &'static str) -> Case {
     // Reference: move reduced axes last, then reduce rows.
     let kept: Vec<usize> = (0..3).filter(|a| !axes.contains(a)).collect();
     let perm: Vec<usize> = kept.iter().chain(&axes).copied().collect();
-    let moved = naive::permute(&values(&x), &shape, &perm);
+    let moved = spec::elementwise::permute(&values(&x), &shape, &perm);
     let outer: usize = kept.iter().map(|&a| shape[a]).product();
     let red: usize = axes.iter().map(|&a| shape[a]).product();
-    let mut reference = naive::reduce(&moved, outer, red, 1, which == "max");
+    let mut reference = spec::reduce::reduce(&moved, outer, red, 1, which == "max");
     if which == "mean" {
         reference.iter_mut().for_each(|v| *v /= red as f64);
     }
@@ -184,7 +190,7 @@ fn conv2d(rng: &mut StdRng) -> Case {
     );
     let b = random_tensor(&[g.out_channels], rng.random());
     let bias = with_bias.then(|| values(&b));
-    let reference = naive::conv2d_forward(&g, &values(&x), &values(&w), bias.as_deref());
+    let reference = spec::conv2d::conv2d_forward(&g, &values(&x), &values(&w), bias.as_deref());
     let opts = Conv2dOptions {
         stride: g.stride,
         padding: g.padding,
@@ -218,9 +224,9 @@ fn batch_norm(rng: &mut StdRng, training: bool) -> Case {
     let eps = 1e-5;
     let (xv, wv, bv) = (values(&x), values(&weight), values(&bias));
     let reference = if training {
-        naive::batch_norm2d_forward_train(s, &xv, Some(&wv), Some(&bv), eps).y
+        spec::batchnorm::batch_norm2d_forward_train(s, &xv, Some(&wv), Some(&bv), eps).y
     } else {
-        naive::batch_norm2d_forward_eval(
+        spec::batchnorm::batch_norm2d_forward_eval(
             s,
             &xv,
             Some(&wv),
@@ -272,14 +278,14 @@ fn pool(rng: &mut StdRng, max: bool) -> Case {
         padding: g.padding,
     };
     if max {
-        let reference = naive::max_pool2d_forward(&g, &values(&x)).0;
+        let reference = spec::pool::max_pool2d_forward(&g, &values(&x)).0;
         Case {
             inputs: vec![x],
             op: Box::new(move |t| t[0].max_pool2d(opts)),
             reference,
         }
     } else {
-        let reference = naive::avg_pool2d_forward(&g, &values(&x));
+        let reference = spec::pool::avg_pool2d_forward(&g, &values(&x));
         Case {
             inputs: vec![x],
             op: Box::new(move |t| t[0].avg_pool2d(opts)),
@@ -307,7 +313,8 @@ fn grouped_linear(rng: &mut StdRng, groups: Option<usize>) -> Case {
     let w = random_tensor(&[k, s.out_features, s.in_features], rng.random());
     let b = random_tensor(&[k, s.out_features], rng.random());
     let bias = with_bias.then(|| values(&b));
-    let reference = naive::grouped_linear_forward(s, &values(&x), &values(&w), bias.as_deref());
+    let reference =
+        spec::grouped_linear::grouped_linear_forward(s, &values(&x), &values(&w), bias.as_deref());
     let mut inputs = vec![x];
     let op: OpFn = if groups.is_some() {
         // linear: weight [out, in], bias [out]
@@ -404,7 +411,7 @@ fn ops() -> Vec<(&'static str, Generator)> {
         Box::new(|r| {
             let shape = dims(r, 3, 4);
             let x = random_tensor(&shape, r.random());
-            let reference = naive::permute(&values(&x), &shape, &[2, 0, 1]);
+            let reference = spec::elementwise::permute(&values(&x), &shape, &[2, 0, 1]);
             // `contiguous` forces the strided gather the next kernel would do.
             Case {
                 inputs: vec![x],
@@ -418,7 +425,7 @@ fn ops() -> Vec<(&'static str, Generator)> {
         Box::new(|r| {
             let shape = dims(r, 2, 5);
             let x = random_tensor(&shape, r.random());
-            let reference = naive::permute(&values(&x), &shape, &[1, 0]);
+            let reference = spec::elementwise::permute(&values(&x), &shape, &[1, 0]);
             // A non-contiguous input to an elementwise kernel.
             Case {
                 inputs: vec![x],
@@ -485,7 +492,7 @@ fn ops() -> Vec<(&'static str, Generator)> {
                 random_tensor(&[batch, m, k], r.random()),
                 random_tensor(&[batch, k, n], r.random()),
             );
-            let reference = naive::matmul(&values(&a), &values(&b), batch, m, k, n);
+            let reference = spec::matmul::matmul(&values(&a), &values(&b), batch, m, k, n);
             Case {
                 inputs: vec![a, b],
                 op: Box::new(|t| t[0].matmul(&t[1])),
@@ -499,7 +506,8 @@ fn ops() -> Vec<(&'static str, Generator)> {
             Box::new(move |r| {
                 let shape = dims(r, 3, 4);
                 let x = random_tensor(&shape, r.random());
-                let reference = naive::softmax(&values(&x), shape[0], shape[1], shape[2], log);
+                let reference =
+                    spec::softmax::softmax(&values(&x), shape[0], shape[1], shape[2], log);
                 let op: OpFn = if log {
                     Box::new(|t| t[0].log_softmax(1))
                 } else {
@@ -522,7 +530,7 @@ fn ops() -> Vec<(&'static str, Generator)> {
                 .map(|_| r.random_range(0..classes as u32))
                 .collect();
             let smoothing = if r.random_bool(0.5) { 0.0 } else { 0.1 };
-            let reference = vec![naive::cross_entropy(
+            let reference = vec![spec::softmax::cross_entropy(
                 &values(&x),
                 batch,
                 classes,
@@ -552,7 +560,7 @@ fn ops() -> Vec<(&'static str, Generator)> {
             ];
             let x = random_tensor(&shape, r.random());
             let plane = shape[2] * shape[3];
-            let reference = naive::reduce(&values(&x), shape[0] * shape[1], plane, 1, false)
+            let reference = spec::reduce::reduce(&values(&x), shape[0] * shape[1], plane, 1, false)
                 .into_iter()
                 .map(|s| s / plane as f64)
                 .collect();

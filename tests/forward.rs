@@ -1,10 +1,10 @@
 //! Forward results: small examples computed by hand, and the layer ops through the `Tensor`
-//! API (including non-contiguous inputs) against the naive loops of `senet_cpu::reference`.
+//! API (including non-contiguous inputs) against the naive loops of `senet_spec`.
 use proptest::prelude::*;
-use senet::cpu::batchnorm::BnShape;
-use senet::cpu::conv2d::Conv2dGeometry;
-use senet::cpu::pool::Pool2dGeometry;
-use senet::cpu::reference as naive;
+use senet::spec;
+use senet::spec::batchnorm::BnShape;
+use senet::spec::conv2d::Conv2dGeometry;
+use senet::spec::pool::Pool2dGeometry;
 use senet::tensor::testing::random_tensor;
 use senet::tensor::testing::strategies::{conv2d_case, non_contiguous, pool2d_case};
 use senet::tensor::{BatchNormOptions, Conv2dOptions, DType, Pool2dOptions};
@@ -154,7 +154,7 @@ proptest! {
             out_channels: case.weight[0], kernel: (case.weight[2], case.weight[3]),
             stride: o.stride, padding: o.padding, dilation: o.dilation, groups: o.groups,
         };
-        let want = naive::conv2d_forward(&g, &vals(&x), &vals(&w), case.bias.then(|| vals(&b)).as_deref());
+        let want = spec::conv2d::conv2d_forward(&g, &vals(&x), &vals(&w), case.bias.then(|| vals(&b)).as_deref());
         // NHWC buffer seen as NCHW: a non-contiguous input to the fast kernel, in f32.
         let nhwc = x.permute(&[0, 2, 3, 1]).unwrap().contiguous().unwrap().permute(&[0, 3, 1, 2]).unwrap();
         prop_assert!(!nhwc.is_contiguous() || case.input[1] == 1 || case.input[2] * case.input[3] == 1);
@@ -171,15 +171,15 @@ proptest! {
         let g = Pool2dGeometry { batch: case.input[0], channels: case.input[1], in_h: case.input[2], in_w: case.input[3], kernel: o.kernel, stride: o.stride, padding: o.padding };
         let xv = vals(&x);
         let x32 = x.to_dtype(DType::F32).unwrap();
-        assert_close(&vals(&x32.max_pool2d(o).unwrap()), &naive::max_pool2d_forward(&g, &x32.to_vec::<f64>().unwrap()).0, 0.0);
-        assert_close(&vals(&x32.avg_pool2d(o).unwrap()), &naive::avg_pool2d_forward(&g, &xv), 1e-6);
+        assert_close(&vals(&x32.max_pool2d(o).unwrap()), &spec::pool::max_pool2d_forward(&g, &x32.to_vec::<f64>().unwrap()).0, 0.0);
+        assert_close(&vals(&x32.avg_pool2d(o).unwrap()), &spec::pool::avg_pool2d_forward(&g, &xv), 1e-6);
     }
 
     #[test]
     fn batch_norm_matches_naive_loops(n in 1usize..=4, c in 1usize..=4, hw in 2usize..=9, seed in any::<u64>()) {
         let x = random_tensor(&[n, c, 1, hw], seed).mul_scalar(3.0).unwrap().add_scalar(5.0).unwrap();
         let s = BnShape { n, c, hw };
-        let want = naive::batch_norm2d_forward_train(s, &vals(&x), None, None, 1e-5).y;
+        let want = spec::batchnorm::batch_norm2d_forward_train(s, &vals(&x), None, None, 1e-5).y;
         let y = x.to_dtype(DType::F32).unwrap().batch_norm2d(None, None, None, BatchNormOptions::default()).unwrap();
         assert_close(&vals(&y), &want, 1e-5);
     }

@@ -7,39 +7,9 @@
 //! loses everything to cancellation when the mean is large. Elementwise passes run in parallel
 //! over (sample, channel) planes. No sum ever spans threads, so results do not depend on the
 //! thread count.
-use crate::Element;
 use rayon::prelude::*;
-
-/// `x` is `[n, c, hw]` flattened (hw = H*W).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BnShape {
-    pub n: usize,
-    pub c: usize,
-    pub hw: usize,
-}
-
-impl BnShape {
-    fn len(self) -> usize {
-        self.n * self.c * self.hw
-    }
-}
-
-/// What training-mode forward returns: output and the per-channel batch statistics.
-pub struct BnTrainOut<T> {
-    pub y: Vec<T>,
-    pub mean: Vec<T>,
-    /// Biased batch variance (divides by n*hw), the one used to normalize.
-    pub var: Vec<T>,
-    /// 1 / sqrt(var + eps)
-    pub invstd: Vec<T>,
-}
-
-fn check_len(what: &str, name: &str, got: usize, want: usize) {
-    assert_eq!(
-        got, want,
-        "batch_norm2d {what}: {name} has {got} elements, the shape needs {want}"
-    );
-}
+use senet_spec::batchnorm::{BnShape, BnTrainOut};
+use senet_spec::{check_len, Element};
 
 fn check_param<T>(what: &str, name: &str, p: Option<&[T]>, c: usize) {
     if let Some(p) = p {
@@ -79,7 +49,7 @@ fn map_planes<T: Element>(
     dy: &[T],
     f: impl Fn(usize, &[T], &[T], &mut [T]) + Sync,
 ) -> Vec<T> {
-    let mut out = vec![T::zero(); s.len()];
+    let mut out = vec![T::zero(); s.numel()];
     if s.hw > 0 {
         out.par_chunks_mut(s.hw)
             .zip(x.par_chunks(s.hw))
@@ -101,9 +71,9 @@ pub fn forward_train<T: Element>(
     bias: Option<&[T]>,
     eps: f64,
 ) -> BnTrainOut<T> {
-    check_len("forward_train", "x", x.len(), s.len());
-    check_param("forward_train", "weight", weight, s.c);
-    check_param("forward_train", "bias", bias, s.c);
+    check_len("batch_norm2d forward_train", "x", x.len(), s.numel());
+    check_param("batch_norm2d forward_train", "weight", weight, s.c);
+    check_param("batch_norm2d forward_train", "bias", bias, s.c);
     let m = (s.n * s.hw) as f64;
     let stats: Vec<(f64, f64)> = (0..s.c)
         .into_par_iter()
@@ -143,11 +113,11 @@ pub fn forward_eval<T: Element>(
     var: &[T],
     eps: f64,
 ) -> Vec<T> {
-    check_len("forward_eval", "x", x.len(), s.len());
-    check_param("forward_eval", "weight", weight, s.c);
-    check_param("forward_eval", "bias", bias, s.c);
-    check_len("forward_eval", "mean", mean.len(), s.c);
-    check_len("forward_eval", "var", var.len(), s.c);
+    check_len("batch_norm2d forward_eval", "x", x.len(), s.numel());
+    check_param("batch_norm2d forward_eval", "weight", weight, s.c);
+    check_param("batch_norm2d forward_eval", "bias", bias, s.c);
+    check_len("batch_norm2d forward_eval", "mean", mean.len(), s.c);
+    check_len("batch_norm2d forward_eval", "var", var.len(), s.c);
     map_planes(s, x, x, |c, xp, _, yp| {
         let invstd = 1.0 / (var[c].to_f64() + eps).sqrt();
         let scale = T::from_f64(invstd * weight.map_or(1.0, |w| w[c].to_f64()));
@@ -174,7 +144,15 @@ pub fn backward_train<T: Element>(
     mean: &[T],
     invstd: &[T],
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    check_lens("backward_train", s, x, dy, weight, mean, invstd);
+    check_lens(
+        "batch_norm2d backward_train",
+        s,
+        x,
+        dy,
+        weight,
+        mean,
+        invstd,
+    );
     let m = (s.n * s.hw) as f64;
     let (dweight, dbias) = param_grads(s, x, dy, mean, invstd);
     let dx = map_planes(s, x, dy, |c, xp, dp, dxp| {
@@ -203,7 +181,7 @@ pub fn backward_eval<T: Element>(
     mean: &[T],
     invstd: &[T],
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    check_lens("backward_eval", s, x, dy, weight, mean, invstd);
+    check_lens("batch_norm2d backward_eval", s, x, dy, weight, mean, invstd);
     let (dweight, dbias) = param_grads(s, x, dy, mean, invstd);
     let dx = map_planes(s, dy, dy, |c, dp, _, dxp| {
         let a = T::from_f64(weight.map_or(1.0, |w| w[c].to_f64()) * invstd[c].to_f64());
@@ -223,8 +201,8 @@ fn check_lens<T>(
     mean: &[T],
     invstd: &[T],
 ) {
-    check_len(what, "x", x.len(), s.len());
-    check_len(what, "dy", dy.len(), s.len());
+    check_len(what, "x", x.len(), s.numel());
+    check_len(what, "dy", dy.len(), s.numel());
     check_param(what, "weight", weight, s.c);
     check_len(what, "mean", mean.len(), s.c);
     check_len(what, "invstd", invstd.len(), s.c);
@@ -256,25 +234,15 @@ fn to_t<T: Element>(v: Vec<f64>) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference;
-    use crate::test_util::{assert_close, rand_vec};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
-
-    fn shapes() -> Vec<BnShape> {
-        vec![
-            BnShape { n: 2, c: 3, hw: 5 },
-            BnShape { n: 1, c: 4, hw: 9 },
-            BnShape { n: 5, c: 2, hw: 1 },
-            BnShape { n: 3, c: 1, hw: 12 },
-            BnShape { n: 7, c: 6, hw: 35 },
-        ]
-    }
+    use senet_spec::batchnorm as reference;
+    use senet_spec::testing::{assert_close, rand_vec};
 
     fn check<T: Element>(tol: f64) {
         let mut rng = StdRng::seed_from_u64(21);
         let eps = 1e-5;
-        for s in shapes() {
+        for s in senet_spec::cases::batch_norm_cases() {
             let len = s.n * s.c * s.hw;
             // An offset mean and spread that is not 1, so mistakes in either show up.
             let x = rand_vec::<T>(&mut rng, len, 2.0, 5.0);
@@ -338,52 +306,6 @@ mod tests {
     #[test]
     fn matches_reference_f32() {
         check::<f32>(1e-4);
-    }
-
-    /// The reference training backward against central differences of the reference forward,
-    /// through sum(y * r) for a random r, so every output's gradient matters.
-    #[test]
-    fn reference_backward_train_matches_finite_differences() {
-        let mut rng = StdRng::seed_from_u64(2);
-        let s = BnShape { n: 3, c: 2, hw: 4 };
-        let len = s.n * s.c * s.hw;
-        let x = rand_vec::<f64>(&mut rng, len, -2.0, 3.0);
-        let r = rand_vec::<f64>(&mut rng, len, -1.0, 1.0);
-        let w = rand_vec::<f64>(&mut rng, s.c, 0.5, 1.5);
-        let b = rand_vec::<f64>(&mut rng, s.c, -1.0, 1.0);
-        let eps = 1e-3;
-        let loss = |x: &[f64], w: &[f64], b: &[f64]| -> f64 {
-            let y = reference::batch_norm2d_forward_train(s, x, Some(w), Some(b), eps).y;
-            y.iter().zip(&r).map(|(a, b)| a * b).sum()
-        };
-        let out = reference::batch_norm2d_forward_train(s, &x, Some(&w), Some(&b), eps);
-        let (dx, dw, db) =
-            reference::batch_norm2d_backward_train(s, &x, &r, Some(&w), &out.mean, &out.invstd);
-        let h = 1e-6;
-        let numeric = |v: &[f64], i: usize, f: &dyn Fn(&[f64]) -> f64| {
-            let (mut p, mut m) = (v.to_vec(), v.to_vec());
-            p[i] += h;
-            m[i] -= h;
-            (f(&p) - f(&m)) / (2.0 * h)
-        };
-        for (i, &a) in dx.iter().enumerate() {
-            let n = numeric(&x, i, &|x| loss(x, &w, &b));
-            assert!((n - a).abs() < 1e-6, "dx[{i}]: numeric {n}, analytic {a}");
-        }
-        for c in 0..s.c {
-            let n = numeric(&w, c, &|w| loss(&x, w, &b));
-            assert!(
-                (n - dw[c]).abs() < 1e-6,
-                "dweight[{c}]: numeric {n}, analytic {}",
-                dw[c]
-            );
-            let n = numeric(&b, c, &|b| loss(&x, &w, b));
-            assert!(
-                (n - db[c]).abs() < 1e-6,
-                "dbias[{c}]: numeric {n}, analytic {}",
-                db[c]
-            );
-        }
     }
 
     /// A large mean over a small spread: E[x²] - E[x]² would lose the variance entirely in f32.

@@ -12,98 +12,14 @@
 //! A 1x1 convolution with stride 1 and no padding needs no im2col at all: the input plane of a
 //! sample already is its `cols` matrix.
 use crate::matmul::par_gemm;
-use crate::Element;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
+use senet_spec::conv2d::Conv2dGeometry;
+use senet_spec::{check_len, Element};
 
 /// Samples per partial sum when reducing over the batch (weight gradient). Fixed, never derived
 /// from the thread count, so the summation order and hence the bits of the result are fixed.
 const BATCH_CHUNK: usize = 4;
-
-/// Every size a 2-D convolution needs. Input `[batch, in_channels, in_h, in_w]`, weight
-/// `[out_channels, in_channels / groups, kernel_h, kernel_w]`, output
-/// `[batch, out_channels, out_h(), out_w()]`. Pairs are (height, width).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv2dGeometry {
-    pub batch: usize,
-    pub in_channels: usize,
-    pub in_h: usize,
-    pub in_w: usize,
-    pub out_channels: usize,
-    pub kernel: (usize, usize),
-    pub stride: (usize, usize),
-    pub padding: (usize, usize),
-    pub dilation: (usize, usize),
-    pub groups: usize,
-}
-
-impl Conv2dGeometry {
-    pub fn out_h(&self) -> usize {
-        (self.in_h + 2 * self.padding.0 - self.dilation.0 * (self.kernel.0 - 1) - 1) / self.stride.0
-            + 1
-    }
-    pub fn out_w(&self) -> usize {
-        (self.in_w + 2 * self.padding.1 - self.dilation.1 * (self.kernel.1 - 1) - 1) / self.stride.1
-            + 1
-    }
-    /// Number of elements of the weight, `out_channels * in_channels / groups * kh * kw`.
-    pub fn weight_len(&self) -> usize {
-        self.out_channels * (self.in_channels / self.groups) * self.kernel.0 * self.kernel.1
-    }
-
-    /// Checks the sizes are consistent; the message names what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
-        let s = self;
-        if [
-            s.batch,
-            s.in_channels,
-            s.in_h,
-            s.in_w,
-            s.out_channels,
-            s.kernel.0,
-            s.kernel.1,
-        ]
-        .contains(&0)
-        {
-            return Err(format!(
-                "conv2d: sizes must be non-zero, got batch {}, in_channels {}, input {}x{}, \
-                 out_channels {}, kernel {}x{}",
-                s.batch, s.in_channels, s.in_h, s.in_w, s.out_channels, s.kernel.0, s.kernel.1
-            ));
-        }
-        if s.stride.0 == 0 || s.stride.1 == 0 || s.dilation.0 == 0 || s.dilation.1 == 0 {
-            return Err(format!(
-                "conv2d: stride and dilation must be non-zero, got stride {:?}, dilation {:?}",
-                s.stride, s.dilation
-            ));
-        }
-        if s.groups == 0
-            || !s.in_channels.is_multiple_of(s.groups)
-            || !s.out_channels.is_multiple_of(s.groups)
-        {
-            return Err(format!(
-                "conv2d: groups {} must divide in_channels {} and out_channels {}",
-                s.groups, s.in_channels, s.out_channels
-            ));
-        }
-        let dims = [
-            ("height", s.in_h, s.padding.0, s.kernel.0, s.dilation.0),
-            ("width", s.in_w, s.padding.1, s.kernel.1, s.dilation.1),
-        ];
-        for (name, input, pad, k, dil) in dims {
-            // Checked here because out_h()/out_w() would underflow.
-            let span = dil * (k - 1) + 1;
-            if span > input + 2 * pad {
-                return Err(format!(
-                    "conv2d: kernel {name} {k} with dilation {dil} spans {span}, more than the \
-                     padded input {name} {} ({input} + 2 * padding {pad})",
-                    input + 2 * pad
-                ));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Sizes derived once per call.
 struct Dims {
@@ -141,13 +57,6 @@ impl Dims {
             pointwise: g.kernel == (1, 1) && g.stride == (1, 1) && g.padding == (0, 0),
         }
     }
-}
-
-fn check_len(what: &str, name: &str, got: usize, want: usize) {
-    assert_eq!(
-        got, want,
-        "conv2d {what}: {name} has {got} elements, the geometry needs {want}"
-    );
 }
 
 /// The output positions `o` in `0..out_len` whose input coordinate `o * stride + offset` falls
@@ -262,10 +171,15 @@ fn chunk_samples(batch: usize, p: usize) -> usize {
 /// If the geometry is invalid or a slice length does not match it.
 pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let d = Dims::new(g, "forward");
-    check_len("forward", "x", x.len(), g.batch * g.in_channels * d.hw);
-    check_len("forward", "weight", w.len(), g.weight_len());
+    check_len(
+        "conv2d forward",
+        "x",
+        x.len(),
+        g.batch * g.in_channels * d.hw,
+    );
+    check_len("conv2d forward", "weight", w.len(), g.weight_len());
     if let Some(b) = bias {
-        check_len("forward", "bias", b.len(), g.out_channels);
+        check_len("conv2d forward", "bias", b.len(), g.out_channels);
     }
     let mut y = vec![T::zero(); g.batch * g.out_channels * d.p];
     let chunk = chunk_samples(g.batch, d.p);
@@ -315,9 +229,9 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
 /// If the geometry is invalid or a slice length does not match it.
 pub fn backward_input<T: Element>(g: &Conv2dGeometry, w: &[T], dy: &[T]) -> Vec<T> {
     let d = Dims::new(g, "backward_input");
-    check_len("backward_input", "weight", w.len(), g.weight_len());
+    check_len("conv2d backward_input", "weight", w.len(), g.weight_len());
     check_len(
-        "backward_input",
+        "conv2d backward_input",
         "dy",
         dy.len(),
         g.batch * g.out_channels * d.p,
@@ -365,13 +279,13 @@ pub fn backward_input<T: Element>(g: &Conv2dGeometry, w: &[T], dy: &[T]) -> Vec<
 pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
     let d = Dims::new(g, "backward_weight");
     check_len(
-        "backward_weight",
+        "conv2d backward_weight",
         "x",
         x.len(),
         g.batch * g.in_channels * d.hw,
     );
     check_len(
-        "backward_weight",
+        "conv2d backward_weight",
         "dy",
         dy.len(),
         g.batch * g.out_channels * d.p,
@@ -444,7 +358,7 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
 pub fn backward_bias<T: Element>(g: &Conv2dGeometry, dy: &[T]) -> Vec<T> {
     let d = Dims::new(g, "backward_bias");
     check_len(
-        "backward_bias",
+        "conv2d backward_bias",
         "dy",
         dy.len(),
         g.batch * g.out_channels * d.p,
@@ -465,15 +379,15 @@ pub fn backward_bias<T: Element>(g: &Conv2dGeometry, dy: &[T]) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference;
-    use crate::reference::cases::conv2d_geometry as geom;
-    use crate::test_util::{assert_close, rand_vec};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
+    use senet_spec::cases::conv2d_geometry as geom;
+    use senet_spec::conv2d as reference;
+    use senet_spec::testing::{assert_close, rand_vec};
 
     fn check_against_reference<T: Element>(tol: f64) {
         let mut rng = StdRng::seed_from_u64(7);
-        for g in reference::cases::conv2d_cases() {
+        for g in senet_spec::cases::conv2d_cases() {
             g.validate().unwrap();
             let x = rand_vec::<T>(
                 &mut rng,
@@ -533,93 +447,6 @@ mod tests {
     #[test]
     fn matches_reference_f32() {
         check_against_reference::<f32>(1e-4);
-    }
-
-    /// The reference backward loops are the adjoints of the reference forward:
-    /// <conv(x, w), dy> = <x, dx(dy)> = <w, dw(x, dy)>. Checks the ground truth itself.
-    #[test]
-    fn reference_backward_is_adjoint_of_forward() {
-        let mut rng = StdRng::seed_from_u64(3);
-        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
-        for g in reference::cases::conv2d_cases() {
-            let x = rand_vec::<f64>(
-                &mut rng,
-                g.batch * g.in_channels * g.in_h * g.in_w,
-                -1.0,
-                1.0,
-            );
-            let w = rand_vec::<f64>(&mut rng, g.weight_len(), -1.0, 1.0);
-            let dy = rand_vec::<f64>(
-                &mut rng,
-                g.batch * g.out_channels * g.out_h() * g.out_w(),
-                -1.0,
-                1.0,
-            );
-            let y = reference::conv2d_forward(&g, &x, &w, None);
-            let lhs = dot(&y, &dy);
-            let via_x = dot(&x, &reference::conv2d_backward_input(&g, &w, &dy));
-            let via_w = dot(&w, &reference::conv2d_backward_weight(&g, &x, &dy));
-            assert!((lhs - via_x).abs() < 1e-9 * lhs.abs().max(1.0), "{g:?}");
-            assert!((lhs - via_w).abs() < 1e-9 * lhs.abs().max(1.0), "{g:?}");
-        }
-    }
-
-    #[test]
-    fn validate_rejects_bad_geometry() {
-        let ok =
-            reference::cases::conv2d_geometry((2, 4, 8, 8, 6), (3, 3), (1, 1), (1, 1), (1, 1), 2);
-        assert!(ok.validate().is_ok());
-        let e = Conv2dGeometry { groups: 3, ..ok }.validate().unwrap_err();
-        assert!(e.contains("groups 3") && e.contains("in_channels 4"), "{e}");
-        let e = Conv2dGeometry {
-            out_channels: 5,
-            ..ok
-        }
-        .validate()
-        .unwrap_err();
-        assert!(e.contains("out_channels 5"), "{e}");
-        assert!(Conv2dGeometry { groups: 0, ..ok }.validate().is_err());
-        assert!(Conv2dGeometry { batch: 0, ..ok }.validate().is_err());
-        assert!(Conv2dGeometry {
-            kernel: (0, 3),
-            ..ok
-        }
-        .validate()
-        .is_err());
-        assert!(Conv2dGeometry {
-            stride: (1, 0),
-            ..ok
-        }
-        .validate()
-        .is_err());
-        assert!(Conv2dGeometry {
-            dilation: (0, 1),
-            ..ok
-        }
-        .validate()
-        .is_err());
-        // 3x3 at dilation 5 spans 11 > 8 + 2.
-        let e = Conv2dGeometry {
-            dilation: (5, 1),
-            ..ok
-        }
-        .validate()
-        .unwrap_err();
-        assert!(e.contains("spans 11") && e.contains("10"), "{e}");
-        let e = Conv2dGeometry {
-            kernel: (3, 11),
-            ..ok
-        }
-        .validate()
-        .unwrap_err();
-        assert!(e.contains("width"), "{e}");
-        // Exactly fitting is fine: out size 1.
-        let fit = Conv2dGeometry {
-            kernel: (10, 10),
-            ..ok
-        };
-        assert!(fit.validate().is_ok());
-        assert_eq!((fit.out_h(), fit.out_w()), (1, 1));
     }
 
     #[test]

@@ -3,96 +3,14 @@
 //!
 //! Broadcasting is expressed by the caller as a stride of 0 along a broadcast dimension, so
 //! one kernel covers `[B,C,H,W] * [B,C,1,1]` and `[N] + [1]` alike.
-use crate::Element;
 use rayon::prelude::*;
+use senet_spec::elementwise::{BinaryOp, UnaryOp};
+use senet_spec::Element;
 
 /// Below this many elements a kernel runs on the calling thread: spawning costs more.
 const PAR_MIN: usize = 1 << 15;
 /// Fixed chunk size for parallel loops (independent of the thread count).
 const CHUNK: usize = 1 << 13;
-
-/// Unary ops; the same names are used by the GPU kernels.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum UnaryOp {
-    Neg,
-    Exp,
-    Log,
-    Sqrt,
-    /// `x^p`
-    Powf(f64),
-    Relu,
-    Sigmoid,
-    Tanh,
-    /// `x * c`
-    Scale(f64),
-    /// `x + c`
-    AddScalar(f64),
-    /// 1 where x > 0, else 0 (the derivative of relu).
-    Step,
-}
-
-impl UnaryOp {
-    #[inline]
-    pub fn apply<T: Element>(self, x: T) -> T {
-        match self {
-            UnaryOp::Neg => -x,
-            UnaryOp::Exp => x.exp(),
-            UnaryOp::Log => x.ln(),
-            UnaryOp::Sqrt => x.sqrt(),
-            UnaryOp::Powf(p) => x.powf(T::from_f64(p)),
-            UnaryOp::Relu => {
-                if x > T::zero() {
-                    x
-                } else {
-                    T::zero()
-                }
-            }
-            UnaryOp::Sigmoid => T::one() / (T::one() + (-x).exp()),
-            UnaryOp::Tanh => x.tanh(),
-            UnaryOp::Scale(c) => x * T::from_f64(c),
-            UnaryOp::AddScalar(c) => x + T::from_f64(c),
-            UnaryOp::Step => {
-                if x > T::zero() {
-                    T::one()
-                } else {
-                    T::zero()
-                }
-            }
-        }
-    }
-}
-
-/// Binary ops. Comparisons return 1.0 or 0.0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    /// 1 where a == b
-    Eq,
-    Maximum,
-}
-
-impl BinaryOp {
-    #[inline]
-    pub fn apply<T: Element>(self, a: T, b: T) -> T {
-        match self {
-            BinaryOp::Add => a + b,
-            BinaryOp::Sub => a - b,
-            BinaryOp::Mul => a * b,
-            BinaryOp::Div => a / b,
-            BinaryOp::Eq => {
-                if a == b {
-                    T::one()
-                } else {
-                    T::zero()
-                }
-            }
-            BinaryOp::Maximum => a.max(b),
-        }
-    }
-}
 
 /// `op` applied to every element of a contiguous array.
 pub fn unary<T: Element>(x: &[T], op: UnaryOp) -> Vec<T> {

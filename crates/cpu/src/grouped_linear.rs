@@ -10,55 +10,16 @@
 //! parallel over fixed blocks of batch rows (no sum crosses a block); dW is parallel over
 //! fixed blocks of its own rows, each one GEMM over the whole batch; db sums rows in order.
 //! Nothing depends on the thread count, so results are bit-identical on any number of threads.
-use crate::Element;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
+use senet_spec::grouped_linear::GroupedLinearShape;
+use senet_spec::{check_len, Element};
 
 /// Batch rows per parallel task in the forward pass and in dx.
 const ROW_BLOCK: usize = 32;
 /// Rows of a group's dW per parallel task.
 const OUT_BLOCK: usize = 64;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GroupedLinearShape {
-    pub batch: usize,
-    pub groups: usize,
-    pub in_features: usize,
-    pub out_features: usize,
-    /// true: input `[batch, in]` fed to every group; false: input `[batch, groups*in]`.
-    pub shared_input: bool,
-}
-
-impl GroupedLinearShape {
-    /// Length of an input row: `in` when shared, `groups * in` otherwise.
-    pub fn x_row(&self) -> usize {
-        if self.shared_input {
-            self.in_features
-        } else {
-            self.groups * self.in_features
-        }
-    }
-    /// Length of an output row, `groups * out`.
-    pub fn y_row(&self) -> usize {
-        self.groups * self.out_features
-    }
-    /// Column where group `g`'s input starts.
-    fn x_col(&self, g: usize) -> usize {
-        if self.shared_input {
-            0
-        } else {
-            g * self.in_features
-        }
-    }
-}
-
-fn check_len(what: &str, name: &str, got: usize, want: usize) {
-    assert_eq!(
-        got, want,
-        "grouped_linear {what}: {name} has {got} elements, the shape needs {want}"
-    );
-}
 
 /// `rows x cols` view of `s` with row stride `ld`. Cannot fail: callers pass a slice starting
 /// at the view's first element and reaching at least its last one, with cols <= ld.
@@ -77,10 +38,10 @@ fn strided_mut<T>(rows: usize, cols: usize, ld: usize, s: &mut [T]) -> ArrayView
 pub fn forward<T: Element>(s: GroupedLinearShape, x: &[T], w: &[T], b: Option<&[T]>) -> Vec<T> {
     let (k, fi, fo) = (s.groups, s.in_features, s.out_features);
     let (xr, yr) = (s.x_row(), s.y_row());
-    check_len("forward", "x", x.len(), s.batch * xr);
-    check_len("forward", "weight", w.len(), k * fo * fi);
+    check_len("grouped_linear forward", "x", x.len(), s.batch * xr);
+    check_len("grouped_linear forward", "weight", w.len(), k * fo * fi);
     if let Some(b) = b {
-        check_len("forward", "bias", b.len(), k * fo);
+        check_len("grouped_linear forward", "bias", b.len(), k * fo);
     }
     let mut y = vec![T::zero(); s.batch * yr];
     if y.is_empty() {
@@ -125,9 +86,9 @@ pub fn backward<T: Element>(
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let (k, fi, fo) = (s.groups, s.in_features, s.out_features);
     let (xr, yr) = (s.x_row(), s.y_row());
-    check_len("backward", "x", x.len(), s.batch * xr);
-    check_len("backward", "weight", w.len(), k * fo * fi);
-    check_len("backward", "dy", dy.len(), s.batch * yr);
+    check_len("grouped_linear backward", "x", x.len(), s.batch * xr);
+    check_len("grouped_linear backward", "weight", w.len(), k * fo * fi);
+    check_len("grouped_linear backward", "dy", dy.len(), s.batch * yr);
     let mut dx = vec![T::zero(); x.len()];
     let mut dw = vec![T::zero(); w.len()];
     let db = if with_bias {
@@ -192,46 +153,14 @@ fn bias_grad<T: Element>(s: GroupedLinearShape, dy: &[T]) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference;
-    use crate::test_util::{assert_close, rand_vec};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
-
-    fn shape(
-        batch: usize,
-        groups: usize,
-        fi: usize,
-        fo: usize,
-        shared: bool,
-    ) -> GroupedLinearShape {
-        GroupedLinearShape {
-            batch,
-            groups,
-            in_features: fi,
-            out_features: fo,
-            shared_input: shared,
-        }
-    }
-
-    /// Shared and unshared, one group (a Linear layer), batch 1, batches and widths that cross
-    /// ROW_BLOCK and OUT_BLOCK boundaries.
-    fn cases() -> Vec<GroupedLinearShape> {
-        let mut v = vec![];
-        for shared in [false, true] {
-            v.extend([
-                shape(3, 4, 5, 2, shared),
-                shape(1, 3, 7, 6, shared),
-                shape(70, 2, 9, 67, shared),
-                shape(5, 1, 13, 3, shared),
-                shape(33, 1, 20, 130, shared),
-            ]);
-        }
-        v
-    }
+    use senet_spec::grouped_linear as reference;
+    use senet_spec::testing::{assert_close, rand_vec};
 
     fn check<T: Element>(tol: f64) {
         let mut rng = StdRng::seed_from_u64(13);
-        for s in cases() {
+        for s in senet_spec::cases::grouped_linear_cases() {
             let x = rand_vec::<T>(&mut rng, s.batch * s.x_row(), -1.0, 1.0);
             let w = rand_vec::<T>(
                 &mut rng,
@@ -279,51 +208,23 @@ mod tests {
         check::<f32>(1e-4);
     }
 
-    /// <forward(x) - b, dy> = <x, dx> = <w, dw>: the reference backward is the adjoint of the
-    /// reference forward.
-    #[test]
-    fn reference_backward_is_adjoint_of_forward() {
-        let mut rng = StdRng::seed_from_u64(4);
-        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
-        for s in cases() {
-            let x = rand_vec::<f64>(&mut rng, s.batch * s.x_row(), -1.0, 1.0);
-            let w = rand_vec::<f64>(
-                &mut rng,
-                s.groups * s.out_features * s.in_features,
-                -1.0,
-                1.0,
-            );
-            let dy = rand_vec::<f64>(&mut rng, s.batch * s.y_row(), -1.0, 1.0);
-            let lhs = dot(&reference::grouped_linear_forward(s, &x, &w, None), &dy);
-            let (dx, dw, _) = reference::grouped_linear_backward(s, &x, &w, &dy, false);
-            assert!(
-                (lhs - dot(&x, &dx)).abs() < 1e-9 * lhs.abs().max(1.0),
-                "{s:?}"
-            );
-            assert!(
-                (lhs - dot(&w, &dw)).abs() < 1e-9 * lhs.abs().max(1.0),
-                "{s:?}"
-            );
-        }
-    }
-
     #[test]
     fn empty_sizes_give_empty_or_zero_results() {
-        let s = shape(4, 2, 0, 3, false);
+        let s = senet_spec::cases::grouped_linear_shape(4, 2, 0, 3, false);
         let b = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0];
         let y = forward(s, &[], &[], Some(&b));
         assert_eq!(y, b.repeat(4));
         let (dx, dw, db) = backward(s, &[], &[], &[1.0; 24], true);
         assert!(dx.is_empty() && dw.is_empty());
         assert_eq!(db, vec![4.0; 6]);
-        let s = shape(0, 2, 3, 3, true);
+        let s = senet_spec::cases::grouped_linear_shape(0, 2, 3, 3, true);
         assert!(forward::<f32>(s, &[], &[0.0; 18], None).is_empty());
     }
 
     #[test]
     fn results_do_not_depend_on_thread_count() {
         let mut rng = StdRng::seed_from_u64(6);
-        let s = shape(100, 3, 17, 70, true);
+        let s = senet_spec::cases::grouped_linear_shape(100, 3, 17, 70, true);
         let x = rand_vec::<f32>(&mut rng, s.batch * s.x_row(), -1.0, 1.0);
         let w = rand_vec::<f32>(
             &mut rng,

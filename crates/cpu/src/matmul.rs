@@ -1,41 +1,17 @@
-//! Batched matrix product on top of `ndarray`'s GEMM (matrixmultiply): `c[b] = op(a[b]) @ op(b[b])`
-//! where `op` optionally transposes. Batches run in parallel; each product is computed the same
+//! Batched matrix product on top of `ndarray`'s GEMM (matrixmultiply): `c[b] = a[b] @ b[b]`. Batches run in parallel; each product is computed the same
 //! way whatever the thread count.
-use crate::Element;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
+use senet_spec::matmul::MatmulShape;
+use senet_spec::Element;
 
-/// Sizes of a batched product: `a` is `[batch, m, k]` (or `[batch, k, m]` when `trans_a`), `b`
-/// is `[batch, k, n]` (or `[batch, n, k]` when `trans_b`), the result `[batch, m, n]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MatmulShape {
-    pub batch: usize,
-    pub m: usize,
-    pub k: usize,
-    pub n: usize,
-    pub trans_a: bool,
-    pub trans_b: bool,
-}
-
-/// `out = op(a) @ op(b)` for one matrix pair of sizes `s` (its `batch` is ignored); `out` is
+/// `out = a @ b` for one matrix pair of sizes `s` (its `batch` is ignored); `out` is
 /// overwritten.
 pub fn gemm<T: Element>(a: &[T], b: &[T], out: &mut [T], s: &MatmulShape) {
     let (m, k, n) = (s.m, s.k, s.n);
-    let av = if s.trans_a {
-        ArrayView2::from_shape((k, m), a)
-            .expect("a has k*m elements")
-            .reversed_axes()
-    } else {
-        ArrayView2::from_shape((m, k), a).expect("a has m*k elements")
-    };
-    let bv = if s.trans_b {
-        ArrayView2::from_shape((n, k), b)
-            .expect("b has n*k elements")
-            .reversed_axes()
-    } else {
-        ArrayView2::from_shape((k, n), b).expect("b has k*n elements")
-    };
+    let av = ArrayView2::from_shape((m, k), a).expect("a has m*k elements");
+    let bv = ArrayView2::from_shape((k, n), b).expect("b has k*n elements");
     let mut cv = ArrayViewMut2::from_shape((m, n), out).expect("out has m*n elements");
     general_mat_mul(T::one(), &av, &bv, T::zero(), &mut cv);
 }

@@ -4,7 +4,8 @@
 //!
 //! Hyperparameters are f64 and rounded once to `T` (for f32 the same roundings as the GPU's
 //! uniform), so the CPU and GPU steps agree to an ulp or two.
-use crate::Element;
+use senet_spec::optim::AdamScalars;
+use senet_spec::Element;
 
 /// One SGD step. `g = grad + weight_decay * param`; with momentum,
 /// `v = first_step ? g : momentum * v + g` and `g = nesterov ? g + momentum * v : v`;
@@ -74,34 +75,6 @@ pub fn adamw_step<T: Element>(
         let m_hat = *m / bc1;
         let v_hat = *v / bc2;
         *p -= lr * m_hat / (v_hat.sqrt() + eps);
-    }
-}
-
-/// The per-step scalars of AdamW, computed once in f64: `[lr, beta1, beta2, 1 - beta1,
-/// 1 - beta2, eps, 1 - lr * weight_decay, 1 - beta1^step, 1 - beta2^step]`. Shared with the GPU
-/// launcher so both round the same f64 values.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamScalars {
-    pub values: [f64; 9],
-}
-
-impl AdamScalars {
-    pub fn new(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64, step: u64) -> Self {
-        // powf: `step` may exceed i32; the bias corrections only need f64 accuracy.
-        let t = step as f64;
-        Self {
-            values: [
-                lr,
-                beta1,
-                beta2,
-                1.0 - beta1,
-                1.0 - beta2,
-                eps,
-                1.0 - lr * weight_decay,
-                1.0 - beta1.powf(t),
-                1.0 - beta2.powf(t),
-            ],
-        }
     }
 }
 

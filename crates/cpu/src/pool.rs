@@ -6,67 +6,9 @@
 //! output, where its maximum came from as `h * in_w + w` within the input plane; the backward
 //! pass scatters the gradient there. Average pooling counts padded zeros (count_include_pad),
 //! so every window divides by the full kernel area.
-use crate::Element;
 use rayon::prelude::*;
-
-/// Input `[batch, channels, in_h, in_w]`, output `[batch, channels, out_h(), out_w()]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pool2dGeometry {
-    pub batch: usize,
-    pub channels: usize,
-    pub in_h: usize,
-    pub in_w: usize,
-    pub kernel: (usize, usize),
-    pub stride: (usize, usize),
-    pub padding: (usize, usize),
-}
-
-impl Pool2dGeometry {
-    pub fn out_h(&self) -> usize {
-        (self.in_h + 2 * self.padding.0 - self.kernel.0) / self.stride.0 + 1
-    }
-    pub fn out_w(&self) -> usize {
-        (self.in_w + 2 * self.padding.1 - self.kernel.1) / self.stride.1 + 1
-    }
-    /// Checks the sizes are consistent; the message names what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
-        let s = self;
-        let sizes = [s.batch, s.channels, s.in_h, s.in_w, s.kernel.0, s.kernel.1];
-        if sizes.contains(&0) || s.stride.0 == 0 || s.stride.1 == 0 {
-            return Err(format!(
-                "pool2d: sizes must be non-zero, got batch {}, channels {}, input {}x{}, \
-                 kernel {}x{}, stride {}x{}",
-                s.batch, s.channels, s.in_h, s.in_w, s.kernel.0, s.kernel.1, s.stride.0, s.stride.1
-            ));
-        }
-        let dims = [
-            ("height", s.in_h, s.padding.0, s.kernel.0),
-            ("width", s.in_w, s.padding.1, s.kernel.1),
-        ];
-        for (name, input, pad, k) in dims {
-            // PyTorch's rule; it also guarantees every window holds at least one real pixel.
-            if pad > k / 2 {
-                return Err(format!(
-                    "pool2d: padding {name} {pad} must be at most half the kernel {name} {k}"
-                ));
-            }
-            if k > input + 2 * pad {
-                return Err(format!(
-                    "pool2d: kernel {name} {k} is larger than the padded input {name} {} \
-                     ({input} + 2 * padding {pad})",
-                    input + 2 * pad
-                ));
-            }
-        }
-        if s.in_h * s.in_w > u32::MAX as usize {
-            return Err(format!(
-                "pool2d: input plane {}x{} is too large for u32 argmax indices",
-                s.in_h, s.in_w
-            ));
-        }
-        Ok(())
-    }
-}
+use senet_spec::pool::Pool2dGeometry;
+use senet_spec::{check_len, Element};
 
 /// Checked sizes of one call: input plane, output plane, output width.
 struct Planes {
@@ -85,13 +27,6 @@ fn planes(g: &Pool2dGeometry, what: &str) -> Planes {
         out: g.out_h() * g.out_w(),
         wo: g.out_w(),
     }
-}
-
-fn check_len(what: &str, name: &str, got: usize, want: usize) {
-    assert_eq!(
-        got, want,
-        "{what}: {name} has {got} elements, the geometry needs {want}"
-    );
 }
 
 /// Input rows (or columns) `lo..hi` that output position `o` covers, padding cut off.
@@ -234,15 +169,15 @@ pub fn avg_backward<T: Element>(g: &Pool2dGeometry, dy: &[T]) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference;
-    use crate::reference::cases::pool2d_geometry as geom;
-    use crate::test_util::assert_close;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+    use senet_spec::cases::pool2d_geometry as geom;
+    use senet_spec::pool as reference;
+    use senet_spec::testing::assert_close;
 
     fn check<T: Element>(tol: f64) {
         let mut rng = StdRng::seed_from_u64(5);
-        for g in reference::cases::pool2d_cases() {
+        for g in senet_spec::cases::pool2d_cases() {
             g.validate().unwrap();
             let n_in = g.batch * g.channels * g.in_h * g.in_w;
             let n_out = g.batch * g.channels * g.out_h() * g.out_w();
@@ -319,61 +254,5 @@ mod tests {
             avg_forward(&g, &[4.0f64, 8.0, 12.0, 16.0]),
             vec![1.0, 2.0, 3.0, 4.0]
         );
-    }
-
-    /// avg backward is the adjoint of avg forward: <avg(x), dy> = <x, avg_backward(dy)>.
-    #[test]
-    fn reference_avg_backward_is_adjoint() {
-        let mut rng = StdRng::seed_from_u64(9);
-        for g in reference::cases::pool2d_cases() {
-            let x: Vec<f64> = (0..g.batch * g.channels * g.in_h * g.in_w)
-                .map(|_| rng.random())
-                .collect();
-            let dy: Vec<f64> = (0..g.batch * g.channels * g.out_h() * g.out_w())
-                .map(|_| rng.random())
-                .collect();
-            let y = reference::avg_pool2d_forward(&g, &x);
-            let dx = reference::avg_pool2d_backward(&g, &dy);
-            let lhs: f64 = y.iter().zip(&dy).map(|(a, b)| a * b).sum();
-            let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
-            assert!((lhs - rhs).abs() < 1e-10 * lhs.abs().max(1.0), "{g:?}");
-        }
-    }
-
-    #[test]
-    fn validate_rejects_bad_geometry() {
-        let ok = geom((2, 3, 8, 8), (3, 3), (2, 2), (1, 1));
-        assert!(ok.validate().is_ok());
-        let e = Pool2dGeometry {
-            padding: (2, 1),
-            ..ok
-        }
-        .validate()
-        .unwrap_err();
-        assert!(
-            e.contains("padding height 2") && e.contains("kernel height 3"),
-            "{e}"
-        );
-        let e = Pool2dGeometry {
-            kernel: (3, 11),
-            padding: (0, 0),
-            ..ok
-        }
-        .validate()
-        .unwrap_err();
-        assert!(e.contains("kernel width 11") && e.contains("8"), "{e}");
-        assert!(Pool2dGeometry {
-            stride: (0, 1),
-            ..ok
-        }
-        .validate()
-        .is_err());
-        assert!(Pool2dGeometry { channels: 0, ..ok }.validate().is_err());
-        assert!(Pool2dGeometry {
-            kernel: (0, 3),
-            ..ok
-        }
-        .validate()
-        .is_err());
     }
 }

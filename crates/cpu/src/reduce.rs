@@ -2,14 +2,9 @@
 //! `[outer, reduced, inner]` (moving the reduced axes together first when they are not), and the
 //! result is `[outer, inner]`. Each output is accumulated sequentially in index order, so results
 //! do not depend on threading.
-use crate::Element;
 use rayon::prelude::*;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReduceOp {
-    Sum,
-    Max,
-}
+use senet_spec::reduce::ReduceOp;
+use senet_spec::Element;
 
 /// Reduces `x` viewed as `[outer, reduced, inner]` along the middle axis.
 pub fn reduce<T: Element>(

@@ -1,7 +1,7 @@
 //! Softmax, log-softmax and cross-entropy. The input is viewed as `[outer, axis, inner]` and
 //! normalized along the middle axis, subtracting the maximum first so `exp` cannot overflow.
-use crate::Element;
 use rayon::prelude::*;
+use senet_spec::Element;
 
 /// Softmax (or log-softmax when `log`) along the middle axis of `[outer, axis, inner]`.
 pub fn softmax<T: Element>(x: &[T], outer: usize, axis: usize, inner: usize, log: bool) -> Vec<T> {

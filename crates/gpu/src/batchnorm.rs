@@ -9,7 +9,7 @@
 use crate::elementwise::check_len;
 use crate::{Gpu, GpuBuffer, GpuError, Result, Shader};
 use bytemuck::{Pod, Zeroable};
-use senet_cpu::batchnorm::BnShape;
+use senet_spec::batchnorm::BnShape;
 use std::sync::Arc;
 
 pub const SHADER: Shader = Shader {
@@ -428,15 +428,16 @@ pub fn running_update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{assert_close, gpu_for_tests, rand_vec};
+    use crate::testing::gpu_for_tests;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use senet_cpu::batchnorm as cpu;
+    use senet_spec::testing::{assert_close, rand_vec};
 
     /// f32 on the GPU against f64 sums on the CPU, in a different order (chunked trees vs
     /// sequential): a few ulps of relative error, amplified where backward subtracts nearly
     /// equal terms; 1e-4 relative (absolute near zero) leaves room for that and no more.
-    const TOL: f32 = 1e-4;
+    const TOL: f64 = 1e-4;
 
     /// A standard normal sample (Box-Muller; rand 0.9 has no normal distribution).
     fn normal(rng: &mut StdRng) -> f32 {
@@ -463,36 +464,14 @@ mod tests {
         };
         let mut rng = StdRng::seed_from_u64(11);
         let eps = 1e-5;
-        // Batch 1, C = 1, hw = 1, odd sizes; m = 5000 and 9000 span several CHUNKs (the last
-        // one partial), so the two-stage reduction is exercised.
-        let shapes = [
-            BnShape { n: 1, c: 1, hw: 7 },
-            BnShape { n: 2, c: 3, hw: 35 },
-            BnShape { n: 3, c: 2, hw: 1 },
-            BnShape {
-                n: 1,
-                c: 5,
-                hw: 3 * 5,
-            },
-            BnShape {
-                n: 2,
-                c: 3,
-                hw: 2500,
-            },
-            BnShape {
-                n: 3,
-                c: 2,
-                hw: 3000,
-            },
-        ];
-        for s in shapes {
+        for s in senet_spec::cases::batch_norm_cases() {
             let len = s.n * s.c * s.hw;
             let x = input(&mut rng, s);
-            let dy = rand_vec(&mut rng, len, -1.0, 1.0);
-            let w = rand_vec(&mut rng, s.c, 0.5, 1.5);
-            let b = rand_vec(&mut rng, s.c, -1.0, 1.0);
-            let rmean = rand_vec(&mut rng, s.c, -1.0, 2.0);
-            let rvar = rand_vec(&mut rng, s.c, 0.5, 2.0);
+            let dy = rand_vec::<f32>(&mut rng, len, -1.0, 1.0);
+            let w = rand_vec::<f32>(&mut rng, s.c, 0.5, 1.5);
+            let b = rand_vec::<f32>(&mut rng, s.c, -1.0, 1.0);
+            let rmean = rand_vec::<f32>(&mut rng, s.c, -1.0, 2.0);
+            let rvar = rand_vec::<f32>(&mut rng, s.c, 0.5, 2.0);
             let rinvstd: Vec<f32> = rvar
                 .iter()
                 .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
@@ -618,8 +597,8 @@ mod tests {
         };
         let mut rng = StdRng::seed_from_u64(13);
         for c in [1usize, 7, 300] {
-            let running = rand_vec(&mut rng, c, -2.0, 2.0);
-            let stat = rand_vec(&mut rng, c, 0.0, 3.0);
+            let running = rand_vec::<f32>(&mut rng, c, -2.0, 2.0);
+            let stat = rand_vec::<f32>(&mut rng, c, 0.0, 3.0);
             let (momentum, scale) = (0.1, 50.0 / 49.0);
             let out = running_update(
                 &gpu.upload(&running).unwrap(),

@@ -23,7 +23,7 @@
 use crate::matmul::to_u32;
 use crate::{GpuBuffer, GpuError, Result, Shader};
 use bytemuck::{Pod, Zeroable};
-use senet_cpu::conv2d::Conv2dGeometry;
+use senet_spec::conv2d::Conv2dGeometry;
 
 pub const SHADER: Shader = Shader {
     name: "conv2d",
@@ -392,11 +392,12 @@ pub fn backward_bias(g: &Conv2dGeometry, dy: &GpuBuffer) -> Result<GpuBuffer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{assert_close, gpu_for_tests, rand_vec, GEMM_TOL};
+    use crate::testing::{gpu_for_tests, GEMM_TOL};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use senet_cpu::conv2d as cpu;
-    use senet_cpu::reference::cases::{conv2d_cases, conv2d_geometry as geom};
+    use senet_spec::cases::{conv2d_cases, conv2d_geometry as geom};
+    use senet_spec::testing::{assert_close, rand_vec};
 
     #[test]
     fn every_pass_matches_the_cpu_kernel() {
@@ -405,15 +406,15 @@ mod tests {
         };
         let mut rng = StdRng::seed_from_u64(5);
         for g in conv2d_cases() {
-            let x = rand_vec(
+            let x = rand_vec::<f32>(
                 &mut rng,
                 g.batch * g.in_channels * g.in_h * g.in_w,
                 -1.0,
                 1.0,
             );
-            let w = rand_vec(&mut rng, g.weight_len(), -1.0, 1.0);
-            let b = rand_vec(&mut rng, g.out_channels, -1.0, 1.0);
-            let dy = rand_vec(
+            let w = rand_vec::<f32>(&mut rng, g.weight_len(), -1.0, 1.0);
+            let b = rand_vec::<f32>(&mut rng, g.out_channels, -1.0, 1.0);
+            let dy = rand_vec::<f32>(
                 &mut rng,
                 g.batch * g.out_channels * g.out_h() * g.out_w(),
                 -1.0,
@@ -500,10 +501,10 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(6);
         let g = geom((2, 2, 20, 20, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1);
         let x = gpu
-            .upload(&rand_vec(&mut rng, 2 * 2 * 400, -1.0, 1.0))
+            .upload(&rand_vec::<f32>(&mut rng, 2 * 2 * 400, -1.0, 1.0))
             .unwrap();
         let dy = gpu
-            .upload(&rand_vec(&mut rng, 2 * 3 * 400, -1.0, 1.0))
+            .upload(&rand_vec::<f32>(&mut rng, 2 * 3 * 400, -1.0, 1.0))
             .unwrap();
         for m in [Method::Gemm, Method::Direct] {
             let run = || {

@@ -6,7 +6,7 @@
 //! runs as a rank-3 problem and a contiguous view takes the index-free path.
 use crate::{Gpu, GpuBuffer, GpuError, Result, Shader};
 use bytemuck::{Pod, Zeroable};
-use senet_cpu::elementwise::{BinaryOp, UnaryOp};
+use senet_spec::elementwise::{BinaryOp, UnaryOp};
 use std::sync::Arc;
 
 pub const SHADER: Shader = Shader {

@@ -15,7 +15,7 @@
 use crate::matmul::{gemm, to_u32, GemmShape, MatrixLayout};
 use crate::{GpuBuffer, GpuError, Result, Shader};
 use bytemuck::{Pod, Zeroable};
-use senet_cpu::grouped_linear::GroupedLinearShape;
+use senet_spec::grouped_linear::GroupedLinearShape;
 
 pub const SHADER: Shader = Shader {
     name: "grouped_linear",
@@ -233,10 +233,11 @@ pub fn column_sum(x: &GpuBuffer, rows: usize, cols: usize) -> Result<GpuBuffer> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{assert_close, gpu_for_tests, rand_vec, GEMM_TOL};
+    use crate::testing::{gpu_for_tests, GEMM_TOL};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use senet_cpu::grouped_linear as cpu;
+    use senet_spec::testing::{assert_close, rand_vec};
 
     #[test]
     fn forward_and_backward_match_the_cpu_kernel() {
@@ -244,70 +245,53 @@ mod tests {
             return;
         };
         let mut rng = StdRng::seed_from_u64(3);
-        let shape = |batch, groups, in_features, out_features, shared_input| GroupedLinearShape {
-            batch,
-            groups,
-            in_features,
-            out_features,
-            shared_input,
-        };
-        for shared in [false, true] {
-            // Several groups, batch 1, a Linear layer (k = 1), sizes past one 64-wide tile,
-            // and no input features (y = bias).
-            for s in [
-                shape(3, 4, 5, 2, shared),
-                shape(1, 3, 7, 6, shared),
-                shape(70, 2, 9, 67, shared),
-                shape(33, 1, 20, 130, shared),
-                shape(4, 2, 0, 3, shared),
-            ] {
-                let x = rand_vec(&mut rng, s.batch * s.x_row(), -1.0, 1.0);
-                let w = rand_vec(
-                    &mut rng,
-                    s.groups * s.out_features * s.in_features,
-                    -1.0,
-                    1.0,
+        for s in senet_spec::cases::grouped_linear_cases() {
+            let x = rand_vec::<f32>(&mut rng, s.batch * s.x_row(), -1.0, 1.0);
+            let w = rand_vec::<f32>(
+                &mut rng,
+                s.groups * s.out_features * s.in_features,
+                -1.0,
+                1.0,
+            );
+            let b = rand_vec::<f32>(&mut rng, s.groups * s.out_features, -1.0, 1.0);
+            let dy = rand_vec::<f32>(&mut rng, s.batch * s.y_row(), -1.0, 1.0);
+            let (xg, wg, bg, dyg) = (
+                gpu.upload(&x).unwrap(),
+                gpu.upload(&w).unwrap(),
+                gpu.upload(&b).unwrap(),
+                gpu.upload(&dy).unwrap(),
+            );
+            for bias in [true, false] {
+                let y = forward(s, &xg, &wg, bias.then_some(&bg)).unwrap();
+                let want = cpu::forward(s, &x, &w, bias.then_some(&b[..]));
+                assert_close(
+                    &format!("forward bias={bias} {s:?}"),
+                    &gpu.read::<f32>(&y).unwrap(),
+                    &want,
+                    GEMM_TOL,
                 );
-                let b = rand_vec(&mut rng, s.groups * s.out_features, -1.0, 1.0);
-                let dy = rand_vec(&mut rng, s.batch * s.y_row(), -1.0, 1.0);
-                let (xg, wg, bg, dyg) = (
-                    gpu.upload(&x).unwrap(),
-                    gpu.upload(&w).unwrap(),
-                    gpu.upload(&b).unwrap(),
-                    gpu.upload(&dy).unwrap(),
+            }
+            for with_bias in [true, false] {
+                let (dx, dw, db) = backward(s, &xg, &wg, &dyg, with_bias).unwrap();
+                let (wdx, wdw, wdb) = cpu::backward(s, &x, &w, &dy, with_bias);
+                assert_close(
+                    &format!("dx {s:?}"),
+                    &gpu.read::<f32>(&dx).unwrap(),
+                    &wdx,
+                    GEMM_TOL,
                 );
-                for bias in [true, false] {
-                    let y = forward(s, &xg, &wg, bias.then_some(&bg)).unwrap();
-                    let want = cpu::forward(s, &x, &w, bias.then_some(&b[..]));
-                    assert_close(
-                        &format!("forward bias={bias} {s:?}"),
-                        &gpu.read::<f32>(&y).unwrap(),
-                        &want,
-                        GEMM_TOL,
-                    );
-                }
-                for with_bias in [true, false] {
-                    let (dx, dw, db) = backward(s, &xg, &wg, &dyg, with_bias).unwrap();
-                    let (wdx, wdw, wdb) = cpu::backward(s, &x, &w, &dy, with_bias);
-                    assert_close(
-                        &format!("dx {s:?}"),
-                        &gpu.read::<f32>(&dx).unwrap(),
-                        &wdx,
-                        GEMM_TOL,
-                    );
-                    assert_close(
-                        &format!("dw {s:?}"),
-                        &gpu.read::<f32>(&dw).unwrap(),
-                        &wdw,
-                        GEMM_TOL,
-                    );
-                    assert_close(
-                        &format!("db with_bias={with_bias} {s:?}"),
-                        &gpu.read::<f32>(&db).unwrap(),
-                        &wdb,
-                        GEMM_TOL,
-                    );
-                }
+                assert_close(
+                    &format!("dw {s:?}"),
+                    &gpu.read::<f32>(&dw).unwrap(),
+                    &wdw,
+                    GEMM_TOL,
+                );
+                assert_close(
+                    &format!("db with_bias={with_bias} {s:?}"),
+                    &gpu.read::<f32>(&db).unwrap(),
+                    &wdb,
+                    GEMM_TOL,
+                );
             }
         }
     }

@@ -5,14 +5,14 @@
 //! a plain row-major product, transposed operands (swap the strides), a column slice of a wider
 //! array (a group of a grouped linear layer: row stride = full row, batch stride = slice
 //! width), and an operand shared by every batch entry (batch stride 0). [`matmul`] is the
-//! `senet_cpu::matmul::matmul` equivalent built on it.
+//! plain batched product of `senet_spec::matmul` built on it.
 //!
 //! The kernel gives each workgroup a [`TILE_M`] x [`TILE_N`] tile of C and walks K in steps of
 //! [`TILE_K`] through workgroup memory; the shader's header explains the tiling. All batch
 //! entries and tiles go in one dispatch.
 use crate::{GpuBuffer, GpuError, Result, Shader};
 use bytemuck::{Pod, Zeroable};
-use senet_cpu::matmul::MatmulShape;
+use senet_spec::matmul::MatmulShape;
 
 pub const SHADER: Shader = Shader {
     name: "matmul",
@@ -48,16 +48,6 @@ impl MatrixLayout {
             batch_stride: rows * cols,
             row_stride: cols,
             col_stride: 1,
-        }
-    }
-
-    /// A contiguous row-major `[batch, cols, rows]` array read as its `rows x cols` transpose.
-    pub fn transposed(rows: usize, cols: usize) -> Self {
-        MatrixLayout {
-            offset: 0,
-            batch_stride: rows * cols,
-            row_stride: 1,
-            col_stride: rows,
         }
     }
 
@@ -194,9 +184,8 @@ pub fn gemm(
     )
 }
 
-/// The batched product of `senet_cpu::matmul::matmul`: `a` is `[batch, m, k]` (`[batch, k, m]`
-/// when `trans_a`), `b` is `[batch, k, n]` (`[batch, n, k]` when `trans_b`), the result
-/// `[batch, m, n]`.
+/// The batched product `c[b] = a[b] @ b[b]` of `senet_spec::matmul`: `a` is `[batch, m, k]`,
+/// `b` is `[batch, k, n]`, the result `[batch, m, n]`.
 pub fn matmul(a: &GpuBuffer, b: &GpuBuffer, s: MatmulShape) -> Result<GpuBuffer> {
     let need = |name: &str, got: usize, rows: usize, cols: usize| {
         let want = s.batch.checked_mul(rows).and_then(|v| v.checked_mul(cols));
@@ -206,10 +195,8 @@ pub fn matmul(a: &GpuBuffer, b: &GpuBuffer, s: MatmulShape) -> Result<GpuBuffer>
             Err(GpuError::Validation(format!("matmul: {name} has {got} elements, but batch {} x {rows} x {cols} needs {} ({s:?})", s.batch, want.map_or("more than usize".to_string(), |w| w.to_string()))))
         }
     };
-    let (a_rows, a_cols) = if s.trans_a { (s.k, s.m) } else { (s.m, s.k) };
-    let (b_rows, b_cols) = if s.trans_b { (s.n, s.k) } else { (s.k, s.n) };
-    need("a", a.len(), a_rows, a_cols)?;
-    need("b", b.len(), b_rows, b_cols)?;
+    need("a", a.len(), s.m, s.k)?;
+    need("b", b.len(), s.k, s.n)?;
     let out_len = s
         .batch
         .checked_mul(s.m)
@@ -221,16 +208,8 @@ pub fn matmul(a: &GpuBuffer, b: &GpuBuffer, s: MatmulShape) -> Result<GpuBuffer>
         m: s.m,
         n: s.n,
         k: s.k,
-        a: if s.trans_a {
-            MatrixLayout::transposed(s.m, s.k)
-        } else {
-            MatrixLayout::row_major(s.m, s.k)
-        },
-        b: if s.trans_b {
-            MatrixLayout::transposed(s.k, s.n)
-        } else {
-            MatrixLayout::row_major(s.k, s.n)
-        },
+        a: MatrixLayout::row_major(s.m, s.k),
+        b: MatrixLayout::row_major(s.k, s.n),
         c: MatrixLayout::row_major(s.m, s.n),
     };
     gemm(&shape, a, b, None, &c)?;
@@ -240,9 +219,10 @@ pub fn matmul(a: &GpuBuffer, b: &GpuBuffer, s: MatmulShape) -> Result<GpuBuffer>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{assert_close, gpu_for_tests, rand_vec, GEMM_TOL};
+    use crate::testing::{gpu_for_tests, GEMM_TOL};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
+    use senet_spec::testing::{assert_close, rand_vec};
 
     #[test]
     fn matmul_matches_the_cpu_kernel() {
@@ -261,17 +241,10 @@ mod tests {
             (4, 1, 40, 1),
         ];
         for (batch, m, k, n) in sizes {
-            for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
-                let s = MatmulShape {
-                    batch,
-                    m,
-                    k,
-                    n,
-                    trans_a,
-                    trans_b,
-                };
-                let a = rand_vec(&mut rng, batch * m * k, -1.0, 1.0);
-                let b = rand_vec(&mut rng, batch * k * n, -1.0, 1.0);
+            {
+                let s = MatmulShape { batch, m, k, n };
+                let a = rand_vec::<f32>(&mut rng, batch * m * k, -1.0, 1.0);
+                let b = rand_vec::<f32>(&mut rng, batch * k * n, -1.0, 1.0);
                 let got: Vec<f32> = gpu
                     .read(&matmul(&gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), s).unwrap())
                     .unwrap();
@@ -293,10 +266,10 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(2);
         let (batch, m, k, n) = (3, 9, 21, 70);
         // a: one [m, k] matrix at offset 5 shared by every batch entry (batch stride 0).
-        let a = rand_vec(&mut rng, 5 + m * k, -1.0, 1.0);
-        let b = rand_vec(&mut rng, batch * k * n, -1.0, 1.0);
+        let a = rand_vec::<f32>(&mut rng, 5 + m * k, -1.0, 1.0);
+        let b = rand_vec::<f32>(&mut rng, batch * k * n, -1.0, 1.0);
         // bias: one value per column, per batch entry.
-        let bias = rand_vec(&mut rng, batch * n, -1.0, 1.0);
+        let bias = rand_vec::<f32>(&mut rng, batch * n, -1.0, 1.0);
         let s = GemmShape {
             batch,
             m,
@@ -332,14 +305,7 @@ mod tests {
             let prod = senet_cpu::matmul::matmul(
                 &a[5..],
                 &b[g * k * n..][..k * n],
-                MatmulShape {
-                    batch: 1,
-                    m,
-                    k,
-                    n,
-                    trans_a: false,
-                    trans_b: false,
-                },
+                MatmulShape { batch: 1, m, k, n },
             );
             for i in 0..m {
                 for j in 0..n {
@@ -363,11 +329,9 @@ mod tests {
             m: 1,
             k: 2,
             n: 1,
-            trans_a: false,
-            trans_b: true,
         };
-        let a = rand_vec(&mut rng, s.batch * 2, -1.0, 1.0);
-        let b = rand_vec(&mut rng, s.batch * 2, -1.0, 1.0);
+        let a = rand_vec::<f32>(&mut rng, s.batch * 2, -1.0, 1.0);
+        let b = rand_vec::<f32>(&mut rng, s.batch * 2, -1.0, 1.0);
         let got: Vec<f32> = gpu
             .read(&matmul(&gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), s).unwrap())
             .unwrap();
@@ -391,8 +355,6 @@ mod tests {
             m: 2,
             k: 4,
             n: 3,
-            trans_a: false,
-            trans_b: false,
         };
         match matmul(&a, &b, s) {
             Err(GpuError::Validation(m)) => {

@@ -4,7 +4,7 @@
 use crate::elementwise::check_len;
 use crate::{GpuBuffer, GpuError, Result, Shader};
 use bytemuck::{Pod, Zeroable};
-use senet_cpu::optim::AdamScalars;
+use senet_spec::optim::AdamScalars;
 
 pub const SHADER: Shader = Shader {
     name: "optim",
@@ -145,14 +145,15 @@ pub fn adamw_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{assert_close_abs_rel, gpu_for_tests, rand_vec};
+    use crate::testing::gpu_for_tests;
     use rand::SeedableRng;
+    use senet_spec::testing::{assert_close, rand_vec, Tol};
 
     /// The update itself is a handful of f32 operations done in the same order on both sides;
     /// GPU division and sqrt may be a couple of ulps off (and a compiler may fuse a multiply-add),
     /// which 3 steps compound to well under 1e-6 relative (plus 1e-7 absolute near 0).
-    const ABS_TOL: f32 = 1e-7;
-    const REL_TOL: f32 = 1e-6;
+    const ABS_TOL: f64 = 1e-7;
+    const REL_TOL: f64 = 1e-6;
 
     #[test]
     fn sgd_matches_the_cpu_step_over_three_steps() {
@@ -167,11 +168,11 @@ mod tests {
             (0.0, true, 0.01),
             (0.5, false, 0.0),
         ] {
-            let mut p = rand_vec(&mut rng, n, -1.0, 1.0);
+            let mut p = rand_vec::<f32>(&mut rng, n, -1.0, 1.0);
             let mut vel = vec![0.0f32; n];
             let (pb, vb) = (gpu.upload(&p).unwrap(), gpu.upload(&vel).unwrap());
             for step in 0..3 {
-                let g = rand_vec(&mut rng, n, -1.0, 1.0);
+                let g = rand_vec::<f32>(&mut rng, n, -1.0, 1.0);
                 let gb = gpu.upload(&g).unwrap();
                 sgd_step(&pb, &gb, &vb, n, 0.1, momentum, wd, nesterov, step == 0).unwrap();
                 senet_cpu::optim::sgd_step(
@@ -186,19 +187,23 @@ mod tests {
                 );
             }
             let what = format!("momentum {momentum} nesterov {nesterov} wd {wd}");
-            assert_close_abs_rel(
+            assert_close(
                 &format!("param, {what}"),
                 &gpu.read(&pb).unwrap(),
                 &p,
-                ABS_TOL,
-                REL_TOL,
+                Tol {
+                    abs: ABS_TOL,
+                    rel: REL_TOL,
+                },
             );
-            assert_close_abs_rel(
+            assert_close(
                 &format!("velocity, {what}"),
                 &gpu.read(&vb).unwrap(),
                 &vel,
-                ABS_TOL,
-                REL_TOL,
+                Tol {
+                    abs: ABS_TOL,
+                    rel: REL_TOL,
+                },
             );
         }
     }
@@ -210,7 +215,7 @@ mod tests {
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(8);
         let n = 300;
-        let mut p = rand_vec(&mut rng, n, -1.0, 1.0);
+        let mut p = rand_vec::<f32>(&mut rng, n, -1.0, 1.0);
         let (mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n]);
         let (pb, mb, vb) = (
             gpu.upload(&p).unwrap(),
@@ -218,16 +223,40 @@ mod tests {
             gpu.upload(&v).unwrap(),
         );
         for step in 1..=3 {
-            let g = rand_vec(&mut rng, n, -1.0, 1.0);
+            let g = rand_vec::<f32>(&mut rng, n, -1.0, 1.0);
             let gb = gpu.upload(&g).unwrap();
             adamw_step(&pb, &gb, &mb, &vb, n, 1e-2, 0.9, 0.999, 1e-8, 0.05, step).unwrap();
             senet_cpu::optim::adamw_step(
                 &mut p, &g, &mut m, &mut v, 1e-2, 0.9, 0.999, 1e-8, 0.05, step,
             );
         }
-        assert_close_abs_rel("param", &gpu.read(&pb).unwrap(), &p, ABS_TOL, REL_TOL);
-        assert_close_abs_rel("m", &gpu.read(&mb).unwrap(), &m, ABS_TOL, REL_TOL);
-        assert_close_abs_rel("v", &gpu.read(&vb).unwrap(), &v, ABS_TOL, REL_TOL);
+        assert_close(
+            "param",
+            &gpu.read(&pb).unwrap(),
+            &p,
+            Tol {
+                abs: ABS_TOL,
+                rel: REL_TOL,
+            },
+        );
+        assert_close(
+            "m",
+            &gpu.read(&mb).unwrap(),
+            &m,
+            Tol {
+                abs: ABS_TOL,
+                rel: REL_TOL,
+            },
+        );
+        assert_close(
+            "v",
+            &gpu.read(&vb).unwrap(),
+            &v,
+            Tol {
+                abs: ABS_TOL,
+                rel: REL_TOL,
+            },
+        );
     }
 
     #[test]

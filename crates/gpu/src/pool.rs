@@ -7,7 +7,7 @@
 use crate::elementwise::check_len;
 use crate::{GpuBuffer, GpuError, Result, Shader};
 use bytemuck::{Pod, Zeroable};
-use senet_cpu::pool::Pool2dGeometry;
+use senet_spec::pool::Pool2dGeometry;
 use std::sync::Arc;
 
 pub const SHADER: Shader = Shader {
@@ -182,15 +182,16 @@ pub fn avg_backward(g: &Pool2dGeometry, dy: &GpuBuffer) -> Result<GpuBuffer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{assert_close, gpu_for_tests, rand_vec};
+    use crate::testing::gpu_for_tests;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use senet_cpu::pool as cpu;
-    use senet_cpu::reference::cases::{pool2d_cases, pool2d_geometry as geom};
+    use senet_spec::cases::{pool2d_cases, pool2d_geometry as geom};
+    use senet_spec::testing::{assert_close, rand_vec};
 
     /// f32 on both devices, but WGSL allows division 2.5 ulps of error and the GPU may fuse or
     /// reorder; 1e-4 relative (absolute near zero) is far above that and far below any bug.
-    const TOL: f32 = 1e-4;
+    const TOL: f64 = 1e-4;
 
     /// `n` distinct values in random order, all negative when `n` is small (so a padded zero
     /// would win a max if padding were treated as 0).
@@ -214,7 +215,7 @@ mod tests {
             let x = distinct(&mut rng, n_in);
             // Few distinct values, so windows tie: the first-max rule must match too.
             let ties: Vec<f32> = (0..n_in).map(|_| rng.random_range(0..3) as f32).collect();
-            let dy = rand_vec(&mut rng, n_out, -1.0, 1.0);
+            let dy = rand_vec::<f32>(&mut rng, n_out, -1.0, 1.0);
             let dyb = gpu.upload(&dy).unwrap();
             for (kind, input) in [("distinct", &x), ("ties", &ties)] {
                 let ctx = format!("{kind} {g:?}");

@@ -9,7 +9,7 @@
 use crate::elementwise::check_len;
 use crate::{GpuBuffer, GpuError, Result, Shader};
 use bytemuck::{Pod, Zeroable};
-use senet_cpu::reduce::ReduceOp;
+use senet_spec::reduce::ReduceOp;
 
 pub const SHADER: Shader = Shader {
     name: "reduce",

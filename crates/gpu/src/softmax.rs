@@ -9,7 +9,7 @@ use crate::elementwise::check_len;
 use crate::reduce::reduce;
 use crate::{GpuBuffer, GpuError, Result, Shader};
 use bytemuck::{Pod, Zeroable};
-use senet_cpu::reduce::ReduceOp;
+use senet_spec::reduce::ReduceOp;
 
 pub const SHADER: Shader = Shader {
     name: "softmax_xent",
@@ -254,8 +254,9 @@ pub fn cross_entropy_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{assert_close, gpu_for_tests, rand_vec};
+    use crate::testing::gpu_for_tests;
     use rand::{Rng, SeedableRng};
+    use senet_spec::testing::{assert_close, rand_vec};
 
     /// (outer, axis, inner): rows with one and several elements per thread, columns with an
     /// axis of 1, and a column count past one workgroup.
@@ -276,8 +277,8 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         for (outer, axis, inner) in SHAPES {
             let n = outer * axis * inner;
-            let x = rand_vec(&mut rng, n, -4.0, 4.0);
-            let dy = rand_vec(&mut rng, n, -1.0, 1.0);
+            let x = rand_vec::<f32>(&mut rng, n, -4.0, 4.0);
+            let dy = rand_vec::<f32>(&mut rng, n, -1.0, 1.0);
             let (xb, dyb) = (gpu.upload(&x).unwrap(), gpu.upload(&dy).unwrap());
             for log in [false, true] {
                 let what = format!("[{outer}, {axis}, {inner}] log={log}");
@@ -307,7 +308,7 @@ mod tests {
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(6);
         for (batch, classes) in [(1, 1), (5, 10), (3, 150), (70, 4)] {
-            let logits = rand_vec(&mut rng, batch * classes, -5.0, 5.0);
+            let logits = rand_vec::<f32>(&mut rng, batch * classes, -5.0, 5.0);
             let labels: Vec<u32> = (0..batch)
                 .map(|_| rng.random_range(0..classes as u32))
                 .collect();

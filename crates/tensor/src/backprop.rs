@@ -4,7 +4,7 @@
 //! grouped linear and the losses call the dedicated kernels next to their forward.
 use crate::ops::{batchnorm, conv, linear, pool, softmax};
 use crate::{Error, NoGradGuard, Op, Result, Tensor, TensorId};
-use senet_cpu::elementwise::{BinaryOp, UnaryOp};
+use senet_spec::elementwise::{BinaryOp, UnaryOp};
 use std::collections::{HashMap, HashSet};
 
 /// Gradients of a scalar with respect to the `requires_grad` leaves it depends on.

@@ -33,6 +33,6 @@ pub use ops::batchnorm::{BatchNormOptions, RunningStats};
 pub use ops::conv::Conv2dOptions;
 pub use ops::optim::{AdamWStep, SgdStep};
 pub use ops::pool::Pool2dOptions;
-pub use senet_cpu as cpu;
+pub use senet_spec as spec;
 pub use storage::{CpuElement, CpuStorage, DType, Device, Storage};
 pub use tensor::{Tensor, TensorId};

@@ -2,11 +2,11 @@
 //! The gradient rules themselves are all in `backprop.rs`.
 use crate::custom::CustomOp;
 use crate::Tensor;
-use senet_cpu::conv2d::Conv2dGeometry;
-use senet_cpu::elementwise::{BinaryOp, UnaryOp};
-use senet_cpu::grouped_linear::GroupedLinearShape;
-use senet_cpu::pool::Pool2dGeometry;
 use senet_gpu::GpuBuffer;
+use senet_spec::conv2d::Conv2dGeometry;
+use senet_spec::elementwise::{BinaryOp, UnaryOp};
+use senet_spec::grouped_linear::GroupedLinearShape;
+use senet_spec::pool::Pool2dGeometry;
 use std::sync::Arc;
 
 /// Integer indices an op keeps for its backward (max pooling's argmax, cross-entropy's labels),

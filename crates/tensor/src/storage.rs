@@ -1,8 +1,8 @@
 //! Where a tensor's numbers live. `Storage` is a closed enum over devices; every op matches on
 //! it once and calls that device's kernel (`senet_cpu` or `senet_gpu`).
 use crate::{Error, Result};
-use senet_cpu::Element;
 use senet_gpu::{DeviceRequest, Gpu, GpuBuffer};
+use senet_spec::Element;
 use std::fmt;
 use std::sync::Arc;
 

@@ -4,8 +4,9 @@
 use super::{check_rank, check_same, check_shape, opt_cpu, opt_gpu};
 use crate::storage::with_dtype;
 use crate::{no_grad, Device, Error, Op, Result, Tensor};
-use senet_cpu::batchnorm::{self as kernel, BnShape};
+use senet_cpu::batchnorm as kernel;
 use senet_gpu::batchnorm as gpu;
+use senet_spec::batchnorm::BnShape;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormOptions {

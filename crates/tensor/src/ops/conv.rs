@@ -3,8 +3,9 @@
 use super::{check_rank, check_same, check_shape};
 use crate::storage::with_dtype;
 use crate::{Device, Error, Op, Result, Tensor};
-use senet_cpu::conv2d::{self as kernel, Conv2dGeometry};
+use senet_cpu::conv2d as kernel;
 use senet_gpu::conv2d as gpu;
+use senet_spec::conv2d::Conv2dGeometry;
 
 /// Options of `conv2d`; pairs are (height, width).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,8 +3,9 @@ use super::check_same;
 use crate::layout::broadcast_shapes;
 use crate::storage::with_dtype;
 use crate::{Device, Op, Result, Tensor};
-use senet_cpu::elementwise::{self as kernel, BinaryOp, Strided, UnaryOp};
+use senet_cpu::elementwise::{self as kernel, Strided};
 use senet_gpu::elementwise::{self as gpu, StridedBuf};
+use senet_spec::elementwise::{BinaryOp, UnaryOp};
 
 impl Tensor {
     fn binary(

@@ -3,8 +3,9 @@
 use super::{check_rank, check_same, check_shape};
 use crate::storage::with_dtype;
 use crate::{Device, Error, Op, Result, Tensor};
-use senet_cpu::grouped_linear::{self as kernel, GroupedLinearShape};
+use senet_cpu::grouped_linear as kernel;
 use senet_gpu::grouped_linear as gpu;
+use senet_spec::grouped_linear::GroupedLinearShape;
 
 impl Tensor {
     /// `self [B, in] @ weight[out, in]^T + bias [out]`.

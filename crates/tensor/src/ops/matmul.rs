@@ -3,7 +3,8 @@ use super::check_same;
 use crate::layout::broadcast_shapes;
 use crate::storage::with_dtype;
 use crate::{Device, Error, Op, Result, Tensor};
-use senet_cpu::matmul::{matmul, MatmulShape};
+use senet_cpu::matmul::matmul;
+use senet_spec::matmul::MatmulShape;
 
 impl Tensor {
     /// `[..., m, k] @ [..., k, n] -> [..., m, n]`; the `...` axes broadcast.
@@ -46,14 +47,7 @@ impl Tensor {
         };
         let (a, b) = (full(self, m, k)?, full(rhs, k, n)?);
         let out_shape: Vec<usize> = batch_shape.iter().copied().chain([m, n]).collect();
-        let s = MatmulShape {
-            batch,
-            m,
-            k,
-            n,
-            trans_a: false,
-            trans_b: false,
-        };
+        let s = MatmulShape { batch, m, k, n };
         let record = Some(Op::Matmul(self.clone(), rhs.clone()));
         if self.device() != Device::Cpu {
             let out = senet_gpu::matmul::matmul(a.gpu_buf()?, b.gpu_buf()?, s)?;

@@ -3,8 +3,9 @@ use super::check_rank;
 use crate::op::Indices;
 use crate::storage::with_dtype;
 use crate::{Device, Error, Op, Result, Tensor};
-use senet_cpu::pool::{self as kernel, Pool2dGeometry};
+use senet_cpu::pool as kernel;
 use senet_gpu::pool as gpu;
+use senet_spec::pool::Pool2dGeometry;
 use std::sync::Arc;
 
 /// Window, stride and padding of a pooling op; pairs are (height, width).

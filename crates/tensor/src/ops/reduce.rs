@@ -1,7 +1,8 @@
 //! Sum, mean and max over chosen axes, and `sum_to` (the adjoint of broadcasting).
 use crate::storage::with_dtype;
 use crate::{Device, Error, Op, Result, Tensor};
-use senet_cpu::reduce::{self as kernel, ReduceOp};
+use senet_cpu::reduce as kernel;
+use senet_spec::reduce::ReduceOp;
 
 /// Sorted, checked axes.
 fn check_axes(op: &'static str, shape: &[usize], axes: &[usize]) -> Result<Vec<usize>> {

@@ -3,8 +3,8 @@ use crate::op::Indices;
 use crate::storage::with_dtype;
 use crate::{Device, Error, Op, Result, Tensor};
 use senet_cpu::softmax as kernel;
-use senet_cpu::Element;
 use senet_gpu::softmax as gpu;
+use senet_spec::Element;
 use std::sync::Arc;
 
 /// `(outer, axis, inner)` sizes of `shape` around `axis`.

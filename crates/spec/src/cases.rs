@@ -1,7 +1,9 @@
-//! The convolution and pooling geometries every kernel is tested on: the CPU kernels against
-//! the loops of this module, the WGSL kernels against the CPU ones. One list, so the two
-//! backends are always checked on the same edge cases. Small sizes: lavapipe runs them too.
+//! The shapes every kernel is tested on: the CPU kernels against the reference loops, the WGSL
+//! kernels against the CPU ones. One list per op family, so both backends are always checked
+//! on the same edge cases. Small sizes: lavapipe runs them too.
+use crate::batchnorm::BnShape;
 use crate::conv2d::Conv2dGeometry;
+use crate::grouped_linear::GroupedLinearShape;
 use crate::pool::Pool2dGeometry;
 
 /// A convolution from `(batch, in_channels, in_h, in_w, out_channels)` and the
@@ -100,4 +102,58 @@ pub fn pool2d_cases() -> Vec<Pool2dGeometry> {
         g((1, 3, 9, 4), (2, 3), (1, 2), (1, 1)),
         g((2, 5, 11, 13), (3, 3), (2, 2), (1, 1)),
     ]
+}
+
+/// Batch 1, one channel, a 1x1 plane, odd sizes, and channels of 5,000 and 9,000 values that
+/// span several chunks of the GPU's two-stage reduction (the last one partial).
+pub fn batch_norm_cases() -> Vec<BnShape> {
+    let s = |n, c, hw| BnShape { n, c, hw };
+    vec![
+        s(2, 3, 5),
+        s(1, 4, 9),
+        s(5, 2, 1),
+        s(3, 1, 12),
+        s(7, 6, 35),
+        s(1, 1, 7),
+        s(1, 5, 15),
+        s(2, 3, 2500),
+        s(3, 2, 3000),
+    ]
+}
+
+/// A grouped linear layer from `batch`, `groups`, features in and out per group, and whether
+/// every group reads the same input.
+pub fn grouped_linear_shape(
+    batch: usize,
+    groups: usize,
+    in_features: usize,
+    out_features: usize,
+    shared_input: bool,
+) -> GroupedLinearShape {
+    GroupedLinearShape {
+        batch,
+        groups,
+        in_features,
+        out_features,
+        shared_input,
+    }
+}
+
+/// Shared and unshared input, one group (a Linear layer), batch 1, batches and widths that
+/// cross the CPU kernel's row blocks (32 rows, 64 outputs) and one 64-wide GPU tile, and no
+/// input features (the output is the bias).
+pub fn grouped_linear_cases() -> Vec<GroupedLinearShape> {
+    let shape = grouped_linear_shape;
+    let mut v = vec![];
+    for shared in [false, true] {
+        v.extend([
+            shape(3, 4, 5, 2, shared),
+            shape(1, 3, 7, 6, shared),
+            shape(70, 2, 9, 67, shared),
+            shape(5, 1, 13, 3, shared),
+            shape(33, 1, 20, 130, shared),
+            shape(4, 2, 0, 3, shared),
+        ]);
+    }
+    v
 }

@@ -1,0 +1,23 @@
+//! Reductions over the middle axis of `[outer, reduced, inner]`.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    Sum,
+    Max,
+}
+
+/// Sum (or max) over the middle axis of `[outer, reduced, inner]`.
+pub fn reduce(x: &[f64], outer: usize, reduced: usize, inner: usize, max: bool) -> Vec<f64> {
+    let mut out = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        for i in 0..inner {
+            let vals = (0..reduced).map(|r| x[(o * reduced + r) * inner + i]);
+            out.push(if max {
+                vals.fold(f64::NEG_INFINITY, f64::max)
+            } else {
+                vals.sum()
+            });
+        }
+    }
+    out
+}
