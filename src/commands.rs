@@ -1,10 +1,11 @@
-//! `senet eval`, `senet predict` and `senet bench`.
+//! `senet eval`, `senet predict` and `senet bench`: thin commands over the crates (eval's
+//! logic is the train crate's [`evaluate_checkpoint`]).
 use crate::models::{build, Model, ModelConfig};
 use crate::nn::checkpoint;
 use crate::nn::optim::Optimizer;
 use crate::nn::Module;
 use crate::tensor::{Device, NoGradGuard, Tensor};
-use crate::train::{config_from_metadata, evaluate, DataOptions};
+use crate::train::{evaluate_checkpoint, load_model, DataOptions};
 use anyhow::{anyhow, bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -27,27 +28,7 @@ pub const CIFAR10_CLASSES: [&str; 10] = [
 pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 pub const CIFAR10_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
 
-/// The model a checkpoint holds: from its metadata, else from the `--model ...` flags.
-fn load_model(
-    path: &Path,
-    flags: &Option<Result<ModelConfig>>,
-    device: Device,
-) -> Result<(Model, checkpoint::Metadata)> {
-    let meta = checkpoint::read_metadata(path)
-        .with_context(|| format!("--checkpoint {}", path.display()))?;
-    let config = match (config_from_metadata(&meta)?, flags) {
-        (Some(c), _) => c,
-        (None, Some(Ok(c))) => c.clone(),
-        (None, Some(Err(e))) => bail!("{e:#}"),
-        (None, None) => bail!("{} has no model description (a checkpoint exported from PyTorch?): give --model, --depth, --preset, --width and --classes", path.display()),
-    };
-    let mut model = build(&config, 0)?;
-    checkpoint::load(&mut model, path)
-        .with_context(|| format!("loading {} as {}", path.display(), config.name()))?;
-    model.to_device(device)?;
-    Ok((model, meta))
-}
-
+/// `senet eval`: prints the loss, top-1, top-5 and the per-class table.
 pub fn eval(
     path: &Path,
     flags: &Option<Result<ModelConfig>>,
@@ -55,35 +36,8 @@ pub fn eval(
     device: &str,
     batch: usize,
 ) -> Result<ExitCode> {
-    if batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    let device = Device::parse(device).with_context(|| format!("--device {device}"))?;
-    let (mut model, _) = load_model(path, flags, device)?;
-    let ds = data
-        .load()
-        .with_context(|| format!("loading --data {}", data.dir.display()))?;
-    if ds.classes.len() != model.config().classes {
-        bail!(
-            "the model has {} classes, the dataset {}",
-            model.config().classes,
-            ds.classes.len()
-        );
-    }
-    let e = evaluate(&mut model, &ds.test, &ds, batch, device)?;
-    println!("loss: {:.4}", e.loss);
-    println!("top-1: {:.2}%", e.top1);
-    println!("top-5: {:.2}%", e.top5);
-    println!(
-        "{:<20} {:>8} {:>8} {:>9}",
-        "class", "correct", "images", "accuracy"
-    );
-    for (name, (correct, total)) in ds.classes.iter().zip(&e.per_class) {
-        println!(
-            "{name:<20} {correct:>8} {total:>8} {:>8.2}%",
-            100.0 * *correct as f64 / (*total).max(1) as f64
-        );
-    }
+    let (e, class_names) = evaluate_checkpoint(path, flags, data, device, batch)?;
+    print!("{}", e.report(&class_names));
     Ok(ExitCode::SUCCESS)
 }
 

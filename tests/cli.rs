@@ -562,3 +562,56 @@ fn bad_flags_and_files_are_clear_errors() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn train_stops_at_max_steps_and_resumes_to_the_end() {
+    let dir = scratch("cli-train");
+    // 4 training images per batch file (20 in all), 10 test images.
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut image =
+        |label: u8| record(label, &(0..3072).map(|_| rng.random()).collect::<Vec<u8>>());
+    let train: Vec<Vec<u8>> = (0..4).map(|i| image(i as u8)).collect();
+    let test: Vec<Vec<u8>> = (0..10).map(|i| image(i as u8)).collect();
+    write_cifar10(&dir, &train, &test);
+    let out = dir.join("run");
+    let mut args = strings(&["train", "--device", "cpu", "--batch", "5"]);
+    args.extend(model_flags(10));
+    args.extend([
+        "--data".into(),
+        path_str(&dir),
+        "--out".into(),
+        path_str(&out),
+    ]);
+
+    let o = senet(
+        [
+            args.clone(),
+            strings(&["--epochs", "1", "--max-steps", "2"]),
+        ]
+        .concat(),
+    );
+    success(&o);
+    let err = stderr(&o);
+    assert!(err.contains("--max-steps reached at step 2"), "{err}");
+    assert!(out.join("last.safetensors").exists() && !out.join("metrics.csv").exists());
+
+    let o = senet([args.clone(), strings(&["--epochs", "1", "--resume"])].concat());
+    success(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("resuming") && err.contains("Finished after epoch 1"),
+        "{err}"
+    );
+    for f in [
+        "config.json",
+        "metrics.csv",
+        "curves.png",
+        "best.safetensors",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing: {err}");
+    }
+
+    let err = failure(&senet([args, strings(&["--epochs", "0"])].concat()));
+    assert!(err.contains("--epochs must be at least 1"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

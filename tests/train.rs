@@ -5,7 +5,12 @@
 mod common;
 
 use common::{checkpoint_bits, options, tmp, write_cifar10};
-use senet::train::{train, Outcome};
+use senet::train::{EpochMetrics, Outcome, StopHandle, TrainOptions};
+
+/// A run nobody stops.
+fn train(o: &TrainOptions) -> anyhow::Result<(Vec<EpochMetrics>, Outcome)> {
+    senet::train::train(o, &StopHandle::new())
+}
 
 #[test]
 fn a_short_run_learns_and_writes_every_file() {

@@ -1,10 +1,10 @@
 //! `curves.png`: training and test loss, and top-1 accuracy, against the epoch — drawn with the
 //! `image` crate and a tiny built-in bitmap font (no system fonts needed, so it works on a
 //! bare CI machine).
-use crate::nn::checkpoint::write_atomically;
-use crate::train::EpochMetrics;
+use crate::metrics::EpochMetrics;
 use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
+use senet_nn::checkpoint::write_atomically;
 use std::path::Path;
 
 const W: u32 = 1000;

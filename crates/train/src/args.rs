@@ -1,0 +1,316 @@
+//! The command-line flags of `senet train` (and the model and data flags other commands share),
+//! as clap structs the program flattens, each with the one method that turns it into the
+//! options of [`crate::options`]. The doc comments are the `--help` text.
+use crate::options::{DataOptions, DatasetSpec, OptimizerChoice, TrainOptions};
+use anyhow::{anyhow, Context, Result};
+use clap::{Args, ValueEnum};
+use senet_models::{ModelConfig, Preset};
+use senet_nn::schedule::ScheduleKind;
+use std::path::PathBuf;
+
+/// Which network (see ../shared/MODELS.md).
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Family: resnet, se-resnet, senetv2, resnext, se-resnext, senextv2 or mobilenet.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Depth: 9, 18, 26, 34, 50 or 101 (resnext families: 9, 26, 50, 101; none for mobilenet).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Preset: `paper` (the paper's ImageNet-style network) or `cifar` (a CIFAR-style one).
+    #[arg(long, default_value = "paper")]
+    pub preset: String,
+    /// Base width w: stage s has w*2^s channels (64 is the published network).
+    #[arg(long, default_value_t = 64)]
+    pub width: usize,
+    /// Number of classes (default: the dataset's, or the checkpoint's).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Any other model option as NAME=VALUE (stem, reduction, cardinality, combine, conv_bias,
+    /// fc_bias, bn_eps, bn_momentum, init); repeat for several.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl ModelArgs {
+    /// The config these flags describe; `classes` falls back to `default_classes`.
+    pub fn config(&self, default_classes: usize) -> Result<ModelConfig> {
+        let family = self.model.as_deref().ok_or_else(|| anyhow!("--model is required (resnet, se-resnet, senetv2, resnext, se-resnext, senextv2, mobilenet)"))?;
+        let preset: Preset = self
+            .preset
+            .parse()
+            .with_context(|| format!("--preset {}", self.preset))?;
+        let mut c = ModelConfig::new(
+            family
+                .parse()
+                .with_context(|| format!("--model {family}"))?,
+            self.depth,
+            preset,
+            self.classes.unwrap_or(default_classes),
+        );
+        c.width = self.width;
+        for kv in &self.set {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--set {kv}: expected NAME=VALUE"))?;
+            c.set(k, v).with_context(|| format!("--set {kv}"))?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The config when `--model` is given (eval and predict prefer the checkpoint's own
+    /// description, so an error here matters only for a checkpoint without one).
+    pub fn config_if_given(&self) -> Option<Result<ModelConfig>> {
+        self.model
+            .as_ref()
+            .map(|_| self.config(self.classes.unwrap_or(10)))
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DatasetKind {
+    Cifar10,
+    Cifar100,
+    Imagefolder,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LabelKind {
+    Fine,
+    Coarse,
+}
+
+/// Where the images come from.
+#[derive(Args, Clone, Debug)]
+pub struct DataArgs {
+    /// cifar10 / cifar100 (official binary files, downloaded when missing) or imagefolder.
+    #[arg(long, value_enum, default_value = "cifar10")]
+    pub dataset: DatasetKind,
+    /// CIFAR-100 labels: fine (100 classes) or coarse (20).
+    #[arg(long, value_enum, default_value = "fine")]
+    pub labels: LabelKind,
+    /// cifar10: the folder holding cifar-10-batches-bin/; cifar100: holding cifar-100-binary/;
+    /// imagefolder: a folder or .tar.gz with train/ and test/, one folder per class.
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Download the CIFAR archive from this URL instead of the official one.
+    #[arg(long)]
+    pub data_url: Option<String>,
+    /// Expected md5 of the archive at --data-url.
+    #[arg(long)]
+    pub data_md5: Option<String>,
+    /// Image size of an image folder (other sizes are an error unless --resize).
+    #[arg(long, default_value_t = 32)]
+    pub image_size: usize,
+    /// Resize image-folder images of another size to --image-size.
+    #[arg(long)]
+    pub resize: bool,
+}
+
+impl DataArgs {
+    pub fn options(&self) -> DataOptions {
+        let spec = match self.dataset {
+            DatasetKind::Cifar10 => DatasetSpec::Cifar10,
+            DatasetKind::Cifar100 => DatasetSpec::Cifar100 {
+                coarse: matches!(self.labels, LabelKind::Coarse),
+            },
+            DatasetKind::Imagefolder => DatasetSpec::ImageFolder {
+                image_size: self.image_size,
+                resize: self.resize,
+            },
+        };
+        DataOptions {
+            spec,
+            dir: self.data.clone(),
+            url: self.data_url.clone(),
+            md5: self.data_md5.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ScheduleArg {
+    Constant,
+    Step,
+    Cosine,
+    Onecycle,
+}
+
+impl ScheduleArg {
+    pub fn kind(self) -> ScheduleKind {
+        match self {
+            ScheduleArg::Constant => ScheduleKind::Constant,
+            ScheduleArg::Step => ScheduleKind::Step { gamma: 0.1 },
+            ScheduleArg::Cosine => ScheduleKind::Cosine,
+            ScheduleArg::Onecycle => ScheduleKind::OneCycle,
+        }
+    }
+}
+
+/// The flags of `senet train`.
+#[derive(Args, Clone, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Epochs to train.
+    #[arg(long, default_value_t = 15)]
+    pub epochs: usize,
+    /// Stop after this many optimizer steps in total (may stop mid-epoch; writes last.safetensors).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// SGD momentum (0: plain SGD).
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Nesterov momentum for SGD (`--nesterov false` turns it off).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub nesterov: bool,
+    /// L2 weight decay (SGD) or decoupled weight decay (AdamW).
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// SGD (with --momentum / --nesterov) or AdamW (betas 0.9, 0.999, eps 1e-8).
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: OptimizerChoice,
+    /// Learning-rate schedule after the warm-up (step: x0.1 at 50% and 75%).
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub schedule: ScheduleArg,
+    /// Epochs of linear warm-up (fractions allowed).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Label smoothing of the cross-entropy (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// Turn off random crop and flip (normalization stays).
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Keep the file order instead of shuffling every epoch.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Seed of the weights, the data order and the augmentation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, gpu, auto (a hardware GPU, else the CPU) or an adapter name.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Start from every tensor of this checkpoint (BN statistics included) with a fresh optimizer.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Output folder (config.json, metrics.csv, curves.png, last/best checkpoints).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from last.safetensors.
+    #[arg(long)]
+    pub resume: bool,
+    /// Background threads preparing batches.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+}
+
+impl TrainArgs {
+    /// The options these flags describe; `--out` defaults to `runs/<model name>`, and the
+    /// program shows progress.
+    pub fn options(&self) -> Result<TrainOptions> {
+        let model = self.model.config(self.model.classes.unwrap_or(10))?;
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(model.name()));
+        Ok(TrainOptions {
+            model,
+            classes: self.model.classes,
+            data: self.data.options(),
+            epochs: self.epochs,
+            max_steps: self.max_steps,
+            batch: self.batch,
+            lr: self.lr,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+            optimizer: self.optimizer,
+            schedule: self.schedule.kind(),
+            warmup: self.warmup,
+            label_smoothing: self.label_smoothing,
+            augment: !self.no_augment,
+            shuffle: !self.no_shuffle,
+            seed: self.seed,
+            device: self.device.clone(),
+            init: self.init.clone(),
+            out,
+            resume: self.resume,
+            workers: self.workers,
+            progress: true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    #[test]
+    fn the_default_flags_give_the_default_recipe() {
+        let cli = Cli::try_parse_from(["senet", "--model", "senetv2", "--depth", "9"]).unwrap();
+        let o = cli.train.options().unwrap();
+        assert_eq!(o.model.name(), "senetv2-9");
+        assert_eq!(o.classes, None);
+        assert_eq!(o.data.spec, DatasetSpec::Cifar10);
+        assert_eq!((o.epochs, o.batch, o.lr, o.momentum), (15, 128, 0.1, 0.9));
+        assert!(o.nesterov && o.augment && o.shuffle && o.progress && !o.resume);
+        assert_eq!(o.optimizer, OptimizerChoice::Sgd);
+        assert_eq!(o.schedule, ScheduleKind::Cosine);
+        assert_eq!(o.out, PathBuf::from("runs/senetv2-9"));
+    }
+
+    #[test]
+    fn flags_map_onto_options() {
+        let cli = Cli::try_parse_from([
+            "senet",
+            "--model",
+            "resnet",
+            "--depth",
+            "18",
+            "--nesterov",
+            "false",
+            "--optimizer",
+            "adamw",
+            "--schedule",
+            "step",
+            "--no-augment",
+            "--dataset",
+            "cifar100",
+            "--labels",
+            "coarse",
+            "--out",
+            "somewhere",
+        ])
+        .unwrap();
+        let o = cli.train.options().unwrap();
+        assert!(!o.nesterov && !o.augment && o.shuffle);
+        assert_eq!(o.optimizer, OptimizerChoice::AdamW);
+        assert_eq!(o.schedule, ScheduleKind::Step { gamma: 0.1 });
+        assert_eq!(o.data.spec, DatasetSpec::Cifar100 { coarse: true });
+        assert_eq!(o.out, PathBuf::from("somewhere"));
+        let cli = Cli::try_parse_from(["senet", "--depth", "9"]).unwrap();
+        assert!(cli
+            .train
+            .options()
+            .unwrap_err()
+            .to_string()
+            .contains("--model"));
+    }
+}

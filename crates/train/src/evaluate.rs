@@ -1,0 +1,187 @@
+//! Loss and top-1/top-5 accuracy of a model on a split, and `senet eval` (a checkpoint on the
+//! test split, with per-class accuracy).
+use crate::model_meta::load_model;
+use crate::options::DataOptions;
+use anyhow::{bail, Context, Result};
+use senet_data::{Batch, BatchLoader, Dataset, LoaderOptions, Split};
+use senet_models::{Model, ModelConfig};
+use senet_nn::Module;
+use senet_tensor::{Device, NoGradGuard, Tensor};
+use std::fmt::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Loss and accuracy over a split, with per-class accuracy.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub top1: f64,
+    pub top5: f64,
+    /// `(correct, total)` per class.
+    pub per_class: Vec<(usize, usize)>,
+}
+
+impl Evaluation {
+    /// What `senet eval` prints: loss, top-1, top-5, then a table of per-class accuracy.
+    pub fn report(&self, class_names: &[String]) -> String {
+        let mut s = format!(
+            "loss: {:.4}\ntop-1: {:.2}%\ntop-5: {:.2}%\n{:<20} {:>8} {:>8} {:>9}\n",
+            self.loss, self.top1, self.top5, "class", "correct", "images", "accuracy"
+        );
+        for (name, (correct, total)) in class_names.iter().zip(&self.per_class) {
+            // Writing to a String cannot fail.
+            writeln!(
+                s,
+                "{name:<20} {correct:>8} {total:>8} {:>8.2}%",
+                100.0 * *correct as f64 / (*total).max(1) as f64
+            )
+            .expect("writing to a String");
+        }
+        s
+    }
+}
+
+/// Counts of correct top-1 and top-5 predictions in a batch of logits `[n, classes]`.
+pub(crate) fn topk(
+    logits: &[f32],
+    classes: usize,
+    labels: &[u32],
+    per_class: Option<&mut [(usize, usize)]>,
+) -> (usize, usize) {
+    let (mut top1, mut top5) = (0, 0);
+    let mut pc = per_class;
+    for (row, &label) in logits.chunks_exact(classes).zip(labels) {
+        let target = row[label as usize];
+        // Rank of the label: how many classes score higher (ties count for the label).
+        let higher = row.iter().filter(|&&v| v > target).count();
+        top1 += (higher == 0) as usize;
+        top5 += (higher < 5) as usize;
+        if let Some(pc) = pc.as_deref_mut() {
+            pc[label as usize].0 += (higher == 0) as usize;
+            pc[label as usize].1 += 1;
+        }
+    }
+    (top1, top5)
+}
+
+/// The loss value and the logits of a step in one readback: on a GPU each read waits for the
+/// device, so reading the two separately would stall it twice per step.
+pub(crate) fn read_back(loss: &Tensor, logits: &Tensor) -> Result<(f64, Vec<f32>)> {
+    let _guard = NoGradGuard::new();
+    let both = Tensor::concat(
+        &[&loss.reshape(&[1])?, &logits.reshape(&[logits.numel()])?],
+        0,
+    )?;
+    let mut values = both.to_vec::<f32>()?;
+    let loss = values.remove(0) as f64;
+    Ok((loss, values))
+}
+
+/// A batch's images as an `[n, 3, size, size]` tensor on `device`.
+pub(crate) fn batch_tensor(b: &Batch, size: usize, device: Device) -> Result<Tensor> {
+    Ok(Tensor::from_vec(b.images.clone(), &[b.len, 3, size, size])?.to_device(device)?)
+}
+
+/// Evaluates `model` on `split` in evaluation mode without recording a graph.
+pub fn evaluate(
+    model: &mut Model,
+    split: &Arc<Split>,
+    ds: &Dataset,
+    batch: usize,
+    device: Device,
+) -> Result<Evaluation> {
+    let classes = model.config().classes;
+    let loader = BatchLoader::new(
+        split,
+        LoaderOptions {
+            workers: 1,
+            ..LoaderOptions::test(ds, batch)
+        },
+    )?;
+    let (mut loss, mut top1, mut top5, mut seen) = (0.0, 0, 0, 0);
+    let mut per_class = vec![(0, 0); classes];
+    for b in loader {
+        let _guard = NoGradGuard::new();
+        let x = batch_tensor(&b, ds.image_size, device)?;
+        let logits = model.forward(&x, false)?;
+        let (batch_loss, logits) = read_back(&logits.cross_entropy(&b.labels, 0.0)?, &logits)?;
+        loss += batch_loss * b.len as f64;
+        let (t1, t5) = topk(&logits, classes, &b.labels, Some(&mut per_class));
+        top1 += t1;
+        top5 += t5;
+        seen += b.len;
+    }
+    if seen == 0 {
+        bail!("the test split is empty");
+    }
+    Ok(Evaluation {
+        loss: loss / seen as f64,
+        top1: 100.0 * top1 as f64 / seen as f64,
+        top5: 100.0 * top5 as f64 / seen as f64,
+        per_class,
+    })
+}
+
+/// `senet eval`: the checkpoint at `path` (described by its metadata, else by `flags`) on the
+/// test split of `data`. Returns the evaluation and the dataset's class names.
+pub fn evaluate_checkpoint(
+    path: &Path,
+    flags: &Option<Result<ModelConfig>>,
+    data: &DataOptions,
+    device: &str,
+    batch: usize,
+) -> Result<(Evaluation, Vec<String>)> {
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let device = Device::parse(device).with_context(|| format!("--device {device}"))?;
+    let (mut model, _) = load_model(path, flags, device)?;
+    let ds = data
+        .load()
+        .with_context(|| format!("loading --data {}", data.dir.display()))?;
+    if ds.classes.len() != model.config().classes {
+        bail!(
+            "the model has {} classes, the dataset {}",
+            model.config().classes,
+            ds.classes.len()
+        );
+    }
+    let e = evaluate(&mut model, &ds.test, &ds, batch, device)?;
+    Ok((e, ds.classes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_counts() {
+        // 3 classes; row 0: label 2 is the max; row 1: label 0 is second.
+        let logits = [0.1, 0.2, 0.9, 0.5, 0.7, 0.1];
+        let mut pc = vec![(0, 0); 3];
+        assert_eq!(topk(&logits, 3, &[2, 0], Some(&mut pc)), (1, 2));
+        assert_eq!(pc, vec![(0, 1), (0, 0), (1, 1)]);
+    }
+
+    #[test]
+    fn the_report_has_one_line_per_class() {
+        let e = Evaluation {
+            loss: 1.23456,
+            top1: 50.0,
+            top5: 100.0,
+            per_class: vec![(1, 2), (0, 0)],
+        };
+        let names = ["cat".to_string(), "dog".to_string()];
+        let report = e.report(&names);
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(
+            lines[..3],
+            ["loss: 1.2346", "top-1: 50.00%", "top-5: 100.00%"]
+        );
+        assert_eq!(lines.len(), 4 + 2);
+        assert_eq!(
+            lines[4].split_whitespace().collect::<Vec<_>>(),
+            ["cat", "1", "2", "50.00%"]
+        );
+    }
+}

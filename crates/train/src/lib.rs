@@ -1,0 +1,47 @@
+//! The SENetV2 trainer as a library: what `senet train` and `senet eval` run, and what the
+//! examples call.
+//!
+//! Fill in [`TrainOptions`] (or parse the command line's [`TrainArgs`]) and call [`train`] with a
+//! [`StopHandle`]. One epoch: a seeded permutation of the training split in batches (augmented
+//! on background threads), forward in training mode, cross-entropy, `backward`, one optimizer
+//! step with the scheduled learning rate; then an evaluation on the test split ([`evaluate()`]).
+//! After every epoch the run folder (`--out`, [`run_dir`]) gets `metrics.csv`, `curves.png`
+//! ([`plot`]), `last.safetensors` (+ `last.optim.safetensors`, the optimizer state) and, when the
+//! test top-1 improved, `best.safetensors` — each through a temporary file and a rename.
+//! `--resume` continues from `last.*`: since the data order and the augmentation depend only on
+//! (seed, epoch, batch) and the CPU kernels are deterministic, a run killed and resumed ends with
+//! the same bits as one that never stopped.
+//!
+//! Modules depend one way: [`args`] -> [`options`]; [`plot`] -> [`metrics`]; [`run_dir`] ->
+//! options, metrics, plot; [`evaluate`](mod@evaluate) -> [`model_meta`], options; `trainer`
+//! (the step loop) -> model_meta, evaluate, metrics, options, `progress`, run_dir and [`stop`].
+
+pub mod args;
+pub mod evaluate;
+pub mod metrics;
+pub mod model_meta;
+pub mod options;
+pub mod plot;
+mod progress;
+pub mod run_dir;
+pub mod stop;
+mod trainer;
+
+pub use args::{DataArgs, ModelArgs, TrainArgs};
+pub use evaluate::{evaluate, evaluate_checkpoint, Evaluation};
+pub use metrics::EpochMetrics;
+pub use model_meta::{config_from_metadata, load_model, model_metadata};
+pub use options::{DataOptions, DatasetSpec, OptimizerChoice, TrainOptions};
+pub use plot::curves;
+pub use stop::{Outcome, StopHandle};
+
+use anyhow::Result;
+
+/// Runs (or, with `o.resume`, resumes) a training run. Returns the per-epoch metrics and how it
+/// ended. Calling [`StopHandle::stop`] on (a clone of) `stop` ends the run after the current
+/// step with a checkpoint saved.
+pub fn train(o: &TrainOptions, stop: &StopHandle) -> Result<(Vec<EpochMetrics>, Outcome)> {
+    let mut trainer = trainer::Trainer::start(o, stop)?;
+    let outcome = trainer.run()?;
+    Ok((trainer.rows, outcome))
+}

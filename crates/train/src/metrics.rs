@@ -1,0 +1,109 @@
+//! One row of `metrics.csv` per epoch, and the file's text format.
+use anyhow::{anyhow, bail, Result};
+
+/// One row of `metrics.csv`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub steps: u64,
+    pub train_loss: f64,
+    pub train_top1: f64,
+    pub test_loss: f64,
+    pub test_top1: f64,
+    pub test_top5: f64,
+    pub lr: f64,
+    pub images_per_s: f64,
+    pub seconds: f64,
+}
+
+pub const CSV_HEADER: &str =
+    "epoch,steps,train_loss,train_top1,test_loss,test_top1,test_top5,lr,images_per_s,seconds";
+
+impl EpochMetrics {
+    pub fn csv(&self) -> String {
+        format!(
+            "{},{},{:.6},{:.4},{:.6},{:.4},{:.4},{:.8},{:.1},{:.1}",
+            self.epoch,
+            self.steps,
+            self.train_loss,
+            self.train_top1,
+            self.test_loss,
+            self.test_top1,
+            self.test_top5,
+            self.lr,
+            self.images_per_s,
+            self.seconds
+        )
+    }
+
+    pub fn parse(line: &str) -> Result<Self> {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 10 {
+            bail!(
+                "metrics.csv row {line:?} has {} fields, expected 10",
+                f.len()
+            );
+        }
+        let n = |i: usize| {
+            f[i].parse::<f64>()
+                .map_err(|_| anyhow!("metrics.csv row {line:?}: field {} is not a number", i + 1))
+        };
+        Ok(EpochMetrics {
+            epoch: f[0].parse()?,
+            steps: f[1].parse()?,
+            train_loss: n(2)?,
+            train_top1: n(3)?,
+            test_loss: n(4)?,
+            test_top1: n(5)?,
+            test_top5: n(6)?,
+            lr: n(7)?,
+            images_per_s: n(8)?,
+            seconds: n(9)?,
+        })
+    }
+}
+
+/// The whole of `metrics.csv`: the header, then one line per row.
+pub fn csv_text(rows: &[EpochMetrics]) -> String {
+    std::iter::once(CSV_HEADER.to_string())
+        .chain(rows.iter().map(EpochMetrics::csv))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// The rows of a `metrics.csv` text (blank lines skipped).
+pub fn parse_csv(text: &str) -> Result<Vec<EpochMetrics>> {
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(EpochMetrics::parse)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_rows_round_trip() {
+        let r = EpochMetrics {
+            epoch: 3,
+            steps: 1170,
+            train_loss: 1.25,
+            train_top1: 55.5,
+            test_loss: 1.1,
+            test_top1: 60.25,
+            test_top5: 95.5,
+            lr: 0.0875,
+            images_per_s: 812.3,
+            seconds: 61.5,
+        };
+        assert_eq!(EpochMetrics::parse(&r.csv()).unwrap(), r);
+        assert!(EpochMetrics::parse("1,2,3").is_err());
+        assert_eq!(
+            parse_csv(&csv_text(&[r.clone(), r.clone()])).unwrap(),
+            [r.clone(), r]
+        );
+    }
+}
