@@ -4,9 +4,9 @@
 // One thread per output element. Workgroups are laid out in a 2-D grid when there are more
 // than 65,535 of them; the flat index is rebuilt from `wid.x + wid.y * num_workgroups.x`.
 
-// Which unary op a pipeline computes (a pipeline-overridable constant, so each op is its own
-// specialized pipeline). The numbering matches the `match` in `unary` in
-// crates/gpu/src/elementwise.rs.
+// Which op a pipeline computes (a pipeline-overridable constant, so each op is its own
+// specialized pipeline): an op's number is its place in `UnaryOp::ALL` (or `BinaryOp::ALL`) of
+// crates/spec/src/elementwise.rs, whose `apply` holds the formulas restated here.
 override OP: u32 = 0u;
 
 struct UnaryParams {
@@ -25,17 +25,17 @@ fn flat_index(gid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) ->
 
 fn unary_op(x: f32) -> f32 {
     switch OP {
-        case 0u: { return -x; }
-        case 1u: { return exp(x); }
-        case 2u: { return log(x); }
-        case 3u: { return sqrt(x); }
-        case 4u: { return pow(x, up.arg); }
-        case 5u: { return max(x, 0.0); }
-        case 6u: { return 1.0 / (1.0 + exp(-x)); }
-        case 7u: { return tanh(x); }
-        case 8u: { return x * up.arg; }
-        case 9u: { return x + up.arg; }
-        case 10u: { return select(0.0, 1.0, x > 0.0); }
+        case 0u: { return -x; }                               // neg
+        case 1u: { return exp(x); }                           // exp
+        case 2u: { return log(x); }                           // log
+        case 3u: { return sqrt(x); }                          // sqrt
+        case 4u: { return pow(x, up.arg); }                   // powf
+        case 5u: { return max(x, 0.0); }                      // relu
+        case 6u: { return 1.0 / (1.0 + exp(-x)); }            // sigmoid
+        case 7u: { return tanh(x); }                          // tanh
+        case 8u: { return x * up.arg; }                       // scale
+        case 9u: { return x + up.arg; }                       // add_scalar
+        case 10u: { return select(0.0, 1.0, x > 0.0); }       // step
         default: { return x; }
     }
 }
@@ -55,7 +55,7 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) w
 // launcher merges and drops what it can, so `first` is usually 6 or 7), element `idx` of view
 // `a` lives at `off_a + sum(idx[d] * stride_a[d])`. Uniform arrays need a 16-byte element
 // stride, hence vec4 packing: dimension d is `shape[d / 4u][d % 4u]`. In the binary entry
-// points `OP` numbers a `BinaryOp` (see `binary` in crates/gpu/src/elementwise.rs).
+// points `OP` numbers a `BinaryOp` (its place in `BinaryOp::ALL`).
 
 struct StridedParams {
     len: u32,
@@ -89,12 +89,12 @@ fn strided_offsets(i: u32) -> vec2<u32> {
 
 fn binary_op(a: f32, b: f32) -> f32 {
     switch OP {
-        case 0u: { return a + b; }
-        case 1u: { return a - b; }
-        case 2u: { return a * b; }
-        case 3u: { return a / b; }
-        case 4u: { return select(0.0, 1.0, a == b); }
-        case 5u: { return max(a, b); }
+        case 0u: { return a + b; }                            // add
+        case 1u: { return a - b; }                            // sub
+        case 2u: { return a * b; }                            // mul
+        case 3u: { return a / b; }                            // div
+        case 4u: { return select(0.0, 1.0, a == b); }         // eq
+        case 5u: { return max(a, b); }                        // maximum
         default: { return a; }
     }
 }

@@ -37,30 +37,17 @@ pub(crate) fn check_len(what: &str, len: usize) -> Result<u32> {
 /// `op` applied to each of the first `len` elements of `x`.
 pub fn unary(x: &GpuBuffer, len: usize, op: UnaryOp) -> Result<GpuBuffer> {
     let gpu = x.gpu();
-    // Codes match the `switch` in the shader.
-    let (code, arg) = match op {
-        UnaryOp::Neg => (0, 0.0),
-        UnaryOp::Exp => (1, 0.0),
-        UnaryOp::Log => (2, 0.0),
-        UnaryOp::Sqrt => (3, 0.0),
-        UnaryOp::Powf(p) => (4, p),
-        UnaryOp::Relu => (5, 0.0),
-        UnaryOp::Sigmoid => (6, 0.0),
-        UnaryOp::Tanh => (7, 0.0),
-        UnaryOp::Scale(c) => (8, c),
-        UnaryOp::AddScalar(c) => (9, c),
-        UnaryOp::Step => (10, 0.0),
-    };
     let params = UnaryParams {
         len: check_len("unary", len)?,
-        arg: arg as f32,
+        arg: op.arg() as f32,
         _pad: [0; 2],
     };
     let y = gpu.alloc(len)?;
     gpu.dispatch(
         &SHADER,
         "unary",
-        &[("OP", code as f64)],
+        // The shader's `switch` numbers the ops as `UnaryOp::ALL` lists them.
+        &[("OP", op.code() as f64)],
         bytemuck::bytes_of(&params),
         &[(1, x), (2, &y)],
         gpu.grid_1d(len.div_ceil(WORKGROUP)),
@@ -197,15 +184,6 @@ pub fn binary(a: StridedBuf, b: StridedBuf, shape: &[usize], op: BinaryOp) -> Re
     if numel == 0 {
         return Ok(out);
     }
-    // Codes match `binary_op` in the shader.
-    let code = match op {
-        BinaryOp::Add => 0,
-        BinaryOp::Sub => 1,
-        BinaryOp::Mul => 2,
-        BinaryOp::Div => 3,
-        BinaryOp::Eq => 4,
-        BinaryOp::Maximum => 5,
-    };
     let (dims, [sa, sb]) = coalesce(shape, [a.strides, b.strides]);
     let entry = if is_contiguous(&dims, &sa) && is_contiguous(&dims, &sb) {
         "binary_contig"
@@ -216,7 +194,8 @@ pub fn binary(a: StridedBuf, b: StridedBuf, shape: &[usize], op: BinaryOp) -> Re
     gpu.dispatch(
         &SHADER,
         entry,
-        &[("OP", code as f64)],
+        // The shader's `binary_op` numbers the ops as `BinaryOp::ALL` lists them.
+        &[("OP", op.code() as f64)],
         bytemuck::bytes_of(&params),
         &[(1, a.buf), (2, b.buf), (3, &out)],
         gpu.grid_1d(numel.div_ceil(WORKGROUP)),
@@ -333,6 +312,7 @@ mod tests {
     use super::*;
     use crate::testing::gpu_for_tests;
     use rand::{Rng, SeedableRng};
+    use senet_spec::testing::assert_close;
 
     #[test]
     fn unary_ops_match_the_cpu_kernel() {
@@ -340,32 +320,17 @@ mod tests {
             return;
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        // Sizes below, at and above one workgroup.
+        // Sizes below, at and above one workgroup; every op, on inputs in its domain.
         for len in [1usize, 255, 256, 1000] {
-            let x: Vec<f32> = (0..len).map(|_| rng.random_range(0.1f32..3.0)).collect();
-            let xb = gpu.upload(&x).unwrap();
-            for op in [
-                UnaryOp::Neg,
-                UnaryOp::Exp,
-                UnaryOp::Log,
-                UnaryOp::Sqrt,
-                UnaryOp::Powf(1.5),
-                UnaryOp::Relu,
-                UnaryOp::Sigmoid,
-                UnaryOp::Tanh,
-                UnaryOp::Scale(-2.0),
-                UnaryOp::AddScalar(0.5),
-                UnaryOp::Step,
-            ] {
-                let got: Vec<f32> = gpu.read(&unary(&xb, len, op).unwrap()).unwrap();
+            for op in UnaryOp::ALL {
+                let (lo, hi) = op.test_inputs();
+                let x: Vec<f32> = (0..len).map(|_| rng.random_range(lo..hi) as f32).collect();
+                let got: Vec<f32> = gpu
+                    .read(&unary(&gpu.upload(&x).unwrap(), len, op).unwrap())
+                    .unwrap();
                 let want = senet_cpu::elementwise::unary(&x, op);
-                for (g, w) in got.iter().zip(&want) {
-                    // GPU transcendental functions may differ by a few ulps from Rust's.
-                    assert!(
-                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                        "{op:?}: {g} vs {w}"
-                    );
-                }
+                // GPU transcendental functions may differ by a few ulps from Rust's.
+                assert_close(&format!("{op:?}"), &got, &want, 1e-5);
             }
         }
     }
@@ -423,14 +388,7 @@ mod tests {
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         for &shape in SHAPES {
-            for op in [
-                BinaryOp::Add,
-                BinaryOp::Sub,
-                BinaryOp::Mul,
-                BinaryOp::Div,
-                BinaryOp::Eq,
-                BinaryOp::Maximum,
-            ] {
+            for op in BinaryOp::ALL {
                 let (da, sa, oa) = random_view(&mut rng, shape, false);
                 let (db, sb, ob) = random_view(&mut rng, shape, false);
                 let (ba, bb) = (gpu.upload(&da).unwrap(), gpu.upload(&db).unwrap());

@@ -3,7 +3,8 @@
 //! naive broadcasting and permutation loops to test strided kernels against.
 use crate::Element;
 
-/// Unary ops; the same names are used by the GPU kernels.
+/// Unary ops. Each is one formula, [`UnaryOp::apply`]; `shaders/elementwise.wgsl` restates it
+/// in the `case` numbered by the op's place in [`UnaryOp::ALL`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
     Neg,
@@ -24,8 +25,27 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
+    /// Every op, with an example argument where it takes one. The WGSL kernel numbers the ops
+    /// in this order, and the kernel tests, the gradient tests and the self-test walk this
+    /// list, so an op added here is tested on both devices without being listed anywhere else.
+    pub const ALL: [UnaryOp; 11] = [
+        UnaryOp::Neg,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Powf(1.7),
+        UnaryOp::Relu,
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Scale(-1.5),
+        UnaryOp::AddScalar(0.25),
+        UnaryOp::Step,
+    ];
+
+    /// The op applied to one value.
     #[inline]
     pub fn apply<T: Element>(self, x: T) -> T {
+        let (zero, one) = (T::zero(), T::one());
         match self {
             UnaryOp::Neg => -x,
             UnaryOp::Exp => x.exp(),
@@ -33,23 +53,65 @@ impl UnaryOp {
             UnaryOp::Sqrt => x.sqrt(),
             UnaryOp::Powf(p) => x.powf(T::from_f64(p)),
             UnaryOp::Relu => {
-                if x > T::zero() {
+                if x > zero {
                     x
                 } else {
-                    T::zero()
+                    zero
                 }
             }
-            UnaryOp::Sigmoid => T::one() / (T::one() + (-x).exp()),
+            UnaryOp::Sigmoid => one / (one + (-x).exp()),
             UnaryOp::Tanh => x.tanh(),
             UnaryOp::Scale(c) => x * T::from_f64(c),
             UnaryOp::AddScalar(c) => x + T::from_f64(c),
             UnaryOp::Step => {
-                if x > T::zero() {
-                    T::one()
+                if x > zero {
+                    one
                 } else {
-                    T::zero()
+                    zero
                 }
             }
+        }
+    }
+
+    /// The lowercase name, as in `Op::name` and the self-test.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Powf(_) => "powf",
+            UnaryOp::Relu => "relu",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Scale(_) => "scale",
+            UnaryOp::AddScalar(_) => "add_scalar",
+            UnaryOp::Step => "step",
+        }
+    }
+
+    /// The scalar the op takes (exponent, factor, addend); 0 for the others.
+    pub fn arg(self) -> f64 {
+        match self {
+            UnaryOp::Powf(c) | UnaryOp::Scale(c) | UnaryOp::AddScalar(c) => c,
+            _ => 0.0,
+        }
+    }
+
+    /// The op's number in the WGSL kernel: its place in [`UnaryOp::ALL`].
+    pub fn code(self) -> u32 {
+        let same = |o: &UnaryOp| std::mem::discriminant(o) == std::mem::discriminant(&self);
+        Self::ALL.iter().position(same).expect("ALL lists every op") as u32
+    }
+
+    /// Where tests draw inputs: inside the domain (log, sqrt and powf need x > 0) and where
+    /// f32 keeps enough precision for a central difference.
+    pub fn test_inputs(self) -> (f64, f64) {
+        match self {
+            UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Powf(_) => (0.2, 3.0),
+            UnaryOp::Sigmoid => (-4.0, 4.0),
+            UnaryOp::Tanh => (-3.0, 3.0),
+            _ => (-2.0, 2.0),
         }
     }
 }
@@ -67,6 +129,17 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
+    /// Every op, in the order the WGSL kernel numbers them.
+    pub const ALL: [BinaryOp; 6] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Eq,
+        BinaryOp::Maximum,
+    ];
+
+    /// The op applied to one pair of values.
     #[inline]
     pub fn apply<T: Element>(self, a: T, b: T) -> T {
         match self {
@@ -83,6 +156,14 @@ impl BinaryOp {
             }
             BinaryOp::Maximum => a.max(b),
         }
+    }
+
+    /// The op's number in the WGSL kernel: its place in [`BinaryOp::ALL`].
+    pub fn code(self) -> u32 {
+        Self::ALL
+            .iter()
+            .position(|&o| o == self)
+            .expect("ALL lists every op") as u32
     }
 }
 

@@ -1,21 +1,12 @@
 //! The record an op leaves in the graph: its inputs and whatever its gradient needs.
 //! The gradient rules themselves are all in `backprop.rs`.
 use crate::custom::CustomOp;
-use crate::Tensor;
-use senet_gpu::GpuBuffer;
+use crate::{Indices, Tensor};
 use senet_spec::conv2d::Conv2dGeometry;
 use senet_spec::elementwise::{BinaryOp, UnaryOp};
 use senet_spec::grouped_linear::GroupedLinearShape;
 use senet_spec::pool::Pool2dGeometry;
 use std::sync::Arc;
-
-/// Integer indices an op keeps for its backward (max pooling's argmax, cross-entropy's labels),
-/// on the device of the op, so the backward never uploads them again.
-#[derive(Clone, Debug)]
-pub enum Indices {
-    Cpu(Arc<[u32]>),
-    Gpu(Arc<GpuBuffer>),
-}
 
 #[derive(Clone)]
 pub enum Op {

@@ -1,9 +1,12 @@
-//! Where a tensor's numbers live. `Storage` is a closed enum over devices; every op matches on
-//! it once and calls that device's kernel (`senet_cpu` or `senet_gpu`).
-use crate::{Error, Result};
+//! Where a tensor's numbers live. [`Storage`] is a closed enum over devices: a CPU buffer of
+//! f32 or f64, or a GPU buffer (always f32). This module and `kernel.rs` are the only places
+//! that look inside it: here, creating buffers and moving values between devices and dtypes;
+//! there, choosing the kernel an op runs.
+use crate::{Error, Layout, Result};
 use senet_gpu::{DeviceRequest, Gpu, GpuBuffer};
 use senet_spec::Element;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -70,29 +73,11 @@ pub enum CpuStorage {
     F64(Vec<f64>),
 }
 
-/// A buffer on a GPU; always f32.
+/// A tensor's buffer on its device.
 #[derive(Debug)]
 pub enum Storage {
     Cpu(CpuStorage),
     Gpu(GpuBuffer),
-}
-
-impl CpuStorage {
-    pub fn dtype(&self) -> DType {
-        match self {
-            CpuStorage::F32(_) => DType::F32,
-            CpuStorage::F64(_) => DType::F64,
-        }
-    }
-    pub fn len(&self) -> usize {
-        match self {
-            CpuStorage::F32(v) => v.len(),
-            CpuStorage::F64(v) => v.len(),
-        }
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The element types a CPU tensor can hold, with the glue between `Vec<T>` and `CpuStorage`.
@@ -129,7 +114,7 @@ impl CpuElement for f64 {
 }
 
 /// Runs `$body` with the type alias `$T` bound to the Rust type of `$dtype`, so one generic
-/// piece of code serves both dtypes.
+/// piece of code serves both dtypes. Used here and in `kernel.rs` only.
 macro_rules! with_dtype {
     ($dtype:expr, $T:ident => $body:expr) => {
         match $dtype {
@@ -145,3 +130,101 @@ macro_rules! with_dtype {
     };
 }
 pub(crate) use with_dtype;
+
+impl Storage {
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            Storage::Cpu(CpuStorage::F32(_)) | Storage::Gpu(_) => DType::F32,
+            Storage::Cpu(CpuStorage::F64(_)) => DType::F64,
+        }
+    }
+
+    pub(crate) fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(_) => Device::Cpu,
+            Storage::Gpu(b) => Device::Gpu(b.gpu().id),
+        }
+    }
+
+    /// Whether kernels can read the view `layout` of this buffer as it is: row-major, and on a
+    /// GPU (whose kernels read whole buffers) also starting at offset 0.
+    pub(crate) fn kernel_ready(&self, layout: &Layout) -> bool {
+        let from_start = match self {
+            Storage::Cpu(_) => true,
+            Storage::Gpu(_) => layout.offset() == 0,
+        };
+        layout.is_contiguous() && from_start
+    }
+
+    /// `n` copies of `value` as `dtype` on `device`.
+    pub(crate) fn full(n: usize, value: f64, dtype: DType, device: Device) -> Result<Storage> {
+        match device {
+            Device::Cpu => {
+                Ok(with_dtype!(dtype, T => Storage::Cpu(T::wrap(vec![T::from_f64(value); n]))))
+            }
+            Device::Gpu(_) => {
+                check_gpu_dtype("full", dtype)?;
+                let buf = senet_gpu::elementwise::fill(&device.gpu()?, n, value as f32)?;
+                Ok(Storage::Gpu(buf))
+            }
+        }
+    }
+
+    /// The elements `range` converted to `T` (a GPU buffer is read back).
+    pub(crate) fn to_vec<T: CpuElement>(&self, range: Range<usize>) -> Result<Vec<T>> {
+        let convert = |v: &[_]| v.iter().map(|&x: &f32| T::from_f64(x as f64)).collect();
+        Ok(match self {
+            Storage::Gpu(buf) => convert(&buf.gpu().read::<f32>(buf)?[range]),
+            Storage::Cpu(CpuStorage::F32(v)) => convert(&v[range]),
+            Storage::Cpu(CpuStorage::F64(v)) => v[range].iter().map(|&x| T::from_f64(x)).collect(),
+        })
+    }
+
+    /// The elements `range` as `dtype`, in a new buffer on the same device.
+    pub(crate) fn to_dtype(&self, range: Range<usize>, dtype: DType) -> Result<Storage> {
+        match self {
+            Storage::Cpu(_) => {
+                Ok(with_dtype!(dtype, T => Storage::Cpu(T::wrap(self.to_vec::<T>(range)?))))
+            }
+            Storage::Gpu(_) => {
+                check_gpu_dtype("to_dtype", dtype)?;
+                self.to_device(range, self.device())
+            }
+        }
+    }
+
+    /// The elements `range` in a new buffer on `device`; GPU buffers hold f32, so an f64
+    /// buffer is converted on the way, and GPU to GPU goes through the host.
+    pub(crate) fn to_device(&self, range: Range<usize>, device: Device) -> Result<Storage> {
+        match device {
+            Device::Cpu => Ok(Storage::Cpu(CpuStorage::F32(self.to_vec::<f32>(range)?))),
+            Device::Gpu(_) => {
+                let values = self.to_vec::<f32>(range)?;
+                Ok(Storage::Gpu(device.gpu()?.upload(&values)?))
+            }
+        }
+    }
+}
+
+/// GPU tensors hold f32 only.
+pub(crate) fn check_gpu_dtype(op: &'static str, dtype: DType) -> Result<()> {
+    if dtype != DType::F32 {
+        return Err(Error::invalid(
+            op,
+            format!("{dtype:?} tensors live on the CPU only; GPU tensors are F32"),
+        ));
+    }
+    Ok(())
+}
+
+/// Integer indices an op keeps for its backward (max pooling's argmax, cross-entropy's
+/// labels), on the device of the op, so the backward never uploads them again. Opaque outside
+/// this crate: like a tensor's values, where they live is the storage's business.
+#[derive(Clone, Debug)]
+pub struct Indices(pub(crate) Arc<IndexStorage>);
+
+#[derive(Debug)]
+pub(crate) enum IndexStorage {
+    Cpu(Vec<u32>),
+    Gpu(GpuBuffer),
+}

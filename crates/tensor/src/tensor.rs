@@ -1,11 +1,10 @@
 //! The `Tensor` handle: creation, inspection, and the plumbing every op uses.
+use crate::kernel::{run, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
 use crate::layout::Layout;
 use crate::op::Op;
-use crate::storage::{with_dtype, CpuElement, CpuStorage, DType, Device, Storage};
+use crate::storage::{CpuElement, DType, Device, Storage};
 use crate::{is_grad_enabled, Error, Result};
 use rand::Rng;
-use senet_gpu::GpuBuffer;
-use senet_spec::Element;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -73,59 +72,11 @@ impl Tensor {
         self.0.storage.clone()
     }
 
-    pub(crate) fn from_gpu(buffer: GpuBuffer, shape: &[usize], op: Option<Op>) -> Tensor {
-        Tensor::from_storage(
-            Arc::new(Storage::Gpu(buffer)),
-            Layout::contiguous(shape),
-            op,
-        )
-    }
-
-    /// The contiguous elements of this tensor; call on the result of `contiguous_detached()`.
-    pub(crate) fn cpu_slice<T: CpuElement>(&self) -> Result<&[T]> {
-        let s = self.cpu_storage()?;
-        let data = T::slice(s).ok_or(Error::DType {
-            op: "cpu_slice",
-            lhs: self.dtype(),
-            rhs: T::DTYPE,
-        })?;
-        debug_assert!(self.layout().is_contiguous());
+    /// The range of the buffer a contiguous tensor occupies.
+    fn range(&self) -> std::ops::Range<usize> {
+        debug_assert!(self.is_contiguous());
         let start = self.layout().offset();
-        Ok(&data[start..start + self.numel()])
-    }
-
-    /// The whole underlying buffer (views index into it through `layout`).
-    pub(crate) fn cpu_buffer<T: CpuElement>(&self) -> Result<&[T]> {
-        let s = self.cpu_storage()?;
-        T::slice(s).ok_or(Error::DType {
-            op: "cpu_buffer",
-            lhs: self.dtype(),
-            rhs: T::DTYPE,
-        })
-    }
-
-    fn cpu_storage(&self) -> Result<&CpuStorage> {
-        match self.storage() {
-            Storage::Cpu(s) => Ok(s),
-            Storage::Gpu(_) => Err(Error::invalid(
-                "cpu kernel",
-                format!("the tensor is on {}", self.device()),
-            )),
-        }
-    }
-
-    /// The whole GPU buffer (views index into it through `layout`).
-    pub(crate) fn gpu_raw(&self) -> Result<&GpuBuffer> {
-        match self.storage() {
-            Storage::Gpu(b) => Ok(b),
-            Storage::Cpu(_) => Err(Error::invalid("gpu kernel", "the tensor is on the CPU")),
-        }
-    }
-
-    /// The GPU buffer of a tensor returned by `contiguous_detached()` (row-major, offset 0).
-    pub(crate) fn gpu_buf(&self) -> Result<&GpuBuffer> {
-        debug_assert!(self.is_contiguous() && self.layout().offset() == 0);
-        self.gpu_raw()
+        start..start + self.numel()
     }
 
     // ---- inspection ----------------------------------------------------------------------
@@ -146,16 +97,10 @@ impl Tensor {
         self.0.layout.numel()
     }
     pub fn dtype(&self) -> DType {
-        match self.storage() {
-            Storage::Cpu(s) => s.dtype(),
-            Storage::Gpu(_) => DType::F32,
-        }
+        self.storage().dtype()
     }
     pub fn device(&self) -> Device {
-        match self.storage() {
-            Storage::Cpu(_) => Device::Cpu,
-            Storage::Gpu(b) => Device::Gpu(b.gpu().id),
-        }
+        self.storage().device()
     }
     pub fn is_contiguous(&self) -> bool {
         self.0.layout.is_contiguous()
@@ -219,8 +164,7 @@ impl Tensor {
 
     /// A tensor of `shape` filled with `value`, of the given dtype, on the CPU.
     pub fn full_dtype(shape: &[usize], value: f64, dtype: DType) -> Tensor {
-        let n = shape.iter().product();
-        with_dtype!(dtype, T => Tensor::from_cpu(vec![T::from_f64(value); n], shape, None))
+        Tensor::full_on(shape, value, dtype, Device::Cpu).expect("CPU buffers of any dtype")
     }
     pub fn full(shape: &[usize], value: f32) -> Tensor {
         Tensor::full_dtype(shape, value as f64, DType::F32)
@@ -233,18 +177,12 @@ impl Tensor {
     }
     /// A tensor of `shape` filled with `value`, of `dtype`, on `device`.
     pub fn full_on(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
-        match device {
-            Device::Cpu => Ok(Tensor::full_dtype(shape, value, dtype)),
-            Device::Gpu(_) => {
-                check_gpu_dtype("full", dtype)?;
-                let n = shape.iter().product();
-                Ok(Tensor::from_gpu(
-                    senet_gpu::elementwise::fill(&device.gpu()?, n, value as f32)?,
-                    shape,
-                    None,
-                ))
-            }
-        }
+        let storage = Storage::full(shape.iter().product(), value, dtype, device)?;
+        Ok(Tensor::from_storage(
+            Arc::new(storage),
+            Layout::contiguous(shape),
+            None,
+        ))
     }
     /// Same shape, dtype and device as `self`, filled with `value`.
     pub fn full_like(&self, value: f64) -> Result<Tensor> {
@@ -284,14 +222,7 @@ impl Tensor {
     /// The elements in row-major order, converted to `T`.
     pub fn to_vec<T: CpuElement>(&self) -> Result<Vec<T>> {
         let c = self.contiguous_detached()?;
-        if let Storage::Gpu(buf) = c.storage() {
-            let v: Vec<f32> = buf.gpu().read(buf)?;
-            return Ok(v[..c.numel()]
-                .iter()
-                .map(|&x| T::from_f64(x as f64))
-                .collect());
-        }
-        with_dtype!(c.dtype(), S => Ok(c.cpu_slice::<S>()?.iter().map(|&v| T::from_f64(v.to_f64())).collect()))
+        c.storage().to_vec(c.range())
     }
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
         self.to_vec()
@@ -316,29 +247,10 @@ impl Tensor {
     /// A contiguous copy when the layout is not (values only, no graph). On the GPU the
     /// result also starts at offset 0, since kernels take whole buffers.
     pub(crate) fn contiguous_detached(&self) -> Result<Tensor> {
-        let l = self.layout();
-        if let Storage::Gpu(buf) = self.storage() {
-            if self.is_contiguous() && l.offset() == 0 {
-                return Ok(self.clone());
-            }
-            let src = senet_gpu::elementwise::StridedBuf {
-                buf,
-                strides: l.strides(),
-                offset: l.offset(),
-            };
-            return Ok(Tensor::from_gpu(
-                senet_gpu::elementwise::copy_strided(src, l.shape())?,
-                l.shape(),
-                None,
-            ));
-        }
-        if self.is_contiguous() {
+        if self.storage().kernel_ready(self.layout()) {
             return Ok(self.clone());
         }
-        with_dtype!(self.dtype(), T => {
-            let src = senet_cpu::elementwise::Strided { data: self.cpu_buffer::<T>()?, strides: l.strides(), offset: l.offset() };
-            Ok(Tensor::from_cpu(senet_cpu::elementwise::copy_strided(src, l.shape()), l.shape(), None))
-        })
+        Ok(run(&CopyStrided, &[self])?.tensor(self.shape(), None))
     }
 
     /// This tensor with a row-major layout: itself when it already is, else a copy (recorded,
@@ -360,65 +272,63 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        if self.device() != Device::Cpu {
-            check_gpu_dtype("to_dtype", dtype)?;
-        }
         let c = self.contiguous_detached()?;
-        let storage = with_dtype!(c.dtype(), S => {
-            let src = c.cpu_slice::<S>()?;
-            with_dtype!(dtype, T => T::wrap(src.iter().map(|&v| T::from_f64(v.to_f64())).collect()))
-        });
+        let storage = c.storage().to_dtype(c.range(), dtype)?;
         Ok(Tensor::from_storage(
-            Arc::new(Storage::Cpu(storage)),
+            Arc::new(storage),
             Layout::contiguous(self.shape()),
             Some(Op::ToDType(self.clone())),
         ))
     }
-}
 
-impl Tensor {
     /// A copy on `device` (recorded: the gradient is moved back). GPU tensors are f32, so an
     /// f64 tensor is converted on the way.
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
         if device == self.device() {
             return Ok(self.clone());
         }
-        let record = Some(Op::ToDevice(self.clone()));
-        match device {
-            Device::Cpu => {
-                let v = self.to_vec::<f32>()?;
-                Ok(Tensor::from_cpu(v, self.shape(), record))
-            }
-            Device::Gpu(_) => {
-                let gpu = device.gpu()?;
-                let c = self.to_dtype(DType::F32)?.contiguous_detached()?;
-                let buffer = match c.storage() {
-                    Storage::Cpu(_) => gpu.upload(c.cpu_slice::<f32>()?)?,
-                    // GPU to another GPU goes through the host.
-                    Storage::Gpu(b) => gpu.upload(&b.gpu().read::<f32>(b)?[..c.numel()])?,
-                };
-                Ok(Tensor::from_gpu(buffer, self.shape(), record))
-            }
-        }
+        let c = self.contiguous_detached()?;
+        let storage = c.storage().to_device(c.range(), device)?;
+        Ok(Tensor::from_storage(
+            Arc::new(storage),
+            Layout::contiguous(self.shape()),
+            Some(Op::ToDevice(self.clone())),
+        ))
     }
-}
 
-impl Tensor {
     /// A copy on the CPU (itself when already there).
     pub fn to_cpu(&self) -> Result<Tensor> {
         self.to_device(Device::Cpu)
     }
 }
 
-/// GPU tensors hold f32 only.
-pub(crate) fn check_gpu_dtype(op: &'static str, dtype: DType) -> Result<()> {
-    if dtype != DType::F32 {
-        return Err(Error::invalid(
-            op,
-            format!("{dtype:?} tensors live on the CPU only; GPU tensors are F32"),
-        ));
+/// The strided gather behind `contiguous()`: any view, read through its layout, into a new
+/// row-major buffer.
+struct CopyStrided;
+
+impl Kernel for CopyStrided {
+    const NAME: &'static str = "contiguous";
+    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
+        let (data, l) = x.view(0);
+        let src = senet_cpu::elementwise::Strided {
+            data,
+            strides: l.strides(),
+            offset: l.offset(),
+        };
+        CpuOut::one(senet_cpu::elementwise::copy_strided(src, l.shape()))
     }
-    Ok(())
+    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
+        let (buf, l) = x.view(0);
+        let src = senet_gpu::elementwise::StridedBuf {
+            buf,
+            strides: l.strides(),
+            offset: l.offset(),
+        };
+        Ok(GpuOut::one(senet_gpu::elementwise::copy_strided(
+            src,
+            l.shape(),
+        )?))
+    }
 }
 
 /// `n` standard normal samples in f64.

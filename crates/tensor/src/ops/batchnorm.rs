@@ -1,12 +1,79 @@
 //! Batch normalization over NCHW, per channel. Training normalizes with the batch statistics
 //! and updates the running ones the way PyTorch does (the running variance takes the
 //! *unbiased* batch variance); evaluation normalizes with the running statistics.
-use super::{check_rank, check_same, check_shape, opt_cpu, opt_gpu};
-use crate::storage::with_dtype;
-use crate::{no_grad, Device, Error, Op, Result, Tensor};
-use senet_cpu::batchnorm as kernel;
+use super::{check_rank, check_same, check_shape};
+use crate::kernel::{run_with, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
+use crate::{no_grad, CpuElement, Error, Op, Result, Tensor};
+use senet_cpu::batchnorm as cpu;
 use senet_gpu::batchnorm as gpu;
 use senet_spec::batchnorm::BnShape;
+
+/// The batch-norm kernels (`senet_spec::batchnorm` says what they compute), each reading
+/// contiguous arguments in the order listed.
+enum BatchNorm {
+    /// `[x, weight?, bias?] -> y, mean, biased var, invstd`
+    ForwardTrain(BnShape, f64),
+    /// `[x, weight?, bias?, running mean, running var] -> y`
+    ForwardEval(BnShape, f64),
+    /// `[x, dy, weight?, mean, invstd] -> dx, dweight, dbias`; `true` for training mode.
+    Backward(BnShape, bool),
+}
+
+impl Kernel for BatchNorm {
+    const NAME: &'static str = "batch_norm2d";
+    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
+        match *self {
+            BatchNorm::ForwardTrain(s, eps) => {
+                let o = cpu::forward_train(s, x.get(0), x.opt(1), x.opt(2), eps);
+                CpuOut::many(vec![o.y, o.mean, o.var, o.invstd])
+            }
+            BatchNorm::ForwardEval(s, eps) => CpuOut::one(cpu::forward_eval(
+                s,
+                x.get(0),
+                x.opt(1),
+                x.opt(2),
+                x.get(3),
+                x.get(4),
+                eps,
+            )),
+            BatchNorm::Backward(s, training) => {
+                let backward = if training {
+                    cpu::backward_train
+                } else {
+                    cpu::backward_eval
+                };
+                let (dx, dw, db) = backward(s, x.get(0), x.get(1), x.opt(2), x.get(3), x.get(4));
+                CpuOut::many(vec![dx, dw, db])
+            }
+        }
+    }
+    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
+        Ok(match *self {
+            BatchNorm::ForwardTrain(s, eps) => {
+                let o = gpu::forward_train(s, x.get(0), x.opt(1), x.opt(2), eps)?;
+                GpuOut::many(vec![o.y, o.mean, o.var, o.invstd])
+            }
+            BatchNorm::ForwardEval(s, eps) => GpuOut::one(gpu::forward_eval(
+                s,
+                x.get(0),
+                x.opt(1),
+                x.opt(2),
+                x.get(3),
+                x.get(4),
+                eps,
+            )?),
+            BatchNorm::Backward(s, training) => {
+                let backward = if training {
+                    gpu::backward_train
+                } else {
+                    gpu::backward_eval
+                };
+                let (dx, dw, db) = backward(s, x.get(0), x.get(1), x.opt(2), x.get(3), x.get(4))?;
+                GpuOut::many(vec![dx, dw, db])
+            }
+        })
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormOptions {
@@ -91,25 +158,15 @@ impl Tensor {
         let x = self.contiguous_detached()?;
         let w = weight.map(|t| t.contiguous_detached()).transpose()?;
         let b = bias.map(|t| t.contiguous_detached()).transpose()?;
-        let on_gpu = self.device() != Device::Cpu;
         let (y, mean, invstd) = if opts.training {
-            let (y, mean, var, invstd) = if on_gpu {
-                let out =
-                    gpu::forward_train(shape, x.gpu_buf()?, opt_gpu(&w)?, opt_gpu(&b)?, opts.eps)?;
-                let c = |buf| Tensor::from_gpu(buf, &[shape.c], None);
-                (
-                    Tensor::from_gpu(out.y, s, None),
-                    c(out.mean),
-                    c(out.var),
-                    c(out.invstd),
-                )
-            } else {
-                with_dtype!(self.dtype(), T => {
-                    let out = kernel::forward_train(shape, x.cpu_slice::<T>()?, opt_cpu::<T>(&w)?, opt_cpu::<T>(&b)?, opts.eps);
-                    let c = |v| Tensor::from_cpu(v, &[shape.c], None);
-                    (Tensor::from_cpu(out.y, s, None), c(out.mean), c(out.var), c(out.invstd))
-                })
-            };
+            let kernel = BatchNorm::ForwardTrain(shape, opts.eps);
+            let mut out = run_with(&kernel, &[Some(&x), w.as_ref(), b.as_ref()], &[])?;
+            let y = out.tensor(s, None);
+            let (mean, var, invstd) = (
+                out.tensor(&[shape.c], None),
+                out.tensor(&[shape.c], None),
+                out.tensor(&[shape.c], None),
+            );
             if let Some(r) = running {
                 // PyTorch: running = (1 - m) * running + m * batch, the variance unbiased.
                 let m = opts.momentum;
@@ -130,26 +187,9 @@ impl Tensor {
             })?;
             let (mean, var) = (r.mean.contiguous_detached()?, r.var.contiguous_detached()?);
             let invstd = no_grad(|| var.add_scalar(opts.eps)?.powf(-0.5))?;
-            let y = if on_gpu {
-                Tensor::from_gpu(
-                    gpu::forward_eval(
-                        shape,
-                        x.gpu_buf()?,
-                        opt_gpu(&w)?,
-                        opt_gpu(&b)?,
-                        mean.gpu_buf()?,
-                        var.gpu_buf()?,
-                        opts.eps,
-                    )?,
-                    s,
-                    None,
-                )
-            } else {
-                with_dtype!(self.dtype(), T => {
-                    let y = kernel::forward_eval(shape, x.cpu_slice::<T>()?, opt_cpu::<T>(&w)?, opt_cpu::<T>(&b)?, mean.cpu_slice::<T>()?, var.cpu_slice::<T>()?, opts.eps);
-                    Tensor::from_cpu(y, s, None)
-                })
-            };
+            let kernel = BatchNorm::ForwardEval(shape, opts.eps);
+            let args = [Some(&x), w.as_ref(), b.as_ref(), Some(&mean), Some(&var)];
+            let y = run_with(&kernel, &args, &[])?.tensor(s, None);
             (y, mean.detach(), invstd)
         };
         let record = Op::BatchNorm2d {
@@ -185,32 +225,13 @@ pub(crate) fn batch_norm2d_backward(
     };
     let (x, dy) = (input.contiguous_detached()?, grad.contiguous_detached()?);
     let w = weight.map(|t| t.contiguous_detached()).transpose()?;
-    if input.device() != Device::Cpu {
-        let wb = w.as_ref().map(|t| t.gpu_buf()).transpose()?;
-        let args = (
-            shape,
-            x.gpu_buf()?,
-            dy.gpu_buf()?,
-            wb,
-            mean.gpu_buf()?,
-            invstd.gpu_buf()?,
-        );
-        let (dx, dw, db) = if training {
-            gpu::backward_train(args.0, args.1, args.2, args.3, args.4, args.5)?
-        } else {
-            gpu::backward_eval(args.0, args.1, args.2, args.3, args.4, args.5)?
-        };
-        let c = |buf| Tensor::from_gpu(buf, &[shape.c], None);
-        return Ok((Tensor::from_gpu(dx, s, None), c(dw), c(db)));
-    }
-    with_dtype!(input.dtype(), T => {
-        let ws = w.as_ref().map(|t| t.cpu_slice::<T>()).transpose()?;
-        let args = (shape, x.cpu_slice::<T>()?, dy.cpu_slice::<T>()?, ws, mean.cpu_slice::<T>()?, invstd.cpu_slice::<T>()?);
-        let (dx, dw, db) = if training {
-            kernel::backward_train(args.0, args.1, args.2, args.3, args.4, args.5)
-        } else {
-            kernel::backward_eval(args.0, args.1, args.2, args.3, args.4, args.5)
-        };
-        Ok((Tensor::from_cpu(dx, s, None), Tensor::from_cpu(dw, &[shape.c], None), Tensor::from_cpu(db, &[shape.c], None)))
-    })
+    let kernel = BatchNorm::Backward(shape, training);
+    let args = [Some(&x), Some(&dy), w.as_ref(), Some(mean), Some(invstd)];
+    let mut out = run_with(&kernel, &args, &[])?;
+    let dx = out.tensor(s, None);
+    Ok((
+        dx,
+        out.tensor(&[shape.c], None),
+        out.tensor(&[shape.c], None),
+    ))
 }

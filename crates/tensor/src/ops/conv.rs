@@ -1,11 +1,45 @@
 //! 2-D convolution (NCHW) with stride, padding, dilation and groups (groups = channels is a
-//! depthwise convolution). Forward and both gradients are dedicated kernels.
+//! depthwise convolution). The forward pass and the three gradients are dedicated kernels:
+//! `senet_spec::conv2d` says what they compute, `senet_cpu::conv2d` and
+//! `shaders/conv2d*.wgsl` compute it.
 use super::{check_rank, check_same, check_shape};
-use crate::storage::with_dtype;
-use crate::{Device, Error, Op, Result, Tensor};
-use senet_cpu::conv2d as kernel;
+use crate::kernel::{run, run_with, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
+use crate::{CpuElement, Error, Op, Result, Tensor};
+use senet_cpu::conv2d as cpu;
 use senet_gpu::conv2d as gpu;
 use senet_spec::conv2d::Conv2dGeometry;
+
+/// The conv2d kernels, each reading contiguous arguments in the order listed.
+enum Conv {
+    /// `[x, weight, bias?] -> y`
+    Forward(Conv2dGeometry),
+    /// `[weight, dy] -> dx`
+    Input(Conv2dGeometry),
+    /// `[x, dy] -> dweight`
+    Weight(Conv2dGeometry),
+    /// `[dy] -> dbias`
+    Bias(Conv2dGeometry),
+}
+
+impl Kernel for Conv {
+    const NAME: &'static str = "conv2d";
+    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
+        CpuOut::one(match self {
+            Conv::Forward(g) => cpu::forward(g, x.get(0), x.get(1), x.opt(2)),
+            Conv::Input(g) => cpu::backward_input(g, x.get(0), x.get(1)),
+            Conv::Weight(g) => cpu::backward_weight(g, x.get(0), x.get(1)),
+            Conv::Bias(g) => cpu::backward_bias(g, x.get(0)),
+        })
+    }
+    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
+        Ok(GpuOut::one(match self {
+            Conv::Forward(g) => gpu::forward(g, x.get(0), x.get(1), x.opt(2))?,
+            Conv::Input(g) => gpu::backward_input(g, x.get(0), x.get(1))?,
+            Conv::Weight(g) => gpu::backward_weight(g, x.get(0), x.get(1))?,
+            Conv::Bias(g) => gpu::backward_bias(g, x.get(0))?,
+        }))
+    }
+}
 
 /// Options of `conv2d`; pairs are (height, width).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,16 +140,8 @@ impl Tensor {
             bias: bias.cloned(),
             geometry,
         };
-        if self.device() != Device::Cpu {
-            let b = bc.as_ref().map(|b| b.gpu_buf()).transpose()?;
-            let out = gpu::forward(&geometry, xc.gpu_buf()?, wc.gpu_buf()?, b)?;
-            return Ok(Tensor::from_gpu(out, &out_shape, Some(record)));
-        }
-        with_dtype!(self.dtype(), T => {
-            let b = bc.as_ref().map(|b| b.cpu_slice::<T>()).transpose()?;
-            let out = kernel::forward(&geometry, xc.cpu_slice::<T>()?, wc.cpu_slice::<T>()?, b);
-            Ok(Tensor::from_cpu(out, &out_shape, Some(record)))
-        })
+        let args = [Some(&xc), Some(&wc), bc.as_ref()];
+        Ok(run_with(&Conv::Forward(geometry), &args, &[])?.tensor(&out_shape, Some(record)))
     }
 }
 
@@ -134,36 +160,15 @@ pub(crate) fn conv2d_backward(
         weight.contiguous_detached()?,
         grad.contiguous_detached()?,
     );
-    if input.device() != Device::Cpu {
-        let dyb = dy.gpu_buf()?;
-        let dx = match need_input {
-            true => Some(Tensor::from_gpu(
-                gpu::backward_input(g, w.gpu_buf()?, dyb)?,
-                input.shape(),
-                None,
-            )),
-            false => None,
-        };
-        let dw = Tensor::from_gpu(
-            gpu::backward_weight(g, x.gpu_buf()?, dyb)?,
-            weight.shape(),
-            None,
-        );
-        let db = match with_bias {
-            true => Some(Tensor::from_gpu(
-                gpu::backward_bias(g, dyb)?,
-                &[g.out_channels],
-                None,
-            )),
-            false => None,
-        };
-        return Ok((dx, dw, db));
-    }
-    with_dtype!(input.dtype(), T => {
-        let dys = dy.cpu_slice::<T>()?;
-        let dx = if need_input { Some(Tensor::from_cpu(kernel::backward_input(g, w.cpu_slice::<T>()?, dys), input.shape(), None)) } else { None };
-        let dw = kernel::backward_weight(g, x.cpu_slice::<T>()?, dys);
-        let db = with_bias.then(|| Tensor::from_cpu(kernel::backward_bias(g, dys), &[g.out_channels], None));
-        Ok((dx, Tensor::from_cpu(dw, weight.shape(), None), db))
-    })
+    let grad_of = |kernel: Conv, args: &[&Tensor], shape: &[usize]| -> Result<Tensor> {
+        Ok(run(&kernel, args)?.tensor(shape, None))
+    };
+    let dx = need_input
+        .then(|| grad_of(Conv::Input(*g), &[&w, &dy], input.shape()))
+        .transpose()?;
+    let dw = grad_of(Conv::Weight(*g), &[&x, &dy], weight.shape())?;
+    let db = with_bias
+        .then(|| grad_of(Conv::Bias(*g), &[&dy], &[g.out_channels]))
+        .transpose()?;
+    Ok((dx, dw, db))
 }

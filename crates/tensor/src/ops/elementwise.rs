@@ -1,11 +1,67 @@
-//! Elementwise ops: arithmetic with numpy broadcasting, and unary functions.
+//! Elementwise ops: arithmetic with numpy broadcasting, and unary functions. What each function
+//! computes is `senet_spec::elementwise`; the kernels are `senet_cpu::elementwise` and
+//! `shaders/elementwise.wgsl`.
 use super::check_same;
-use crate::layout::broadcast_shapes;
-use crate::storage::with_dtype;
-use crate::{Device, Op, Result, Tensor};
-use senet_cpu::elementwise::{self as kernel, Strided};
+use crate::kernel::{run, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
+use crate::layout::{broadcast_shapes, Layout};
+use crate::{CpuElement, Op, Result, Tensor};
+use senet_cpu::elementwise::{self as cpu, Strided};
 use senet_gpu::elementwise::{self as gpu, StridedBuf};
 use senet_spec::elementwise::{BinaryOp, UnaryOp};
+
+/// `op(a, b)` over `shape`, both operands read in place through layouts already broadcast to
+/// `shape` (a stride of 0 repeats a value), so broadcasting never copies.
+struct Binary {
+    op: BinaryOp,
+    shape: Vec<usize>,
+    a: Layout,
+    b: Layout,
+}
+
+impl Kernel for Binary {
+    const NAME: &'static str = "binary op";
+    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
+        let a = Strided {
+            data: x.view(0).0,
+            strides: self.a.strides(),
+            offset: self.a.offset(),
+        };
+        let b = Strided {
+            data: x.view(1).0,
+            strides: self.b.strides(),
+            offset: self.b.offset(),
+        };
+        CpuOut::one(cpu::binary(a, b, &self.shape, self.op))
+    }
+    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
+        let a = StridedBuf {
+            buf: x.view(0).0,
+            strides: self.a.strides(),
+            offset: self.a.offset(),
+        };
+        let b = StridedBuf {
+            buf: x.view(1).0,
+            strides: self.b.strides(),
+            offset: self.b.offset(),
+        };
+        Ok(GpuOut::one(gpu::binary(a, b, &self.shape, self.op)?))
+    }
+}
+
+/// `op` applied to each element of a contiguous input.
+struct Unary(UnaryOp);
+
+impl Kernel for Unary {
+    const NAME: &'static str = "unary op";
+    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
+        CpuOut::one(cpu::unary(x.get(0), self.0))
+    }
+    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
+        let input = x.get(0);
+        let len = x.view(0).1.numel();
+        Ok(GpuOut::one(gpu::unary(input, len, self.0)?))
+    }
+}
 
 impl Tensor {
     fn binary(
@@ -17,35 +73,14 @@ impl Tensor {
     ) -> Result<Tensor> {
         check_same(name, self, rhs)?;
         let shape = broadcast_shapes(name, self.shape(), rhs.shape())?;
-        // Broadcasting is a stride-0 view; the kernel reads both inputs in place.
-        let (la, lb) = (
-            self.layout().broadcast_as(&shape)?,
-            rhs.layout().broadcast_as(&shape)?,
-        );
+        let kernel = Binary {
+            op,
+            a: self.layout().broadcast_as(&shape)?,
+            b: rhs.layout().broadcast_as(&shape)?,
+            shape,
+        };
         let record = record.then(|| Op::Binary(op, self.clone(), rhs.clone()));
-        if self.device() != Device::Cpu {
-            let a = StridedBuf {
-                buf: self.gpu_raw()?,
-                strides: la.strides(),
-                offset: la.offset(),
-            };
-            let b = StridedBuf {
-                buf: rhs.gpu_raw()?,
-                strides: lb.strides(),
-                offset: lb.offset(),
-            };
-            return Ok(Tensor::from_gpu(
-                gpu::binary(a, b, &shape, op)?,
-                &shape,
-                record,
-            ));
-        }
-        with_dtype!(self.dtype(), T => {
-            let a = Strided { data: self.cpu_buffer::<T>()?, strides: la.strides(), offset: la.offset() };
-            let b = Strided { data: rhs.cpu_buffer::<T>()?, strides: lb.strides(), offset: lb.offset() };
-            let out = kernel::binary(a, b, &shape, op);
-            Ok(Tensor::from_cpu(out, &shape, record))
-        })
+        Ok(run(&kernel, &[self, rhs])?.tensor(&kernel.shape, record))
     }
 
     /// `self + rhs`, broadcasting.
@@ -73,58 +108,50 @@ impl Tensor {
         self.binary(rhs, BinaryOp::Maximum, "maximum", false)
     }
 
-    fn unary(&self, op: UnaryOp, record: bool) -> Result<Tensor> {
+    /// `op` applied to every element. The named methods below (`relu`, `exp`, ...) are this
+    /// with their op; tests walk `UnaryOp::ALL` through it.
+    pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
         let x = self.contiguous_detached()?;
-        let record = record.then(|| Op::Unary(op, self.clone()));
-        if self.device() != Device::Cpu {
-            return Ok(Tensor::from_gpu(
-                gpu::unary(x.gpu_buf()?, x.numel(), op)?,
-                self.shape(),
-                record,
-            ));
-        }
-        with_dtype!(self.dtype(), T => {
-            let out = kernel::unary(x.cpu_slice::<T>()?, op);
-            Ok(Tensor::from_cpu(out, self.shape(), record))
-        })
+        let record = Some(Op::Unary(op, self.clone()));
+        Ok(run(&Unary(op), &[&x])?.tensor(self.shape(), record))
     }
 
     pub fn neg(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Neg, true)
+        self.unary(UnaryOp::Neg)
     }
     pub fn exp(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Exp, true)
+        self.unary(UnaryOp::Exp)
     }
     /// Natural logarithm.
     pub fn log(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Log, true)
+        self.unary(UnaryOp::Log)
     }
     pub fn sqrt(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Sqrt, true)
+        self.unary(UnaryOp::Sqrt)
     }
     /// `self ^ p` elementwise.
     pub fn powf(&self, p: f64) -> Result<Tensor> {
-        self.unary(UnaryOp::Powf(p), true)
+        self.unary(UnaryOp::Powf(p))
     }
     pub fn relu(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Relu, true)
+        self.unary(UnaryOp::Relu)
     }
     pub fn sigmoid(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Sigmoid, true)
+        self.unary(UnaryOp::Sigmoid)
     }
     pub fn tanh(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Tanh, true)
+        self.unary(UnaryOp::Tanh)
     }
     /// `self * c` for a constant `c`.
     pub fn mul_scalar(&self, c: f64) -> Result<Tensor> {
-        self.unary(UnaryOp::Scale(c), true)
+        self.unary(UnaryOp::Scale(c))
     }
     /// `self + c` for a constant `c`.
     pub fn add_scalar(&self, c: f64) -> Result<Tensor> {
-        self.unary(UnaryOp::AddScalar(c), true)
+        self.unary(UnaryOp::AddScalar(c))
     }
-    /// 1 where `self > 0`, else 0: the derivative of relu (no gradient of its own).
-    pub(crate) fn step(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Step, false)
+    /// 1 where `self > 0`, else 0: the derivative of relu (its own gradient is zero).
+    pub fn step(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Step)
     }
 }

@@ -1,11 +1,43 @@
 //! Dense layers. `grouped_linear` runs k independent dense layers over k groups of features
 //! as one op (the SaE module's aggregated dense layer); `linear` is its k = 1 case.
 use super::{check_rank, check_same, check_shape};
-use crate::storage::with_dtype;
-use crate::{Device, Error, Op, Result, Tensor};
-use senet_cpu::grouped_linear as kernel;
+use crate::kernel::{run, run_with, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
+use crate::{CpuElement, Error, Op, Result, Tensor};
+use senet_cpu::grouped_linear as cpu;
 use senet_gpu::grouped_linear as gpu;
 use senet_spec::grouped_linear::GroupedLinearShape;
+
+/// The grouped-linear kernels (`senet_spec::grouped_linear`), reading contiguous arguments.
+enum GroupedLinear {
+    /// `[x, weight, bias?] -> y`
+    Forward(GroupedLinearShape),
+    /// `[x, weight, dy] -> dx, dweight, dbias` (`dbias` empty unless `.1`).
+    Backward(GroupedLinearShape, bool),
+}
+
+impl Kernel for GroupedLinear {
+    const NAME: &'static str = "grouped_linear";
+    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
+        match *self {
+            GroupedLinear::Forward(s) => CpuOut::one(cpu::forward(s, x.get(0), x.get(1), x.opt(2))),
+            GroupedLinear::Backward(s, bias) => {
+                let (dx, dw, db) = cpu::backward(s, x.get(0), x.get(1), x.get(2), bias);
+                CpuOut::many(vec![dx, dw, db])
+            }
+        }
+    }
+    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
+        Ok(match *self {
+            GroupedLinear::Forward(s) => {
+                GpuOut::one(gpu::forward(s, x.get(0), x.get(1), x.opt(2))?)
+            }
+            GroupedLinear::Backward(s, bias) => {
+                let (dx, dw, db) = gpu::backward(s, x.get(0), x.get(1), x.get(2), bias)?;
+                GpuOut::many(vec![dx, dw, db])
+            }
+        })
+    }
+}
 
 impl Tensor {
     /// `self [B, in] @ weight[out, in]^T + bias [out]`.
@@ -84,16 +116,8 @@ impl Tensor {
             shape: s,
         };
         let out_shape = [s.batch, s.groups * s.out_features];
-        if self.device() != Device::Cpu {
-            let bb = b.as_ref().map(|b| b.gpu_buf()).transpose()?;
-            let y = gpu::forward(s, x.gpu_buf()?, w.gpu_buf()?, bb)?;
-            return Ok(Tensor::from_gpu(y, &out_shape, Some(record)));
-        }
-        with_dtype!(self.dtype(), T => {
-            let bs = b.as_ref().map(|b| b.cpu_slice::<T>()).transpose()?;
-            let y = kernel::forward(s, x.cpu_slice::<T>()?, w.cpu_slice::<T>()?, bs);
-            Ok(Tensor::from_cpu(y, &[s.batch, s.groups * s.out_features], Some(record)))
-        })
+        let args = [Some(&x), Some(&w), b.as_ref()];
+        Ok(run_with(&GroupedLinear::Forward(s), &args, &[])?.tensor(&out_shape, Some(record)))
     }
 }
 
@@ -111,24 +135,12 @@ pub(crate) fn grouped_linear_backward(
         weight.contiguous_detached()?,
         grad.contiguous_detached()?,
     );
-    if input.device() != Device::Cpu {
-        let (dx, dw, db) = gpu::backward(
-            s,
-            x.gpu_buf()?,
-            w.gpu_buf()?,
-            dy.gpu_buf()?,
-            bias_shape.is_some(),
-        )?;
-        let db = bias_shape.map(|shape| Tensor::from_gpu(db, shape, None));
-        return Ok((
-            Tensor::from_gpu(dx, input.shape(), None),
-            Tensor::from_gpu(dw, weight.shape(), None),
-            db,
-        ));
-    }
-    with_dtype!(input.dtype(), T => {
-        let (dx, dw, db) = kernel::backward(s, x.cpu_slice::<T>()?, w.cpu_slice::<T>()?, dy.cpu_slice::<T>()?, bias_shape.is_some());
-        let db = bias_shape.map(|shape| Tensor::from_cpu(db, shape, None));
-        Ok((Tensor::from_cpu(dx, input.shape(), None), Tensor::from_cpu(dw, weight.shape(), None), db))
-    })
+    let kernel = GroupedLinear::Backward(s, bias_shape.is_some());
+    let mut out = run(&kernel, &[&x, &w, &dy])?;
+    let (dx, dw) = (
+        out.tensor(input.shape(), None),
+        out.tensor(weight.shape(), None),
+    );
+    let db = bias_shape.map(|shape| out.tensor(shape, None));
+    Ok((dx, dw, db))
 }

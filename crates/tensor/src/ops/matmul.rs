@@ -1,10 +1,26 @@
 //! Batched matrix product with broadcasting over the leading (batch) axes.
 use super::check_same;
+use crate::kernel::{run, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
 use crate::layout::broadcast_shapes;
-use crate::storage::with_dtype;
-use crate::{Device, Error, Op, Result, Tensor};
-use senet_cpu::matmul::matmul;
+use crate::{CpuElement, Error, Op, Result, Tensor};
 use senet_spec::matmul::MatmulShape;
+
+/// `[a, b] -> a @ b`, batched, both contiguous.
+struct Matmul(MatmulShape);
+
+impl Kernel for Matmul {
+    const NAME: &'static str = "matmul";
+    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
+        CpuOut::one(senet_cpu::matmul::matmul(x.get(0), x.get(1), self.0))
+    }
+    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
+        Ok(GpuOut::one(senet_gpu::matmul::matmul(
+            x.get(0),
+            x.get(1),
+            self.0,
+        )?))
+    }
+}
 
 impl Tensor {
     /// `[..., m, k] @ [..., k, n] -> [..., m, n]`; the `...` axes broadcast.
@@ -49,13 +65,6 @@ impl Tensor {
         let out_shape: Vec<usize> = batch_shape.iter().copied().chain([m, n]).collect();
         let s = MatmulShape { batch, m, k, n };
         let record = Some(Op::Matmul(self.clone(), rhs.clone()));
-        if self.device() != Device::Cpu {
-            let out = senet_gpu::matmul::matmul(a.gpu_buf()?, b.gpu_buf()?, s)?;
-            return Ok(Tensor::from_gpu(out, &out_shape, record));
-        }
-        with_dtype!(self.dtype(), T => {
-            let out = matmul(a.cpu_slice::<T>()?, b.cpu_slice::<T>()?, s);
-            Ok(Tensor::from_cpu(out, &out_shape, record))
-        })
+        Ok(run(&Matmul(s), &[&a, &b])?.tensor(&out_shape, record))
     }
 }

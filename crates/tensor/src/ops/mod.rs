@@ -1,6 +1,7 @@
-//! The ops, one file per family. Each checks its inputs (errors name the shapes), runs the
-//! kernel for the tensor's device, and records an `Op` for `backward`. Kernels needed only by
-//! a gradient (conv input/weight gradients, pooling scatter, ...) sit next to their forward.
+//! The ops, one file per family. Each checks its inputs (errors name the shapes), names its
+//! kernels for both devices (a [`crate::kernel::Kernel`]), runs them, and records an `Op` for
+//! `backward`. Kernels needed only by a gradient (conv input/weight gradients, pooling
+//! scatter, ...) sit next to their forward.
 pub mod batchnorm;
 pub mod conv;
 mod elementwise;
@@ -12,18 +13,7 @@ mod reduce;
 mod shape;
 pub(crate) mod softmax;
 
-use crate::{CpuElement, Error, Result, Tensor};
-use senet_gpu::GpuBuffer;
-
-/// The GPU buffer of an optional (contiguous) tensor.
-pub(crate) fn opt_gpu(t: &Option<Tensor>) -> Result<Option<&GpuBuffer>> {
-    t.as_ref().map(|t| t.gpu_buf()).transpose()
-}
-
-/// The CPU elements of an optional (contiguous) tensor.
-pub(crate) fn opt_cpu<T: CpuElement>(t: &Option<Tensor>) -> Result<Option<&[T]>> {
-    t.as_ref().map(|t| t.cpu_slice::<T>()).transpose()
-}
+use crate::{Error, Result, Tensor};
 
 /// Errors unless `a` and `b` share dtype and device.
 pub(crate) fn check_same(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {

@@ -2,8 +2,10 @@
 //! `shaders/optim.wgsl`). On the GPU the parameter and its state are updated in place — every
 //! handle to them sees the new values, as with PyTorch's in-place `step()`; on the CPU new
 //! tensors are returned (the caller stores them in place of the old ones).
-use crate::storage::with_dtype;
-use crate::{Device, Error, Result, Tensor};
+use crate::kernel::{run_update, Update};
+use crate::layout::Layout;
+use crate::{CpuElement, Error, Result, Tensor};
+use senet_gpu::GpuBuffer;
 
 /// Hyperparameters of one SGD step (PyTorch's `torch.optim.SGD`).
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +25,48 @@ pub struct AdamWStep {
     pub eps: f64,
     pub weight_decay: f64,
     pub step: u64,
+}
+
+/// State `[param, velocity?]`, input `[grad]`.
+struct Sgd(SgdStep, bool);
+
+impl Update for Sgd {
+    const NAME: &'static str = "sgd_update";
+    fn cpu<T: CpuElement>(&self, state: &mut [Vec<T>], g: &[&[T]]) {
+        let (Sgd(h, first), (p, v)) = (self, state.split_at_mut(1));
+        // Without momentum there is no velocity and the kernel does not touch it.
+        let v: &mut [T] = v.first_mut().map_or(&mut [], |v| v);
+        let (lr, mu, wd) = (h.lr, h.momentum, h.weight_decay);
+        senet_cpu::optim::sgd_step(&mut p[0], g[0], v, lr, mu, wd, h.nesterov, *first);
+    }
+    fn gpu(&self, state: &[&GpuBuffer], g: &[&GpuBuffer]) -> senet_gpu::Result<()> {
+        let Sgd(h, first) = self;
+        // Without momentum the kernel does not touch the velocity: bind the parameter.
+        let (p, v) = (state[0], state.get(1).unwrap_or(&state[0]));
+        let (lr, mu, wd) = (h.lr, h.momentum, h.weight_decay);
+        senet_gpu::optim::sgd_step(p, g[0], v, p.len(), lr, mu, wd, h.nesterov, *first)
+    }
+}
+
+/// State `[param, m, v]`, input `[grad]`.
+struct AdamW(AdamWStep);
+
+impl Update for AdamW {
+    const NAME: &'static str = "adamw_update";
+    fn cpu<T: CpuElement>(&self, state: &mut [Vec<T>], g: &[&[T]]) {
+        let h = self.0;
+        let [p, m, v] = state else {
+            unreachable!("adamw_update passes [param, m, v]")
+        };
+        let (b1, b2, wd) = (h.beta1, h.beta2, h.weight_decay);
+        senet_cpu::optim::adamw_step(p, g[0], m, v, h.lr, b1, b2, h.eps, wd, h.step);
+    }
+    fn gpu(&self, s: &[&GpuBuffer], g: &[&GpuBuffer]) -> senet_gpu::Result<()> {
+        let h = self.0;
+        let (b1, b2, wd) = (h.beta1, h.beta2, h.weight_decay);
+        let n = s[0].len();
+        senet_gpu::optim::adamw_step(s[0], g[0], s[1], s[2], n, h.lr, b1, b2, h.eps, wd, h.step)
+    }
 }
 
 fn check(param: &Tensor, others: &[&Tensor]) -> Result<()> {
@@ -62,36 +106,14 @@ impl Tensor {
             check(self, &[v])?;
         }
         let (p, g) = (self.contiguous_detached()?, grad.contiguous_detached()?);
-        if self.device() != Device::Cpu {
-            let v = velocity
-                .as_ref()
-                .map(|v| v.contiguous_detached())
-                .transpose()?;
-            // Without momentum the kernel does not touch the velocity: bind the parameter.
-            let vb = v.as_ref().map_or(p.gpu_buf(), |v| v.gpu_buf())?;
-            senet_gpu::optim::sgd_step(
-                p.gpu_buf()?,
-                g.gpu_buf()?,
-                vb,
-                p.numel(),
-                h.lr,
-                h.momentum,
-                h.weight_decay,
-                h.nesterov,
-                first,
-            )?;
-            return Ok((p.detach(), v));
-        }
-        with_dtype!(self.dtype(), T => {
-            let mut pv = p.cpu_slice::<T>()?.to_vec();
-            let mut vv = match &velocity {
-                Some(v) => v.contiguous_detached()?.cpu_slice::<T>()?.to_vec(),
-                None => Vec::new(),
-            };
-            senet_cpu::optim::sgd_step(&mut pv, g.cpu_slice::<T>()?, &mut vv, h.lr, h.momentum, h.weight_decay, h.nesterov, first);
-            let v = velocity.map(|_| Tensor::from_cpu(vv, self.shape(), None));
-            Ok((Tensor::from_cpu(pv, self.shape(), None), v))
-        })
+        let v = velocity
+            .as_ref()
+            .map(|v| v.contiguous_detached())
+            .transpose()?;
+        let state: Vec<&Tensor> = std::iter::once(&p).chain(&v).collect();
+        let mut new = run_update(&Sgd(h, first), &state, &[&g])?.into_iter();
+        let mut next = || self.updated(new.next());
+        Ok((next(), v.map(|_| next())))
     }
 
     /// One AdamW step of this parameter given its gradient and moments (zeros before the
@@ -113,27 +135,14 @@ impl Tensor {
             m.contiguous_detached()?,
             v.contiguous_detached()?,
         );
-        if self.device() != Device::Cpu {
-            senet_gpu::optim::adamw_step(
-                p.gpu_buf()?,
-                g.gpu_buf()?,
-                m.gpu_buf()?,
-                v.gpu_buf()?,
-                p.numel(),
-                h.lr,
-                h.beta1,
-                h.beta2,
-                h.eps,
-                h.weight_decay,
-                h.step,
-            )?;
-            return Ok((p.detach(), m, v));
-        }
-        with_dtype!(self.dtype(), T => {
-            let (mut pv, mut mv, mut vv) = (p.cpu_slice::<T>()?.to_vec(), m.cpu_slice::<T>()?.to_vec(), v.cpu_slice::<T>()?.to_vec());
-            senet_cpu::optim::adamw_step(&mut pv, g.cpu_slice::<T>()?, &mut mv, &mut vv, h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, h.step);
-            let t = |x| Tensor::from_cpu(x, self.shape(), None);
-            Ok((t(pv), t(mv), t(vv)))
-        })
+        let mut new = run_update(&AdamW(h), &[&p, &m, &v], &[&g])?.into_iter();
+        let mut next = || self.updated(new.next());
+        Ok((next(), next(), next()))
+    }
+
+    /// A new tensor of this parameter's shape over an updated buffer.
+    fn updated(&self, storage: Option<std::sync::Arc<crate::Storage>>) -> Tensor {
+        let storage = storage.expect("run_update returns one buffer per state tensor");
+        Tensor::from_storage(storage, Layout::contiguous(self.shape()), None)
     }
 }

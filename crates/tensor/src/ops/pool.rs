@@ -1,12 +1,49 @@
-//! Max, average and global-average pooling over NCHW inputs.
+//! Max, average and global-average pooling over NCHW inputs. `senet_spec::pool` says what the
+//! kernels compute; `senet_cpu::pool` and `shaders/pool.wgsl` compute it.
 use super::check_rank;
-use crate::op::Indices;
-use crate::storage::with_dtype;
-use crate::{Device, Error, Op, Result, Tensor};
-use senet_cpu::pool as kernel;
+use crate::kernel::{run, run_with, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
+use crate::{CpuElement, Error, Indices, Op, Result, Tensor};
+use senet_cpu::pool as cpu;
 use senet_gpu::pool as gpu;
 use senet_spec::pool::Pool2dGeometry;
-use std::sync::Arc;
+
+/// The pooling kernels, each reading one contiguous argument.
+enum Pool {
+    /// `[x] -> y` and the argmax indices.
+    MaxForward(Pool2dGeometry),
+    /// `[dy]` and the argmax indices `-> dx`.
+    MaxBackward(Pool2dGeometry),
+    /// `[x] -> y`
+    AvgForward(Pool2dGeometry),
+    /// `[dy] -> dx`
+    AvgBackward(Pool2dGeometry),
+}
+
+impl Kernel for Pool {
+    const NAME: &'static str = "pool2d";
+    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
+        match self {
+            Pool::MaxForward(g) => {
+                let (y, argmax) = cpu::max_forward(g, x.get(0));
+                CpuOut::one(y).with_index(argmax)
+            }
+            Pool::MaxBackward(g) => CpuOut::one(cpu::max_backward(g, x.index(0), x.get(0))),
+            Pool::AvgForward(g) => CpuOut::one(cpu::avg_forward(g, x.get(0))),
+            Pool::AvgBackward(g) => CpuOut::one(cpu::avg_backward(g, x.get(0))),
+        }
+    }
+    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
+        Ok(match self {
+            Pool::MaxForward(g) => {
+                let (y, argmax) = gpu::max_forward(g, x.get(0))?;
+                GpuOut::one(y).with_index(argmax)
+            }
+            Pool::MaxBackward(g) => GpuOut::one(gpu::max_backward(g, x.index(0), x.get(0))?),
+            Pool::AvgForward(g) => GpuOut::one(gpu::avg_forward(g, x.get(0))?),
+            Pool::AvgBackward(g) => GpuOut::one(gpu::avg_backward(g, x.get(0))?),
+        })
+    }
+}
 
 /// Window, stride and padding of a pooling op; pairs are (height, width).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,20 +90,14 @@ impl Tensor {
     pub fn max_pool2d(&self, opts: Pool2dOptions) -> Result<Tensor> {
         let g = self.pool_geometry("max_pool2d", opts)?;
         let x = self.contiguous_detached()?;
+        let mut out = run(&Pool::MaxForward(g), &[&x])?;
         let shape = [g.batch, g.channels, g.out_h(), g.out_w()];
-        if self.device() != Device::Cpu {
-            let (y, argmax) = gpu::max_forward(&g, x.gpu_buf()?)?;
-            let record = Op::MaxPool2d {
-                input: self.clone(),
-                argmax: Indices::Gpu(Arc::new(argmax)),
-                geometry: g,
-            };
-            return Ok(Tensor::from_gpu(y, &shape, Some(record)));
-        }
-        with_dtype!(self.dtype(), T => {
-            let (y, argmax) = kernel::max_forward(&g, x.cpu_slice::<T>()?);
-            Ok(Tensor::from_cpu(y, &shape, Some(Op::MaxPool2d { input: self.clone(), argmax: Indices::Cpu(Arc::from(argmax)), geometry: g })))
-        })
+        let record = Op::MaxPool2d {
+            input: self.clone(),
+            argmax: out.indices(),
+            geometry: g,
+        };
+        Ok(out.tensor(&shape, Some(record)))
     }
 
     /// Mean over each window; padded zeros count (PyTorch's `count_include_pad=True`).
@@ -74,21 +105,11 @@ impl Tensor {
         let g = self.pool_geometry("avg_pool2d", opts)?;
         let x = self.contiguous_detached()?;
         let shape = [g.batch, g.channels, g.out_h(), g.out_w()];
-        if self.device() != Device::Cpu {
-            let y = gpu::avg_forward(&g, x.gpu_buf()?)?;
-            return Ok(Tensor::from_gpu(
-                y,
-                &shape,
-                Some(Op::AvgPool2d {
-                    input: self.clone(),
-                    geometry: g,
-                }),
-            ));
-        }
-        with_dtype!(self.dtype(), T => {
-            let y = kernel::avg_forward(&g, x.cpu_slice::<T>()?);
-            Ok(Tensor::from_cpu(y, &shape, Some(Op::AvgPool2d { input: self.clone(), geometry: g })))
-        })
+        let record = Op::AvgPool2d {
+            input: self.clone(),
+            geometry: g,
+        };
+        Ok(run(&Pool::AvgForward(g), &[&x])?.tensor(&shape, Some(record)))
     }
 
     /// Mean over H and W: `[N, C, H, W] -> [N, C]`.
@@ -105,34 +126,11 @@ pub(crate) fn max_pool2d_backward(
 ) -> Result<Tensor> {
     let dy = grad.contiguous_detached()?;
     let in_shape = [g.batch, g.channels, g.in_h, g.in_w];
-    let argmax = match argmax {
-        Indices::Gpu(idx) => {
-            return Ok(Tensor::from_gpu(
-                gpu::max_backward(g, idx, dy.gpu_buf()?)?,
-                &in_shape,
-                None,
-            ))
-        }
-        Indices::Cpu(idx) => idx,
-    };
-    with_dtype!(grad.dtype(), T => {
-        let dx = kernel::max_backward(g, argmax, dy.cpu_slice::<T>()?);
-        Ok(Tensor::from_cpu(dx, &[g.batch, g.channels, g.in_h, g.in_w], None))
-    })
+    Ok(run_with(&Pool::MaxBackward(*g), &[Some(&dy)], &[argmax])?.tensor(&in_shape, None))
 }
 
 pub(crate) fn avg_pool2d_backward(g: &Pool2dGeometry, grad: &Tensor) -> Result<Tensor> {
     let dy = grad.contiguous_detached()?;
-    if grad.device() != Device::Cpu {
-        let dx = gpu::avg_backward(g, dy.gpu_buf()?)?;
-        return Ok(Tensor::from_gpu(
-            dx,
-            &[g.batch, g.channels, g.in_h, g.in_w],
-            None,
-        ));
-    }
-    with_dtype!(grad.dtype(), T => {
-        let dx = kernel::avg_backward(g, dy.cpu_slice::<T>()?);
-        Ok(Tensor::from_cpu(dx, &[g.batch, g.channels, g.in_h, g.in_w], None))
-    })
+    let in_shape = [g.batch, g.channels, g.in_h, g.in_w];
+    Ok(run(&Pool::AvgBackward(*g), &[&dy])?.tensor(&in_shape, None))
 }

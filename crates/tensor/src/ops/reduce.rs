@@ -1,8 +1,34 @@
 //! Sum, mean and max over chosen axes, and `sum_to` (the adjoint of broadcasting).
-use crate::storage::with_dtype;
-use crate::{Device, Error, Op, Result, Tensor};
-use senet_cpu::reduce as kernel;
+use crate::kernel::{run, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
+use crate::{CpuElement, Error, Op, Result, Tensor};
 use senet_spec::reduce::ReduceOp;
+
+/// `[x] -> y`: sum or max over the middle axis of a contiguous `[outer, reduced, inner]`.
+struct Reduce {
+    op: ReduceOp,
+    outer: usize,
+    reduced: usize,
+    inner: usize,
+}
+
+impl Kernel for Reduce {
+    const NAME: &'static str = "reduce";
+    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
+        let r = self;
+        CpuOut::one(senet_cpu::reduce::reduce(
+            x.get(0),
+            r.outer,
+            r.reduced,
+            r.inner,
+            r.op,
+        ))
+    }
+    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
+        let r = self;
+        let y = senet_gpu::reduce::reduce(x.get(0), r.outer, r.reduced, r.inner, r.op)?;
+        Ok(GpuOut::one(y))
+    }
+}
 
 /// Sorted, checked axes.
 fn check_axes(op: &'static str, shape: &[usize], axes: &[usize]) -> Result<Vec<usize>> {
@@ -70,14 +96,13 @@ impl Tensor {
                 axes,
             },
         };
-        if self.device() != Device::Cpu {
-            let out = senet_gpu::reduce::reduce(x.gpu_buf()?, outer, reduced, inner, op)?;
-            return Ok(Tensor::from_gpu(out, &out_shape, Some(record)));
-        }
-        with_dtype!(self.dtype(), T => {
-            let out = kernel::reduce(x.cpu_slice::<T>()?, outer, reduced, inner, op);
-            Ok(Tensor::from_cpu(out, &out_shape, Some(record)))
-        })
+        let kernel = Reduce {
+            op,
+            outer,
+            reduced,
+            inner,
+        };
+        Ok(run(&kernel, &[&x])?.tensor(&out_shape, Some(record)))
     }
 
     fn drop_axes(t: Tensor, axes: &[usize], keepdim: bool) -> Result<Tensor> {

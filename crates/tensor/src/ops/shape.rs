@@ -1,10 +1,42 @@
 //! Shape ops. `permute`, `transpose`, `narrow` and `broadcast_as` are views (no copy);
 //! `reshape` is a view when the layout allows and a copy otherwise; `concat` copies.
 use super::check_same;
+use crate::kernel::{run, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
 use crate::layout::Layout;
-use crate::storage::with_dtype;
-use crate::{Device, Error, Op, Result, Tensor};
-use senet_cpu::elementwise::{copy_strided, scatter_strided, Strided};
+use crate::{CpuElement, Error, Op, Result, Tensor};
+
+/// `[t0, t1, ...] -> out`: each contiguous input written into its slab of a new row-major
+/// buffer of `numel` elements (`slabs[i]` is where input `i` lands, a strided view).
+struct Concat {
+    numel: usize,
+    slabs: Vec<Layout>,
+}
+
+impl Kernel for Concat {
+    const NAME: &'static str = "concat";
+    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
+        let mut out = vec![T::zero(); self.numel];
+        for (i, dst) in self.slabs.iter().enumerate() {
+            let (strides, offset) = (dst.strides(), dst.offset());
+            senet_cpu::elementwise::scatter_strided(
+                x.get(i),
+                &mut out,
+                strides,
+                offset,
+                dst.shape(),
+            );
+        }
+        CpuOut::one(out)
+    }
+    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
+        let out = x.get(0).gpu().alloc(self.numel)?;
+        for (i, dst) in self.slabs.iter().enumerate() {
+            let (strides, offset) = (dst.strides(), dst.offset());
+            senet_gpu::elementwise::scatter_strided(x.get(i), &out, strides, offset, dst.shape())?;
+        }
+        Ok(GpuOut::one(out))
+    }
+}
 
 impl Tensor {
     /// The same elements in row-major order with another shape of equal size.
@@ -130,38 +162,25 @@ impl Tensor {
             shape[axis] += t.shape()[axis];
         }
         let out_layout = Layout::contiguous(&shape);
+        let mut slabs = Vec::with_capacity(tensors.len());
+        let mut start = 0;
+        for t in tensors {
+            slabs.push(out_layout.narrow(axis, start, t.shape()[axis])?);
+            start += t.shape()[axis];
+        }
+        let inputs = tensors
+            .iter()
+            .map(|t| t.contiguous_detached())
+            .collect::<Result<Vec<_>>>()?;
+        let kernel = Concat {
+            numel: out_layout.numel(),
+            slabs,
+        };
         let record = Op::Concat {
             inputs: tensors.iter().map(|&t| t.clone()).collect(),
             axis,
         };
-        if first.device() != Device::Cpu {
-            let out = first.gpu_raw()?.gpu().alloc(out_layout.numel())?;
-            let mut start = 0;
-            for t in tensors {
-                let src = t.contiguous_detached()?;
-                let dst = out_layout.narrow(axis, start, t.shape()[axis])?;
-                senet_gpu::elementwise::scatter_strided(
-                    src.gpu_buf()?,
-                    &out,
-                    dst.strides(),
-                    dst.offset(),
-                    dst.shape(),
-                )?;
-                start += t.shape()[axis];
-            }
-            return Ok(Tensor::from_gpu(out, &shape, Some(record)));
-        }
-        with_dtype!(first.dtype(), T => {
-            let mut out = vec![T::default(); out_layout.numel()];
-            let mut start = 0;
-            for t in tensors {
-                // Each input is copied into its slab of the output, seen as a strided view.
-                let src = copy_strided(Strided { data: t.cpu_buffer::<T>()?, strides: t.layout().strides(), offset: t.layout().offset() }, t.shape());
-                let dst = out_layout.narrow(axis, start, t.shape()[axis])?;
-                scatter_strided(&src, &mut out, dst.strides(), dst.offset(), dst.shape());
-                start += t.shape()[axis];
-            }
-            Ok(Tensor::from_cpu(out, &shape, Some(record)))
-        })
+        let args: Vec<&Tensor> = inputs.iter().collect();
+        Ok(run(&kernel, &args)?.tensor(&shape, Some(record)))
     }
 }

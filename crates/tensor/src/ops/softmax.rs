@@ -1,19 +1,120 @@
-//! Softmax, log-softmax and the cross-entropy loss on logits.
-use crate::op::Indices;
-use crate::storage::with_dtype;
-use crate::{Device, Error, Op, Result, Tensor};
-use senet_cpu::softmax as kernel;
+//! Softmax, log-softmax and the cross-entropy loss on logits. `senet_spec::softmax` says what
+//! the kernels compute; `senet_cpu::softmax` and `shaders/softmax_xent.wgsl` compute it.
+use crate::kernel::{run, run_with, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
+use crate::{CpuElement, Error, Indices, Op, Result, Tensor};
+use senet_cpu::softmax as cpu;
 use senet_gpu::softmax as gpu;
-use senet_spec::Element;
-use std::sync::Arc;
 
-/// `(outer, axis, inner)` sizes of `shape` around `axis`.
-fn split(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    (
-        shape[..axis].iter().product(),
-        shape[axis],
-        shape[axis + 1..].iter().product(),
-    )
+/// Softmax (or log-softmax) along the middle axis of `[outer, len, inner]`.
+#[derive(Clone, Copy)]
+struct Axis {
+    outer: usize,
+    len: usize,
+    inner: usize,
+    log: bool,
+}
+
+/// Softmax kernels, reading contiguous arguments in the order listed.
+enum Softmax<'a> {
+    /// `[x] -> y`
+    Forward(Axis),
+    /// `[y, dy] -> dx`
+    Backward(Axis),
+    /// `[logits [batch, classes]] -> probabilities, mean loss`, and the labels as indices.
+    CrossEntropy {
+        labels: &'a [u32],
+        classes: usize,
+        smoothing: f64,
+    },
+    /// `[probabilities, dloss]` and the labels `-> dlogits`.
+    CrossEntropyBackward { classes: usize, smoothing: f64 },
+}
+
+impl Kernel for Softmax<'_> {
+    const NAME: &'static str = "softmax";
+    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
+        match *self {
+            Softmax::Forward(a) => {
+                CpuOut::one(cpu::softmax(x.get(0), a.outer, a.len, a.inner, a.log))
+            }
+            Softmax::Backward(a) => CpuOut::one(cpu::softmax_backward(
+                x.get(0),
+                x.get(1),
+                a.len,
+                a.inner,
+                a.log,
+            )),
+            Softmax::CrossEntropy {
+                labels,
+                classes,
+                smoothing,
+            } => {
+                let (loss, probs) =
+                    cpu::cross_entropy(x.get(0), labels.len(), classes, labels, smoothing);
+                CpuOut::many(vec![probs, vec![loss]]).with_index(labels.to_vec())
+            }
+            Softmax::CrossEntropyBackward { classes, smoothing } => {
+                let (probs, labels) = (x.get(0), x.index(0));
+                let dloss = x.get(1)[0];
+                CpuOut::one(cpu::cross_entropy_backward(
+                    probs,
+                    labels.len(),
+                    classes,
+                    labels,
+                    smoothing,
+                    dloss,
+                ))
+            }
+        }
+    }
+    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
+        Ok(match *self {
+            Softmax::Forward(a) => {
+                GpuOut::one(gpu::softmax(x.get(0), a.outer, a.len, a.inner, a.log)?)
+            }
+            Softmax::Backward(a) => GpuOut::one(gpu::softmax_backward(
+                x.get(0),
+                x.get(1),
+                a.outer,
+                a.len,
+                a.inner,
+                a.log,
+            )?),
+            Softmax::CrossEntropy {
+                labels,
+                classes,
+                smoothing,
+            } => {
+                let logits = x.get(0);
+                let labels_gpu = logits.gpu().upload(labels)?;
+                let (loss, probs) =
+                    gpu::cross_entropy(logits, labels.len(), classes, &labels_gpu, smoothing)?;
+                GpuOut::many(vec![probs, loss]).with_index(labels_gpu)
+            }
+            // The incoming gradient stays on the GPU: no readback in the middle of backward.
+            Softmax::CrossEntropyBackward { classes, smoothing } => {
+                let batch = x.view(0).1.shape()[0];
+                GpuOut::one(gpu::cross_entropy_backward(
+                    x.get(0),
+                    x.index(0),
+                    batch,
+                    classes,
+                    smoothing,
+                    x.get(1),
+                )?)
+            }
+        })
+    }
+}
+
+/// `shape` seen as `[outer, len, inner]` around `axis`.
+fn split(shape: &[usize], axis: usize, log: bool) -> Axis {
+    Axis {
+        outer: shape[..axis].iter().product(),
+        len: shape[axis],
+        inner: shape[axis + 1..].iter().product(),
+        log,
+    }
 }
 
 impl Tensor {
@@ -25,21 +126,14 @@ impl Tensor {
                 format!("axis {axis} is out of range for shape {:?}", self.shape()),
             ));
         }
-        let (outer, len, inner) = split(self.shape(), axis);
         let x = self.contiguous_detached()?;
         let record = Some(Op::Softmax {
             input: self.clone(),
             axis,
             log,
         });
-        if self.device() != Device::Cpu {
-            let out = gpu::softmax(x.gpu_buf()?, outer, len, inner, log)?;
-            return Ok(Tensor::from_gpu(out, self.shape(), record));
-        }
-        with_dtype!(self.dtype(), T => {
-            let out = kernel::softmax(x.cpu_slice::<T>()?, outer, len, inner, log);
-            Ok(Tensor::from_cpu(out, self.shape(), record))
-        })
+        let kernel = Softmax::Forward(split(self.shape(), axis, log));
+        Ok(run(&kernel, &[&x])?.tensor(self.shape(), record))
     }
 
     /// `exp(x) / sum(exp(x))` along `axis`.
@@ -86,25 +180,19 @@ impl Tensor {
             return Err(Error::shape("cross_entropy", "the batch is empty"));
         }
         let x = self.contiguous_detached()?;
-        if self.device() != Device::Cpu {
-            let xb = x.gpu_buf()?;
-            let labels_gpu = xb.gpu().upload(labels)?;
-            let (loss, probs) = gpu::cross_entropy(xb, batch, classes, &labels_gpu, smoothing)?;
-            let probs = Tensor::from_gpu(probs, self.shape(), None);
-            let record = Op::CrossEntropy {
-                logits: self.clone(),
-                labels: Indices::Gpu(Arc::new(labels_gpu)),
-                smoothing,
-                probs,
-            };
-            return Ok(Tensor::from_gpu(loss, &[], Some(record)));
-        }
-        with_dtype!(self.dtype(), T => {
-            let (loss, probs) = kernel::cross_entropy(x.cpu_slice::<T>()?, batch, classes, labels, smoothing);
-            let probs = Tensor::from_cpu(probs, self.shape(), None);
-            let record = Op::CrossEntropy { logits: self.clone(), labels: Indices::Cpu(Arc::from(labels)), smoothing, probs };
-            Ok(Tensor::from_cpu(vec![loss], &[], Some(record)))
-        })
+        let kernel = Softmax::CrossEntropy {
+            labels,
+            classes,
+            smoothing,
+        };
+        let mut out = run(&kernel, &[&x])?;
+        let record = Op::CrossEntropy {
+            logits: self.clone(),
+            labels: out.indices(),
+            smoothing,
+            probs: out.tensor(self.shape(), None),
+        };
+        Ok(out.tensor(&[], Some(record)))
     }
 }
 
@@ -115,17 +203,9 @@ pub(crate) fn softmax_backward(
     axis: usize,
     log: bool,
 ) -> Result<Tensor> {
-    let (_, len, inner) = split(output.shape(), axis);
     let (y, g) = (output.contiguous_detached()?, grad.contiguous_detached()?);
-    if output.device() != Device::Cpu {
-        let (outer, _, _) = split(output.shape(), axis);
-        let dx = gpu::softmax_backward(y.gpu_buf()?, g.gpu_buf()?, outer, len, inner, log)?;
-        return Ok(Tensor::from_gpu(dx, output.shape(), None));
-    }
-    with_dtype!(output.dtype(), T => {
-        let dx = kernel::softmax_backward(y.cpu_slice::<T>()?, g.cpu_slice::<T>()?, len, inner, log);
-        Ok(Tensor::from_cpu(dx, output.shape(), None))
-    })
+    let kernel = Softmax::Backward(split(output.shape(), axis, log));
+    Ok(run(&kernel, &[&y, &g])?.tensor(output.shape(), None))
 }
 
 /// Gradient of cross-entropy w.r.t. the logits, scaled by the (scalar) incoming gradient.
@@ -135,20 +215,10 @@ pub(crate) fn cross_entropy_backward(
     smoothing: f64,
     grad: &Tensor,
 ) -> Result<Tensor> {
-    let (batch, classes) = (probs.shape()[0], probs.shape()[1]);
-    let labels = match labels {
-        Indices::Gpu(labels) => {
-            // The incoming gradient stays on the GPU: no readback in the middle of backward.
-            let (p, g) = (probs.gpu_buf()?, grad.contiguous_detached()?);
-            let dx =
-                gpu::cross_entropy_backward(p, labels, batch, classes, smoothing, g.gpu_buf()?)?;
-            return Ok(Tensor::from_gpu(dx, probs.shape(), None));
-        }
-        Indices::Cpu(labels) => labels,
+    let g = grad.contiguous_detached()?;
+    let kernel = Softmax::CrossEntropyBackward {
+        classes: probs.shape()[1],
+        smoothing,
     };
-    let g = grad.item()?;
-    with_dtype!(probs.dtype(), T => {
-        let dx = kernel::cross_entropy_backward(probs.cpu_slice::<T>()?, batch, classes, labels, smoothing, T::from_f64(g));
-        Ok(Tensor::from_cpu(dx, probs.shape(), None))
-    })
+    Ok(run_with(&kernel, &[Some(probs), Some(&g)], &[labels])?.tensor(probs.shape(), None))
 }
