@@ -1,11 +1,11 @@
 //! `senet`: SENetV2 image classifiers on a deep-learning framework written from scratch.
 //!
 //! This facade re-exports the framework's crates so examples, tests and benchmarks need one
-//! dependency: [`tensor`] (the `Tensor` type, autograd, gradcheck), [`cpu`] and [`gpu`] (the
-//! kernels), [`nn`], [`models`], [`data`] and [`train`] (the trainer, evaluation and the run
-//! folder). The `senet` binary (`src/main.rs`) is the command-line program: it parses flags and
-//! calls the crates; [`commands`] holds its eval, predict and bench commands and [`selftest`]
-//! backs `senet selftest`.
+//! dependency: [`spec`] (what every kernel computes), [`cpu`] and [`gpu`] (the kernels),
+//! [`tensor`] (the `Tensor` type, autograd, gradcheck and the op self-test), [`nn`],
+//! [`models`], [`data`] and [`train`] (the trainer, evaluation and the run folder). The `senet`
+//! binary (`src/main.rs`) is the command-line program: it parses flags and calls the crates;
+//! [`commands`] holds its predict and bench commands and the thin eval wrapper.
 
 pub use senet_cpu as cpu;
 pub use senet_data as data;
@@ -18,4 +18,3 @@ pub use senet_tensor::{no_grad, Error, Result, Tensor};
 pub use senet_train as train;
 
 pub mod commands;
-pub mod selftest;

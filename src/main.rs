@@ -224,8 +224,11 @@ fn selftest(device: &str, cases: usize, seed: u64) -> Result<ExitCode> {
     }
     let device = Device::parse(device).with_context(|| format!("--device {device}"))?;
     println!("device: {}", device.describe());
-    let rows = senet::selftest::run(cases, seed, device);
-    print!("{}", senet::selftest::format_table(&rows, device));
+    let rows = senet::tensor::testing::selftest::run(cases, seed, device);
+    print!(
+        "{}",
+        senet::tensor::testing::selftest::format_table(&rows, device)
+    );
     let failed = rows.iter().filter(|r| !r.passed()).count();
     if failed > 0 {
         println!("{failed} of {} ops FAILED", rows.len());

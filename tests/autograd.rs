@@ -290,13 +290,16 @@ fn rayon_pool(threads: usize) -> rayon::ThreadPool {
 
 #[test]
 fn selftest_passes_every_op() {
-    let rows = senet::selftest::run(1, 42, senet::tensor::Device::Cpu);
+    let rows = senet::tensor::testing::selftest::run(1, 42, senet::tensor::Device::Cpu);
     assert!(rows.len() >= 30);
     for r in &rows {
         assert!(
             r.passed(),
             "{}",
-            senet::selftest::format_table(std::slice::from_ref(r), senet::tensor::Device::Cpu)
+            senet::tensor::testing::selftest::format_table(
+                std::slice::from_ref(r),
+                senet::tensor::Device::Cpu
+            )
         );
     }
 }

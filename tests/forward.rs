@@ -5,6 +5,7 @@ use senet::spec;
 use senet::spec::batchnorm::BnShape;
 use senet::spec::conv2d::Conv2dGeometry;
 use senet::spec::pool::Pool2dGeometry;
+use senet::tensor::testing::assert_close;
 use senet::tensor::testing::random_tensor;
 use senet::tensor::testing::strategies::{conv2d_case, non_contiguous, pool2d_case};
 use senet::tensor::{BatchNormOptions, Conv2dOptions, DType, Pool2dOptions};
@@ -16,17 +17,6 @@ fn vals(t: &Tensor) -> Vec<f64> {
 
 fn t32(v: Vec<f32>, shape: &[usize]) -> Tensor {
     Tensor::from_vec(v, shape).unwrap()
-}
-
-/// f32 results of O(1) sums: allow 1e-5 of `1 + |expected|`.
-fn assert_close(got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len());
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "element {i}: got {g}, want {w}"
-        );
-    }
 }
 
 #[test]
@@ -95,13 +85,14 @@ fn batch_norm_by_hand() {
         .iter()
         .map(|v| 2.0 * (v - 2.5) / s + 1.0)
         .collect();
-    assert_close(&vals(&y), &want, 1e-6);
+    assert_close("batch_norm_by_hand", &vals(&y), &want, 1e-6);
 }
 
 #[test]
 fn softmax_cross_entropy_and_matmul_by_hand() {
     let x = t32(vec![0.0, (2f32).ln(), 0.0, 0.0], &[2, 2]);
     assert_close(
+        "softmax",
         &vals(&x.softmax(1).unwrap()),
         &[1.0 / 3.0, 2.0 / 3.0, 0.5, 0.5],
         1e-6,
@@ -161,7 +152,7 @@ proptest! {
         let f = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
         let y = f(&nhwc).conv2d(&f(&w), case.bias.then(|| f(&b)).as_ref(), o).unwrap();
         prop_assert_eq!(y.shape(), &[g.batch, g.out_channels, g.out_h(), g.out_w()][..]);
-        assert_close(&vals(&y), &want, 1e-5);
+        assert_close("conv2d_matches_naive_loops_even_on_non_contiguous_input", &vals(&y), &want, 1e-5);
     }
 
     #[test]
@@ -171,8 +162,8 @@ proptest! {
         let g = Pool2dGeometry { batch: case.input[0], channels: case.input[1], in_h: case.input[2], in_w: case.input[3], kernel: o.kernel, stride: o.stride, padding: o.padding };
         let xv = vals(&x);
         let x32 = x.to_dtype(DType::F32).unwrap();
-        assert_close(&vals(&x32.max_pool2d(o).unwrap()), &spec::pool::max_pool2d_forward(&g, &x32.to_vec::<f64>().unwrap()).0, 0.0);
-        assert_close(&vals(&x32.avg_pool2d(o).unwrap()), &spec::pool::avg_pool2d_forward(&g, &xv), 1e-6);
+        assert_close("pools_match_naive_loops", &vals(&x32.max_pool2d(o).unwrap()), &spec::pool::max_pool2d_forward(&g, &x32.to_vec::<f64>().unwrap()).0, 0.0);
+        assert_close("pools_match_naive_loops", &vals(&x32.avg_pool2d(o).unwrap()), &spec::pool::avg_pool2d_forward(&g, &xv), 1e-6);
     }
 
     #[test]
@@ -181,6 +172,6 @@ proptest! {
         let s = BnShape { n, c, hw };
         let want = spec::batchnorm::batch_norm2d_forward_train(s, &vals(&x), None, None, 1e-5).y;
         let y = x.to_dtype(DType::F32).unwrap().batch_norm2d(None, None, None, BatchNormOptions::default()).unwrap();
-        assert_close(&vals(&y), &want, 1e-5);
+        assert_close("batch_norm_matches_naive_loops", &vals(&y), &want, 1e-5);
     }
 }

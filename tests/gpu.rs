@@ -4,25 +4,13 @@
 //! tests print why they skip; under CI=true they fail instead (lavapipe is installed there).
 use proptest::prelude::*;
 use senet::gpu::testing::gpu_for_tests;
-use senet::tensor::testing::random_tensor;
 use senet::tensor::testing::strategies::conv2d_case;
+use senet::tensor::testing::{assert_tensors_close, random_tensor};
 use senet::tensor::{BatchNormOptions, Conv2dOptions, DType, Device, Pool2dOptions, RunningStats};
 use senet::{Result, Tensor};
 
 fn f32t(shape: &[usize], seed: u64) -> Tensor {
     random_tensor(shape, seed).to_dtype(DType::F32).unwrap()
-}
-
-/// |gpu - cpu| <= tol * (1 + |cpu|) elementwise.
-fn assert_close(gpu: &Tensor, cpu: &Tensor, tol: f64, what: &str) {
-    assert_eq!(gpu.shape(), cpu.shape(), "{what}: shapes");
-    let (g, c) = (gpu.to_vec::<f64>().unwrap(), cpu.to_vec::<f64>().unwrap());
-    for (i, (a, b)) in g.iter().zip(&c).enumerate() {
-        assert!(
-            (a - b).abs() <= tol * (1.0 + b.abs()),
-            "{what}: element {i}: gpu {a} vs cpu {b}"
-        );
-    }
 }
 
 #[test]
@@ -31,8 +19,8 @@ fn selftest_passes_every_op_on_the_gpu() {
         return;
     };
     let device = Device::Gpu(gpu.id);
-    let rows = senet::selftest::run(2, 7, device);
-    let table = senet::selftest::format_table(&rows, device);
+    let rows = senet::tensor::testing::selftest::run(2, 7, device);
+    let table = senet::tensor::testing::selftest::format_table(&rows, device);
     assert!(rows.iter().all(|r| r.passed()), "{table}");
 }
 
@@ -147,10 +135,10 @@ fn a_training_step_on_the_gpu_matches_the_cpu() {
     );
     for (i, (g, c)) in g_gpu.iter().zip(&g_cpu).enumerate() {
         assert_eq!(g.device(), dev);
-        assert_close(g, c, 1e-3, &format!("gradient of parameter {i}"));
+        assert_tensors_close(&format!("gradient of parameter {i}"), g, c, 1e-3);
     }
-    assert_close(&r_gpu.mean, &r_cpu.mean, 1e-4, "running mean");
-    assert_close(&r_gpu.var, &r_cpu.var, 1e-4, "running var");
+    assert_tensors_close("running mean", &r_gpu.mean, &r_cpu.mean, 1e-4);
+    assert_tensors_close("running var", &r_gpu.var, &r_cpu.var, 1e-4);
 }
 
 #[test]
@@ -208,7 +196,7 @@ proptest! {
         };
         let (c, g) = (run(Device::Cpu), run(dev));
         for (i, (gt, ct)) in g.iter().zip(&c).enumerate() {
-            assert_close(gt, ct, 1e-4, &format!("output {i} of {case:?}"));
+            assert_tensors_close(&format!("output {i} of {case:?}"), gt, ct, 1e-4);
         }
     }
 
@@ -219,6 +207,6 @@ proptest! {
         let (a, b) = (f32t(&[batch, m, k], seed), f32t(&[k, n], seed ^ 1));
         let want = a.matmul(&b).unwrap();
         let got = a.to_device(dev).unwrap().matmul(&b.to_device(dev).unwrap()).unwrap();
-        assert_close(&got, &want, 1e-4, "matmul");
+        assert_tensors_close("matmul", &got, &want, 1e-4);
     }
 }

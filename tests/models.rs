@@ -6,6 +6,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use senet::models::{build, summary, Family, Model, ModelConfig, Preset};
 use senet::nn::{Module, Slot};
+use senet::tensor::testing::assert_tensors_close;
 use senet::tensor::Device;
 use senet::Tensor;
 
@@ -251,18 +252,6 @@ fn every_family_runs_forward_and_backward_on_the_cpu() {
     }
 }
 
-/// |gpu - cpu| <= tol * (1 + |cpu|) elementwise.
-fn assert_close(gpu: &Tensor, cpu: &Tensor, tol: f32, what: &str) {
-    assert_eq!(gpu.shape(), cpu.shape(), "{what}");
-    let (g, c) = (gpu.to_vec::<f32>().unwrap(), cpu.to_vec::<f32>().unwrap());
-    for (i, (a, b)) in g.iter().zip(&c).enumerate() {
-        assert!(
-            (a - b).abs() <= tol * (1.0 + b.abs()),
-            "{what}: output {i}: gpu {a} vs cpu {b}"
-        );
-    }
-}
-
 #[test]
 fn every_family_on_the_gpu_matches_the_cpu() {
     let Some((_lock, gpu)) = senet::gpu::testing::gpu_for_tests() else {
@@ -286,12 +275,8 @@ fn every_family_on_the_gpu_matches_the_cpu() {
             let got = gpu_model.forward(&xg, train).unwrap();
             assert_eq!(got.device(), device);
             let what = format!("{c}, train {train}");
-            assert_close(
-                &got.to_device(Device::Cpu).unwrap(),
-                &want,
-                tol(train),
-                &what,
-            );
+            let got = got.to_device(Device::Cpu).unwrap();
+            assert_tensors_close(&what, &got, &want, tol(train) as f64);
         }
         // A summary reads shapes only, so it runs on the GPU and counts the same.
         let (sg, sc) = (

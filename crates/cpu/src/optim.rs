@@ -81,10 +81,19 @@ pub fn adamw_step<T: Element>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use senet_spec::testing::{assert_close, Tol};
 
     /// Hand-computed values in f64: one rounding per operation, far below 1e-12.
-    fn close(a: f64, b: f64) -> bool {
-        (a - b).abs() < 1e-12
+    const HAND: Tol = Tol {
+        abs: 1e-12,
+        rel: 0.0,
+    };
+
+    /// Asserts `(got, want)` pairs agree to [`HAND`].
+    fn check(pairs: &[(&str, f64, f64)]) {
+        for &(what, got, want) in pairs {
+            assert_close(what, &[got], &[want], HAND);
+        }
     }
 
     #[test]
@@ -95,9 +104,9 @@ mod tests {
         //         p = 0.949 - 0.096849 = 0.852151.
         let (mut p, mut v) = ([1.0f64], [0.0f64]);
         sgd_step(&mut p, &[0.5], &mut v, 0.1, 0.9, 0.01, false, true);
-        assert!(close(p[0], 0.949) && close(v[0], 0.51), "{p:?} {v:?}");
+        check(&[("p", p[0], 0.949), ("v", v[0], 0.51)]);
         sgd_step(&mut p, &[0.5], &mut v, 0.1, 0.9, 0.01, false, false);
-        assert!(close(p[0], 0.852151) && close(v[0], 0.96849), "{p:?} {v:?}");
+        check(&[("p", p[0], 0.852151), ("v", v[0], 0.96849)]);
     }
 
     #[test]
@@ -107,12 +116,9 @@ mod tests {
         //         step = 0.509031 + 0.8712279 = 1.3802589; p = 0.9031 - 0.13802589 = 0.76507411.
         let (mut p, mut v) = ([1.0f64], [0.0f64]);
         sgd_step(&mut p, &[0.5], &mut v, 0.1, 0.9, 0.01, true, true);
-        assert!(close(p[0], 0.9031), "{p:?}");
+        check(&[("p", p[0], 0.9031)]);
         sgd_step(&mut p, &[0.5], &mut v, 0.1, 0.9, 0.01, true, false);
-        assert!(
-            close(p[0], 0.76507411) && close(v[0], 0.968031),
-            "{p:?} {v:?}"
-        );
+        check(&[("p", p[0], 0.76507411), ("v", v[0], 0.968031)]);
     }
 
     #[test]
@@ -120,9 +126,9 @@ mod tests {
         // p = 1 - 0.1 * 0.51 = 0.949; then 0.949 - 0.1 * (0.5 + 0.00949) = 0.898051.
         let mut p = [1.0f64];
         sgd_step(&mut p, &[0.5], &mut [], 0.1, 0.0, 0.01, true, true);
-        assert!(close(p[0], 0.949), "{p:?}");
+        check(&[("p", p[0], 0.949)]);
         sgd_step(&mut p, &[0.5], &mut [], 0.1, 0.0, 0.01, true, false);
-        assert!(close(p[0], 0.898051), "{p:?}");
+        check(&[("p", p[0], 0.898051)]);
     }
 
     #[test]
@@ -148,10 +154,11 @@ mod tests {
             0.01,
             1,
         );
-        assert!(
-            close(p[0], 0.899000002) && close(m[0], 0.05) && close(v[0], 0.00025),
-            "{p:?} {m:?} {v:?}"
-        );
+        check(&[
+            ("p", p[0], 0.899000002),
+            ("m", m[0], 0.05),
+            ("v", v[0], 0.00025),
+        ]);
         adamw_step(
             &mut p,
             &[-0.25],
@@ -164,7 +171,7 @@ mod tests {
             0.01,
             2,
         );
-        assert!(close(m[0], 0.02) && close(v[0], 0.00031225), "{m:?} {v:?}");
+        check(&[("m", m[0], 0.02), ("v", v[0], 0.00031225)]);
         assert!((p[0] - 0.871467298706).abs() < 1e-11, "{p:?}"); // the hand value has 12 digits
     }
 

@@ -157,3 +157,109 @@ pub fn grouped_linear_cases() -> Vec<GroupedLinearShape> {
     }
     v
 }
+
+/// How many numbers the `*_random` generators below read. Gradient tests draw them from
+/// proptest (which then shrinks failures toward small draws, that is small shapes) and the
+/// self-test from a seeded generator; both get their shapes from these functions alone.
+pub const RANDOM_DRAWS: usize = 16;
+
+/// Turns raw draws into choices: each `pick` takes the next draw into a range, so draws of 0
+/// give the smallest shape.
+struct Picks<'a> {
+    draws: &'a [u32],
+    next: usize,
+}
+
+impl Picks<'_> {
+    fn new(draws: &[u32]) -> Picks<'_> {
+        Picks { draws, next: 0 }
+    }
+    /// A value in `lo..=hi`.
+    fn pick(&mut self, lo: usize, hi: usize) -> usize {
+        let d = self.draws.get(self.next).copied().unwrap_or(0) as usize;
+        self.next += 1;
+        lo + d % (hi - lo + 1)
+    }
+    fn pair(&mut self, lo: usize, hi: usize) -> (usize, usize) {
+        (self.pick(lo, hi), self.pick(lo, hi))
+    }
+}
+
+/// A small random convolution for gradient checks, and whether it has a bias: batch 1-2,
+/// 1-3 groups or depthwise, 1-2 channels in and out per group, kernels 1-3 (non-square),
+/// stride 1-2, padding 0-2 by 0-1, dilation 1-2, and an input that just fits the kernel or
+/// exceeds it by a few rows and columns.
+pub fn conv2d_random(draws: &[u32]) -> (Conv2dGeometry, bool) {
+    let mut p = Picks::new(draws);
+    let batch = p.pick(1, 2);
+    // The fourth choice is depthwise: 3 or 4 groups of one channel in and out.
+    let (groups, cin_g, cout_g) = match (p.pick(1, 4), p.pair(1, 2)) {
+        (4, (c, _)) => (c + 2, 1, 1),
+        (g, (cin, cout)) => (g, cin, cout),
+    };
+    let kernel = p.pair(1, 3);
+    let stride = p.pair(1, 2);
+    let padding = (p.pick(0, 2), p.pick(0, 1));
+    let dilation = p.pair(1, 2);
+    // The smallest input that yields one output, plus some extra rows and columns.
+    let fit = |k: usize, d: usize, pad: usize| (d * (k - 1) + 1).saturating_sub(2 * pad).max(1);
+    let in_h = fit(kernel.0, dilation.0, padding.0) + p.pick(0, 4);
+    let in_w = fit(kernel.1, dilation.1, padding.1) + p.pick(0, 3);
+    let g = conv2d_geometry(
+        (batch, cin_g * groups, in_h, in_w, cout_g * groups),
+        kernel,
+        stride,
+        padding,
+        dilation,
+        groups,
+    );
+    (g, p.pick(0, 1) == 1)
+}
+
+/// A small random pooling: batch 1-2, 1-3 channels, windows 1-3 (non-square), stride 1-2,
+/// padding 0 or half the window (PyTorch's limit), inputs up to 4 past the window.
+pub fn pool2d_random(draws: &[u32]) -> Pool2dGeometry {
+    let mut p = Picks::new(draws);
+    let (batch, channels) = (p.pick(1, 2), p.pick(1, 3));
+    let kernel = p.pair(1, 3);
+    let stride = p.pair(1, 2);
+    let padding = (kernel.0 / 2 * p.pick(0, 1), kernel.1 / 2 * p.pick(0, 1));
+    let (in_h, in_w) = (kernel.0 + p.pick(0, 4), kernel.1 + p.pick(0, 4));
+    pool2d_geometry((batch, channels, in_h, in_w), kernel, stride, padding)
+}
+
+/// A small random grouped dense layer: batch 1-3, 1-4 groups, 1-5 features in and 1-4 out
+/// per group, shared input or not.
+pub fn grouped_linear_random(draws: &[u32]) -> GroupedLinearShape {
+    let mut p = Picks::new(draws);
+    let (batch, groups) = (p.pick(1, 3), p.pick(1, 4));
+    let (fin, fout) = (p.pick(1, 5), p.pick(1, 4));
+    grouped_linear_shape(batch, groups, fin, fout, p.pick(0, 1) == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every draw gives a valid geometry, and zeros give the smallest one.
+    #[test]
+    fn random_geometries_are_valid() {
+        let mut state = 1u64;
+        for _ in 0..2000 {
+            let draws: Vec<u32> = (0..RANDOM_DRAWS)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (state >> 33) as u32
+                })
+                .collect();
+            let (g, _) = conv2d_random(&draws);
+            g.validate().unwrap();
+            pool2d_random(&draws).validate().unwrap();
+            let s = grouped_linear_random(&draws);
+            assert!(s.batch >= 1 && s.groups >= 1 && s.in_features >= 1);
+        }
+        let (g, bias) = conv2d_random(&[0; RANDOM_DRAWS]);
+        assert_eq!((g.batch, g.kernel, g.groups, bias), (1, (1, 1), 1, false));
+        assert_eq!((g.in_channels, g.out_channels, g.in_h), (1, 1, 1));
+    }
+}

@@ -2,7 +2,8 @@
 //! gradient of any function of tensors — built-in ops, your own [`crate::CustomOp`]s, whole
 //! layers — with central differences computed in f64, and [`strategies`] generates the awkward
 //! cases (odd sizes, batch 1, stride 2, padding, dilation, groups, broadcasting, non-contiguous
-//! views) for proptest.
+//! views) for proptest. [`selftest`] runs every built-in op through both checks (the
+//! `senet selftest` command).
 //!
 //! ```
 //! use senet_tensor::testing::{gradcheck, random_tensor, GradcheckOptions};
@@ -10,11 +11,14 @@
 //! let report = gradcheck(|t| t[0].tanh(), &[x], GradcheckOptions::default()).unwrap();
 //! assert!(report.passed(), "{report}");
 //! ```
+mod op_cases;
+pub mod selftest;
 pub mod strategies;
 
 use crate::{no_grad, DType, Result, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+pub use senet_spec::testing::{assert_close, Tol};
 use std::fmt;
 
 /// Step and tolerances of [`gradcheck`]. An element passes when
@@ -88,6 +92,13 @@ impl fmt::Display for GradcheckReport {
         }
         Ok(())
     }
+}
+
+/// Asserts two tensors have one shape and values within `tol` (read back from any device).
+pub fn assert_tensors_close(what: &str, got: &Tensor, want: &Tensor, tol: impl Into<Tol>) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
+    let read = |t: &Tensor| t.to_vec::<f64>().expect("reading a tensor back");
+    assert_close(what, &read(got), &read(want), tol);
 }
 
 /// An f64 tensor of standard-normal values, repeatable from `seed`.

@@ -4,6 +4,8 @@
 use super::random_tensor;
 use crate::{Conv2dOptions, Pool2dOptions, Tensor};
 use proptest::prelude::*;
+use senet_spec::cases::{conv2d_random, grouped_linear_random, pool2d_random, RANDOM_DRAWS};
+use senet_spec::grouped_linear::GroupedLinearShape;
 
 /// A shape of rank `1..=max_rank` with every dimension in `1..=max_dim`.
 pub fn shape(max_rank: usize, max_dim: usize) -> impl Strategy<Value = Vec<usize>> {
@@ -71,54 +73,34 @@ pub struct Conv2dCase {
     pub options: Conv2dOptions,
 }
 
-/// Convolutions with batch 1..=2, 1..=3 groups or depthwise, kernels 1..=3 (non-square),
-/// stride 1..=2, padding 0..=2, dilation 1..=2, and input sizes that just fit or exceed.
+/// Random draws for the shape generators of `senet_spec::cases`; proptest shrinks them toward
+/// zero, that is toward the smallest shapes.
+fn draws() -> impl Strategy<Value = Vec<u32>> {
+    prop::collection::vec(any::<u32>(), RANDOM_DRAWS)
+}
+
+/// Convolutions from `senet_spec::cases::conv2d_random`: batch 1 or 2, one to three groups or
+/// depthwise, non-square kernels, stride 2, padding, dilation, inputs that just fit.
 pub fn conv2d_case() -> impl Strategy<Value = Conv2dCase> {
-    (
-        1usize..=2,
-        prop_oneof![Just(None), (1usize..=3).prop_map(Some)],
-        (1usize..=2, 1usize..=2),
-        (
-            (1usize..=3, 1usize..=3),
-            (1usize..=2, 1usize..=2),
-            (0usize..=2, 0usize..=1),
-            (1usize..=2, 1usize..=2),
-        ),
-        (0usize..=4, 0usize..=3),
-        any::<bool>(),
-    )
-        .prop_map(
-            |(
-                batch,
-                groups,
-                (cin_g, cout_g),
-                (kernel, stride, padding, dilation),
-                (extra_h, extra_w),
-                bias,
-            )| {
-                // `None` means depthwise: groups = channels, one input and one output channel each.
-                let (groups, cin_g, cout_g) = match groups {
-                    Some(g) => (g, cin_g, cout_g),
-                    None => (cin_g + 2, 1, 1),
-                };
-                // The smallest input that yields one output, plus some extra rows/columns.
-                let min =
-                    |k: usize, d: usize, p: usize| (d * (k - 1) + 1).saturating_sub(2 * p).max(1);
-                let h = min(kernel.0, dilation.0, padding.0) + extra_h;
-                let w = min(kernel.1, dilation.1, padding.1) + extra_w;
-                Conv2dCase {
-                    input: vec![batch, cin_g * groups, h, w],
-                    weight: vec![cout_g * groups, cin_g, kernel.0, kernel.1],
-                    bias,
-                    options: Conv2dOptions {
-                        stride,
-                        padding,
-                        dilation,
-                        groups,
-                    },
-                }
+    draws().prop_map(|d| {
+        let (g, bias) = conv2d_random(&d);
+        Conv2dCase {
+            input: vec![g.batch, g.in_channels, g.in_h, g.in_w],
+            weight: vec![
+                g.out_channels,
+                g.in_channels / g.groups,
+                g.kernel.0,
+                g.kernel.1,
+            ],
+            bias,
+            options: Conv2dOptions {
+                stride: g.stride,
+                padding: g.padding,
+                dilation: g.dilation,
+                groups: g.groups,
             },
-        )
+        }
+    })
 }
 
 /// A pooling op to test: input shape and options (padding at most half the window, as
@@ -129,39 +111,22 @@ pub struct Pool2dCase {
     pub options: Pool2dOptions,
 }
 
+/// Poolings from `senet_spec::cases::pool2d_random`.
 pub fn pool2d_case() -> impl Strategy<Value = Pool2dCase> {
-    (
-        (1usize..=2, 1usize..=3),
-        (1usize..=3, 1usize..=3),
-        (1usize..=2, 1usize..=2),
-        (any::<bool>(), any::<bool>()),
-        (0usize..=4, 0usize..=4),
-    )
-        .prop_map(
-            |((batch, channels), kernel, stride, (pad_h, pad_w), (extra_h, extra_w))| {
-                let padding = (
-                    if pad_h { kernel.0 / 2 } else { 0 },
-                    if pad_w { kernel.1 / 2 } else { 0 },
-                );
-                Pool2dCase {
-                    input: vec![batch, channels, kernel.0 + extra_h, kernel.1 + extra_w],
-                    options: Pool2dOptions {
-                        kernel,
-                        stride,
-                        padding,
-                    },
-                }
+    draws().prop_map(|d| {
+        let g = pool2d_random(&d);
+        Pool2dCase {
+            input: vec![g.batch, g.channels, g.in_h, g.in_w],
+            options: Pool2dOptions {
+                kernel: g.kernel,
+                stride: g.stride,
+                padding: g.padding,
             },
-        )
+        }
+    })
 }
 
-/// Sizes of a grouped dense layer: (batch, groups, in, out, shared input).
-pub fn grouped_linear_case() -> impl Strategy<Value = (usize, usize, usize, usize, bool)> {
-    (
-        1usize..=3,
-        1usize..=4,
-        1usize..=5,
-        1usize..=4,
-        any::<bool>(),
-    )
+/// Grouped dense layers from `senet_spec::cases::grouped_linear_random`.
+pub fn grouped_linear_case() -> impl Strategy<Value = GroupedLinearShape> {
+    draws().prop_map(|d| grouped_linear_random(&d))
 }
