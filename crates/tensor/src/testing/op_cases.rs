@@ -31,6 +31,8 @@ impl Case {
 }
 
 pub(crate) type Generator = Box<dyn Fn(&mut StdRng) -> Case>;
+/// A named generator that needs no parameters.
+type Plain = (&'static str, fn(&mut StdRng) -> Case);
 
 /// Every op, named, with a generator of random cases.
 pub(crate) fn ops() -> Vec<(String, Generator)> {
@@ -50,14 +52,14 @@ pub(crate) fn ops() -> Vec<(String, Generator)> {
     for which in ["sum", "mean", "max"] {
         add(which, Box::new(move |r| reduction(r, which)));
     }
-    let layout_ops: [(&str, fn(&mut StdRng) -> Case); 5] = [
+    let layout_ops: [Plain; 5] = [
         ("reshape", reshape),
         ("permute", permute),
         ("transpose", transpose),
         ("narrow", narrow),
         ("concat", concat),
     ];
-    let layers: [(&str, fn(&mut StdRng) -> Case); 12] = [
+    let layers: [Plain; 12] = [
         ("matmul", matmul_case),
         ("softmax", |r| softmax_case(r, false)),
         ("log_softmax", |r| softmax_case(r, true)),
