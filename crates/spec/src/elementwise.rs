@@ -220,3 +220,44 @@ pub fn permute(x: &[f64], shape: &[usize], axes: &[usize]) -> Vec<f64> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each formula at points worked out by hand (the kernels of both backends are tested
+    /// against `apply`, so `apply` itself is checked here). Every op of `ALL` needs a row.
+    #[test]
+    fn unary_formulas_by_hand() {
+        let e = std::f64::consts::E;
+        let rows: [(&str, f64, f64); 11] = [
+            ("neg", 2.0, -2.0),
+            ("exp", 1.0, e),
+            ("log", e * e, 2.0),
+            ("sqrt", 9.0, 3.0),
+            ("powf", 4.0, 4f64.powf(1.7)),
+            ("relu", -3.0, 0.0),
+            ("sigmoid", 0.0, 0.5),
+            ("tanh", 0.5, (e - 1.0) / (e + 1.0)),
+            ("scale", 2.0, -3.0),
+            ("add_scalar", 2.0, 2.25),
+            ("step", 0.5, 1.0),
+        ];
+        for op in UnaryOp::ALL {
+            let (_, x, want) = rows
+                .iter()
+                .find(|r| r.0 == op.name())
+                .expect("a row per op");
+            let got = op.apply(*x);
+            assert!(
+                (got - want).abs() < 1e-12,
+                "{}({x}) = {got}, want {want}",
+                op.name()
+            );
+        }
+        // Codes are places in ALL: distinct, and the inverse of indexing.
+        for (i, op) in UnaryOp::ALL.iter().enumerate() {
+            assert_eq!(op.code() as usize, i);
+        }
+    }
+}
