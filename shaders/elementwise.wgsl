@@ -36,6 +36,7 @@ fn unary_op(x: f32) -> f32 {
         case 8u: { return x * up.arg; }                       // scale
         case 9u: { return x + up.arg; }                       // add_scalar
         case 10u: { return select(0.0, 1.0, x > 0.0); }       // step
+        case 11u: { return x / (1.0 + exp(-x)); }             // silu
         default: { return x; }
     }
 }

@@ -22,13 +22,15 @@ pub enum UnaryOp {
     AddScalar(f64),
     /// 1 where x > 0, else 0 (the derivative of relu).
     Step,
+    /// `x * sigmoid(x)`, also called swish.
+    Silu,
 }
 
 impl UnaryOp {
     /// Every op, with an example argument where it takes one. The WGSL kernel numbers the ops
     /// in this order, and the kernel tests, the gradient tests and the self-test walk this
     /// list, so an op added here is tested on both devices without being listed anywhere else.
-    pub const ALL: [UnaryOp; 11] = [
+    pub const ALL: [UnaryOp; 12] = [
         UnaryOp::Neg,
         UnaryOp::Exp,
         UnaryOp::Log,
@@ -40,6 +42,7 @@ impl UnaryOp {
         UnaryOp::Scale(-1.5),
         UnaryOp::AddScalar(0.25),
         UnaryOp::Step,
+        UnaryOp::Silu,
     ];
 
     /// The op applied to one value.
@@ -70,6 +73,7 @@ impl UnaryOp {
                     zero
                 }
             }
+            UnaryOp::Silu => x / (one + (-x).exp()),
         }
     }
 
@@ -87,6 +91,7 @@ impl UnaryOp {
             UnaryOp::Scale(_) => "scale",
             UnaryOp::AddScalar(_) => "add_scalar",
             UnaryOp::Step => "step",
+            UnaryOp::Silu => "silu",
         }
     }
 
@@ -230,7 +235,7 @@ mod tests {
     #[test]
     fn unary_formulas_by_hand() {
         let e = std::f64::consts::E;
-        let rows: [(&str, f64, f64); 11] = [
+        let rows: [(&str, f64, f64); 12] = [
             ("neg", 2.0, -2.0),
             ("exp", 1.0, e),
             ("log", e * e, 2.0),
@@ -242,6 +247,7 @@ mod tests {
             ("scale", 2.0, -3.0),
             ("add_scalar", 2.0, 2.25),
             ("step", 0.5, 1.0),
+            ("silu", 1.0, e / (e + 1.0)),
         ];
         for op in UnaryOp::ALL {
             let (_, x, want) = rows

@@ -172,6 +172,8 @@ fn input_gradients(node: &Tensor, op: &Op, g: &Tensor) -> Result<Vec<Option<Tens
                 UnaryOp::Scale(c) => g.mul_scalar(c)?,
                 UnaryOp::AddScalar(_) => g.clone(),
                 UnaryOp::Step => g.zeros_like()?,
+                // d/dx x s(x) = s + x s (1 - s) = s (1 - y) + y, with s = sigmoid(x).
+                UnaryOp::Silu => g.mul(&x.sigmoid()?.mul(&y.neg()?.add_scalar(1.0)?)?.add(&y)?)?,
             })
         }
         // The output kept the reduced axes (size 1), so `g` broadcasts back over them.

@@ -150,6 +150,10 @@ impl Tensor {
     pub fn add_scalar(&self, c: f64) -> Result<Tensor> {
         self.unary(UnaryOp::AddScalar(c))
     }
+    /// `self * sigmoid(self)` (SiLU, or swish).
+    pub fn silu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Silu)
+    }
     /// 1 where `self > 0`, else 0: the derivative of relu (its own gradient is zero).
     pub fn step(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Step)
