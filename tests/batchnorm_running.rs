@@ -24,9 +24,11 @@ fn running_statistics_after_three_steps_match_a_hand_computation() {
         mean = 0.9 * mean + 0.1 * m;
         var = 0.9 * var + 0.1 * unbiased;
     }
-    // The values: batch means 3, 2, 3 and unbiased variances 14/3, 16/3, 50/3.
+    // The values: batch means 3, 2, 3 and unbiased variances 14/3, 16/3, 46/3.
     let want_mean = 0.9 * (0.9 * (0.1 * 3.0) + 0.1 * 2.0) + 0.1 * 3.0;
     assert!((mean - want_mean).abs() < 1e-12);
+    let want_var = 0.9 * (0.9 * (0.9 + 0.1 * 14.0 / 3.0) + 0.1 * 16.0 / 3.0) + 0.1 * 46.0 / 3.0;
+    assert!((var - want_var).abs() < 1e-12);
     let got_mean = running.mean.item().unwrap();
     let got_var = running.var.item().unwrap();
     assert!(

@@ -2,12 +2,14 @@
 //!
 //! For one sample and one group, im2col ("image to columns") copies every input pixel each
 //! output position sees into a matrix `cols` of shape `[cin_g * kh * kw, out_h * out_w]`; the
-//! convolution is then the matrix product `W_g [cout_g, cin_g*kh*kw] @ cols`, done by ndarray's
-//! `general_mat_mul` (matrixmultiply underneath). The backward passes reuse the same matrix:
-//! `dcols = W_g^T @ dy_g` scattered back with col2im gives dx, and `dW_g = dy_g @ cols^T` summed
-//! over the batch gives dw. Work is parallel over the batch with rayon, one column buffer per
-//! worker. Sums across the batch are taken over fixed chunks of `BATCH_CHUNK` samples and
-//! added in chunk order, so results do not depend on the number of threads.
+//! convolution is then the matrix product `W_g [cout_g, cin_g*kh*kw] @ cols`. Several samples
+//! are packed side by side in one `cols` (their columns next to each other) so that each GEMM
+//! is wide even when the output planes are small, and each GEMM splits its rows into fixed
+//! blocks computed in parallel (`par_gemm`); chunks of samples also run in parallel. The
+//! backward passes reuse the same matrices: `dcols = W_g^T @ dy_g` scattered back with col2im
+//! gives dx, and `dW_g = dy_g @ cols^T` gives dw. dw sums over the batch: its chunks of
+//! samples are sized by the geometry alone and their partial sums added in chunk order, so
+//! results do not depend on the number of threads.
 //!
 //! A 1x1 convolution with stride 1 and no padding needs no im2col at all: the input plane of a
 //! sample already is its `cols` matrix.
@@ -17,8 +19,9 @@ use rayon::prelude::*;
 use senet_spec::conv2d::Conv2dGeometry;
 use senet_spec::{check_len, Element};
 
-/// Samples per partial sum when reducing over the batch (weight gradient). Fixed, never derived
-/// from the thread count, so the summation order and hence the bits of the result are fixed.
+/// The fewest samples in one partial sum of the weight gradient (chunks grow past it to give
+/// each GEMM `TARGET_COLS` columns). Fixed, never derived from the thread count, so the
+/// summation order and hence the bits of the result are fixed.
 const BATCH_CHUNK: usize = 4;
 
 /// Sizes derived once per call.

@@ -16,9 +16,6 @@ impl Gradients {
     pub fn get(&self, t: &Tensor) -> Option<&Tensor> {
         self.0.get(&t.id())
     }
-    pub fn get_id(&self, id: TensorId) -> Option<&Tensor> {
-        self.0.get(&id)
-    }
     pub fn remove(&mut self, t: &Tensor) -> Option<Tensor> {
         self.0.remove(&t.id())
     }

@@ -1,15 +1,18 @@
-//! The `Tensor` type and reverse-mode automatic differentiation.
+//! The `Tensor` type and reverse-mode automatic differentiation, on the CPU or a GPU.
 //!
-//! A [`Tensor`] is a cheap handle (an `Arc`) to a buffer, a [`Layout`] (shape, strides and
-//! offset, so `permute`, `narrow` and broadcasting are views, not copies) and — when gradients
-//! are being recorded — the [`Op`] that produced it. Each op in [`ops`] checks its inputs,
-//! calls one CPU kernel from the `senet-cpu` crate, and records an `Op` holding its inputs and
-//! whatever the gradient needs. [`Tensor::backward`] walks that graph once in reverse
-//! topological order; all gradient rules live in one `match` in `backprop.rs`.
+//! A [`Tensor`] is a cheap handle (an `Arc`) to a [`Storage`] (a CPU buffer of f32 or f64, or
+//! a GPU buffer), a [`Layout`] (shape, strides and offset, so `permute`, `narrow` and
+//! broadcasting are views, not copies) and — when gradients are being recorded — the [`Op`]
+//! that produced it. Each op in [`ops`] checks its inputs, names its computation as a kernel
+//! with one implementation per device (`senet-cpu`, `senet-gpu`), runs it through
+//! `kernel.rs` — the one place that looks at the device and the dtype — and records an `Op`
+//! holding its inputs and whatever the gradient needs. [`Tensor::backward`] walks that graph
+//! once in reverse topological order; all gradient rules live in one `match` in `backprop.rs`.
 //!
 //! Under [`no_grad`] (and for tensors that need no gradient) nothing is recorded. With the
-//! `testing` feature, [`testing`] offers `gradcheck` and proptest strategies so users can
-//! property-test the gradients of their own ops, including [`CustomOp`]s.
+//! `testing` feature, [`testing`] offers `gradcheck`, proptest strategies and the op
+//! self-test, so users can property-test the gradients of their own ops, including
+//! [`CustomOp`]s.
 
 mod backprop;
 mod custom;
