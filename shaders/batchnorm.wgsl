@@ -1,5 +1,4 @@
-// Batch normalization over x viewed as [n, c, hw], with statistics per channel, and the
-// running-statistics update.
+// Batch normalization over x viewed as [n, c, hw], with statistics per channel.
 //
 // A channel's values are indexed t = sample * hw + position (t < m = n * hw). Per-channel sums
 // run in two fixed-order stages and never use atomics, so results are bitwise deterministic:
@@ -294,28 +293,4 @@ fn dx_eval(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     var a = de_invstd[ch];
     if ((p.flags & HAS_WEIGHT) != 0u) { a *= de_weight[ch]; }
     de_dx[i] = de_dy[i] * a;
-}
-
-// ---- running statistics: out = keep * running + take * batch_stat -------------------------
-
-struct RunningParams {
-    len: u32,
-    // 1 - momentum
-    keep: f32,
-    // momentum * scale (scale = m / (m - 1) turns the biased variance into the unbiased one)
-    take: f32,
-    _pad: u32,
-};
-
-@group(0) @binding(0) var<uniform> rp: RunningParams;
-@group(0) @binding(1) var<storage, read> ru_running: array<f32>;
-@group(0) @binding(2) var<storage, read> ru_stat: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ru_out: array<f32>;
-
-@compute @workgroup_size(256)
-fn running_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_workgroup(wid, nwg) * WG + lid.x;
-    if (i >= rp.len) { return; }
-    ru_out[i] = rp.keep * ru_running[i] + rp.take * ru_stat[i];
 }

@@ -1,5 +1,5 @@
 //! Launchers for `shaders/batchnorm.wgsl`: batch normalization over x viewed as `[n, c, hw]`
-//! with per-channel statistics, its backward passes and the running-statistics update.
+//! with per-channel statistics, and its backward passes.
 //!
 //! Semantics are those of `senet_cpu::batchnorm`. Per-channel sums are deterministic two-stage
 //! tree reductions (a workgroup per channel and chunk of [`CHUNK`] values, then a workgroup per
@@ -36,15 +36,6 @@ struct BnParams {
     flags: u32,
     m: f32,
     eps: f32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct RunningParams {
-    len: u32,
-    keep: f32,
-    take: f32,
-    _pad: u32,
 }
 
 /// What [`forward_train`] returns: output and per-channel batch statistics.
@@ -385,46 +376,6 @@ pub fn backward_eval(
     Ok((dx, dweight, dbias))
 }
 
-/// `(1 - momentum) * running + momentum * scale * batch_stat` over `c` channels, as a new
-/// buffer. `scale` is 1 for the mean and m / (m - 1) (m = n * hw) to turn the biased batch
-/// variance into the unbiased one that PyTorch keeps.
-pub fn running_update(
-    running: &GpuBuffer,
-    batch_stat: &GpuBuffer,
-    c: usize,
-    momentum: f64,
-    scale: f64,
-) -> Result<GpuBuffer> {
-    let gpu = running.gpu();
-    if !Arc::ptr_eq(gpu, batch_stat.gpu()) {
-        return Err(GpuError::Validation(format!(
-            "batchnorm running_update: running lives on gpu:{}, batch_stat on gpu:{}",
-            gpu.id,
-            batch_stat.gpu().id
-        )));
-    }
-    if running.len() != c || batch_stat.len() != c {
-        return Err(GpuError::Validation(format!("batchnorm running_update: running has {} elements and batch_stat {}, both need c = {c}", running.len(), batch_stat.len())));
-    }
-    // Coefficients in f64 on the host, rounded once.
-    let params = RunningParams {
-        len: check_len("batchnorm running_update", c)?,
-        keep: (1.0 - momentum) as f32,
-        take: (momentum * scale) as f32,
-        _pad: 0,
-    };
-    let out = gpu.alloc(c)?;
-    gpu.dispatch(
-        &SHADER,
-        "running_update",
-        &[],
-        bytemuck::bytes_of(&params),
-        &[(1, running), (2, batch_stat), (3, &out)],
-        gpu.grid_1d(c.div_ceil(WORKGROUP)),
-    )?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,38 +542,6 @@ mod tests {
     }
 
     #[test]
-    fn running_update_blends_with_momentum() {
-        let Some((_lock, gpu)) = gpu_for_tests() else {
-            return;
-        };
-        let mut rng = StdRng::seed_from_u64(13);
-        for c in [1usize, 7, 300] {
-            let running = rand_vec::<f32>(&mut rng, c, -2.0, 2.0);
-            let stat = rand_vec::<f32>(&mut rng, c, 0.0, 3.0);
-            let (momentum, scale) = (0.1, 50.0 / 49.0);
-            let out = running_update(
-                &gpu.upload(&running).unwrap(),
-                &gpu.upload(&stat).unwrap(),
-                c,
-                momentum,
-                scale,
-            )
-            .unwrap();
-            let want: Vec<f32> = running
-                .iter()
-                .zip(&stat)
-                .map(|(&r, &b)| ((1.0 - momentum) * r as f64 + momentum * scale * b as f64) as f32)
-                .collect();
-            assert_close(
-                &format!("running c {c}"),
-                &gpu.read::<f32>(&out).unwrap(),
-                &want,
-                TOL,
-            );
-        }
-    }
-
-    #[test]
     fn batchnorm_rejects_bad_sizes() {
         let Some((_lock, gpu)) = gpu_for_tests() else {
             return;
@@ -655,7 +574,5 @@ mod tests {
         )
         .map(|_| ()));
         assert!(m.contains("n * hw = 0"), "{m}");
-        let m = msg(running_update(&c3, &c2, 3, 0.1, 1.0).map(|_| ()));
-        assert!(m.contains("batch_stat 2"), "{m}");
     }
 }
