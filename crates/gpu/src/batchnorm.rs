@@ -8,14 +8,14 @@
 //! 1-element dummy buffer in its binding, which the shader never reads.
 use crate::elementwise::check_len;
 use crate::{Gpu, GpuBuffer, GpuError, Result, Shader};
-use bytemuck::{Pod, Zeroable};
 use senet_spec::batchnorm::BnShape;
+use slot::*;
 use std::sync::Arc;
 
-pub const SHADER: Shader = Shader {
-    name: "batchnorm",
-    source: include_str!("../../../shaders/batchnorm.wgsl"),
-};
+pub const SHADER: Shader = shader!(
+    "batchnorm",
+    ["invocation.wgsl", "workgroup_reduce.wgsl", "batchnorm.wgsl"]
+);
 
 /// Threads per workgroup of every kernel in the shader.
 const WORKGROUP: usize = 256;
@@ -25,17 +25,40 @@ const CHUNK: usize = 4096;
 const HAS_WEIGHT: u32 = 1;
 const HAS_BIAS: u32 = 2;
 
+/// `BnParams` of the shader.
 #[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct BnParams {
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct BnParams {
     n: u32,
     c: u32,
     hw: u32,
+    /// Chunks of CHUNK values per channel.
     chunks: u32,
+    /// Elements of x.
     len: u32,
     flags: u32,
+    /// n * hw
     m: f32,
     eps: f32,
+}
+
+/// The binding slot of each buffer, as the shader declares it: one slot per buffer whatever the
+/// kernel (the kernel that computes a statistic binds the same slot to write it).
+mod slot {
+    pub const X: u32 = 1;
+    pub const DY: u32 = 2;
+    pub const WEIGHT: u32 = 3;
+    pub const BIAS: u32 = 4;
+    pub const MEAN: u32 = 5;
+    pub const VAR: u32 = 6;
+    pub const INVSTD: u32 = 7;
+    pub const DWEIGHT: u32 = 8;
+    pub const DBIAS: u32 = 9;
+    /// The chunk partial sums, and the second ones of the backward pass.
+    pub const PART: u32 = 10;
+    pub const PART2: u32 = 11;
+    /// y, or dx.
+    pub const OUT: u32 = 12;
 }
 
 /// What [`forward_train`] returns: output and per-channel batch statistics.
@@ -199,24 +222,36 @@ pub fn forward_train(
             invstd,
         });
     }
-    call.dispatch("mean_partial", &[(1, x), (2, &part)], call.partial_groups())?;
-    call.dispatch("mean_finalize", &[(1, x), (2, &part), (3, &mean)], s.c)?;
+    call.dispatch(
+        "mean_partial",
+        &[(X, x), (PART, &part)],
+        call.partial_groups(),
+    )?;
+    call.dispatch(
+        "mean_finalize",
+        &[(X, x), (PART, &part), (MEAN, &mean)],
+        s.c,
+    )?;
     // The queue orders the passes, so the variance pass may reuse the partials buffer.
     call.dispatch(
         "var_partial",
-        &[(1, x), (2, &mean), (3, &part)],
+        &[(X, x), (MEAN, &mean), (PART, &part)],
         call.partial_groups(),
     )?;
-    call.dispatch("var_finalize", &[(1, &part), (2, &var), (3, &invstd)], s.c)?;
+    call.dispatch(
+        "var_finalize",
+        &[(PART, &part), (VAR, &var), (INVSTD, &invstd)],
+        s.c,
+    )?;
     call.dispatch(
         "apply_norm",
         &[
-            (1, x),
-            (2, &mean),
-            (3, &invstd),
-            (4, wb.or(weight)),
-            (5, bb.or(bias)),
-            (6, &y),
+            (X, x),
+            (MEAN, &mean),
+            (INVSTD, &invstd),
+            (WEIGHT, wb.or(weight)),
+            (BIAS, bb.or(bias)),
+            (OUT, &y),
         ],
         call.element_groups(),
     )?;
@@ -252,18 +287,18 @@ pub fn forward_eval(
     }
     call.dispatch(
         "eval_invstd",
-        &[(1, var), (2, &invstd)],
+        &[(VAR, var), (INVSTD, &invstd)],
         s.c.div_ceil(WORKGROUP),
     )?;
     call.dispatch(
         "apply_norm",
         &[
-            (1, x),
-            (2, mean),
-            (3, &invstd),
-            (4, wb.or(weight)),
-            (5, bb.or(bias)),
-            (6, &y),
+            (X, x),
+            (MEAN, mean),
+            (INVSTD, &invstd),
+            (WEIGHT, wb.or(weight)),
+            (BIAS, bb.or(bias)),
+            (OUT, &y),
         ],
         call.element_groups(),
     )?;
@@ -288,17 +323,23 @@ fn param_grads(
     let part_dyx = gpu.alloc(call.partial_groups())?;
     call.dispatch(
         "grad_partial",
-        &[(1, x), (2, dy), (3, mean), (4, &part_dy), (5, &part_dyx)],
+        &[
+            (X, x),
+            (DY, dy),
+            (MEAN, mean),
+            (PART, &part_dy),
+            (PART2, &part_dyx),
+        ],
         call.partial_groups(),
     )?;
     call.dispatch(
         "grad_finalize",
         &[
-            (1, &part_dy),
-            (2, &part_dyx),
-            (3, invstd),
-            (4, &dweight),
-            (5, &dbias),
+            (PART, &part_dy),
+            (PART2, &part_dyx),
+            (INVSTD, invstd),
+            (DWEIGHT, &dweight),
+            (DBIAS, &dbias),
         ],
         call.s.c,
     )?;
@@ -340,14 +381,14 @@ pub fn backward_train(
     call.dispatch(
         "dx_train",
         &[
-            (1, x),
-            (2, dy),
-            (3, mean),
-            (4, invstd),
-            (5, wb.or(weight)),
-            (6, &dweight),
-            (7, &dbias),
-            (8, &dx),
+            (X, x),
+            (DY, dy),
+            (MEAN, mean),
+            (INVSTD, invstd),
+            (WEIGHT, wb.or(weight)),
+            (DWEIGHT, &dweight),
+            (DBIAS, &dbias),
+            (OUT, &dx),
         ],
         call.element_groups(),
     )?;
@@ -370,7 +411,12 @@ pub fn backward_eval(
     let dx = call.gpu.alloc(call.len())?;
     call.dispatch(
         "dx_eval",
-        &[(1, dy), (2, invstd), (3, wb.or(weight)), (4, &dx)],
+        &[
+            (DY, dy),
+            (INVSTD, invstd),
+            (WEIGHT, wb.or(weight)),
+            (OUT, &dx),
+        ],
         call.element_groups(),
     )?;
     Ok((dx, dweight, dbias))

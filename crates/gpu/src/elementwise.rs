@@ -5,23 +5,22 @@
 //! dropped and neighbours that step together in every view are merged, so `[B,C,H,W] * [1,C,1,1]`
 //! runs as a rank-3 problem and a contiguous view takes the index-free path.
 use crate::{Gpu, GpuBuffer, GpuError, Result, Shader};
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use senet_spec::elementwise::{BinaryOp, UnaryOp};
 use std::sync::Arc;
 
-pub const SHADER: Shader = Shader {
-    name: "elementwise",
-    source: include_str!("../../../shaders/elementwise.wgsl"),
-};
+pub const SHADER: Shader = shader!("elementwise", ["invocation.wgsl", "elementwise.wgsl"]);
 
 /// Threads per workgroup of every 1-D kernel in the shader.
 const WORKGROUP: usize = 256;
 
+/// `UnaryParams` of the shader (also used by `fill`).
 #[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct UnaryParams {
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct UnaryParams {
     len: u32,
     arg: f32,
+    /// Rounds the uniform up to 16 bytes.
     _pad: [u32; 2],
 }
 
@@ -80,11 +79,11 @@ pub struct StridedBuf<'a> {
     pub offset: usize,
 }
 
-/// Mirrors `StridedParams` in the shader: dimensions right-aligned in 8 slots, `first` is the
-/// first real one. vec4 packing because uniform arrays need a 16-byte element stride.
+/// `StridedParams` of the shader: dimensions right-aligned in 8 slots, `first` is the first
+/// real one. vec4 packing because uniform arrays need a 16-byte element stride.
 #[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct StridedParams {
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct StridedParams {
     len: u32,
     off_a: u32,
     off_b: u32,

@@ -8,21 +8,25 @@
 use crate::elementwise::check_len;
 use crate::reduce::reduce;
 use crate::{GpuBuffer, GpuError, Result, Shader};
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use senet_spec::reduce::ReduceOp;
 
-pub const SHADER: Shader = Shader {
-    name: "softmax_xent",
-    source: include_str!("../../../shaders/softmax_xent.wgsl"),
-};
+pub const SHADER: Shader = shader!(
+    "softmax_xent",
+    [
+        "invocation.wgsl",
+        "workgroup_reduce.wgsl",
+        "softmax_xent.wgsl"
+    ]
+);
 
 /// Threads per workgroup of the column kernels (the row kernels use 64, one row each).
 const WORKGROUP: usize = 256;
 
-/// Mirrors `SoftmaxParams` in the shader.
+/// `SoftmaxParams` of the shader.
 #[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SoftmaxParams {
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct SoftmaxParams {
     outer: u32,
     axis: u32,
     inner: u32,
