@@ -25,21 +25,21 @@ const CHUNK: usize = 4096;
 const HAS_WEIGHT: u32 = 1;
 const HAS_BIAS: u32 = 2;
 
-/// `BnParams` of the shader.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct BnParams {
-    n: u32,
-    c: u32,
-    hw: u32,
-    /// Chunks of CHUNK values per channel.
-    chunks: u32,
-    /// Elements of x.
-    len: u32,
-    flags: u32,
-    /// n * hw
-    m: f32,
-    eps: f32,
+wgsl_params! {
+    /// `BnParams` of the shader.
+    pub(crate) struct BnParams {
+        n: u32,
+        c: u32,
+        hw: u32,
+        /// Chunks of CHUNK values per channel.
+        chunks: u32,
+        /// Elements of x.
+        len: u32,
+        flags: u32,
+        /// n * hw
+        m: f32,
+        eps: f32,
+    }
 }
 
 /// The binding slot of each buffer, as the shader declares it: one slot per buffer whatever the

@@ -75,35 +75,35 @@ enum Method {
     Direct,
 }
 
-/// `ConvParams` of `shaders/conv2d_common.wgsl`, read by every conv2d kernel.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct ConvParams {
-    batch: u32,
-    cin: u32,
-    h: u32,
-    w: u32,
-    cout: u32,
-    oh: u32,
-    ow: u32,
-    groups: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-    cin_g: u32,
-    cout_g: u32,
-    /// Weight gradient: number of K ranges, and the length of each (a multiple of TILE_K).
-    splits: u32,
-    k_split: u32,
-    /// Elements of the weight.
-    len: u32,
-    /// Rounds the uniform up to 16 bytes.
-    _pad: [u32; 3],
+wgsl_params! {
+    /// `ConvParams` of `shaders/conv2d_common.wgsl`, read by every conv2d kernel.
+    pub(crate) struct ConvParams {
+        batch: u32,
+        cin: u32,
+        h: u32,
+        w: u32,
+        cout: u32,
+        oh: u32,
+        ow: u32,
+        groups: u32,
+        kh: u32,
+        kw: u32,
+        sh: u32,
+        sw: u32,
+        ph: u32,
+        pw: u32,
+        dh: u32,
+        dw: u32,
+        cin_g: u32,
+        cout_g: u32,
+        /// Weight gradient: number of K ranges, and the length of each (a multiple of TILE_K).
+        splits: u32,
+        k_split: u32,
+        /// Elements of the weight.
+        len: u32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: [u32; 3],
+    }
 }
 
 /// A checked geometry: the sizes every pass needs and the shader parameters.

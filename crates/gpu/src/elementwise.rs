@@ -14,14 +14,14 @@ pub const SHADER: Shader = shader!("elementwise", ["invocation.wgsl", "elementwi
 /// Threads per workgroup of every 1-D kernel in the shader.
 const WORKGROUP: usize = 256;
 
-/// `UnaryParams` of the shader (also used by `fill`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct UnaryParams {
-    len: u32,
-    arg: f32,
-    /// Rounds the uniform up to 16 bytes.
-    _pad: [u32; 2],
+wgsl_params! {
+    /// `UnaryParams` of the shader (also used by `fill`).
+    pub(crate) struct UnaryParams {
+        len: u32,
+        arg: f32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: [u32; 2],
+    }
 }
 
 /// Errors unless `len` elements can be indexed with u32 in a shader.
@@ -79,18 +79,18 @@ pub struct StridedBuf<'a> {
     pub offset: usize,
 }
 
-/// `StridedParams` of the shader: dimensions right-aligned in 8 slots, `first` is the first
-/// real one. vec4 packing because uniform arrays need a 16-byte element stride.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct StridedParams {
-    len: u32,
-    off_a: u32,
-    off_b: u32,
-    first: u32,
-    shape: [[u32; 4]; 2],
-    stride_a: [[u32; 4]; 2],
-    stride_b: [[u32; 4]; 2],
+wgsl_params! {
+    /// `StridedParams` of the shader: dimensions right-aligned in 8 slots, `first` is the first
+    /// real one. vec4 packing because uniform arrays need a 16-byte element stride.
+    pub(crate) struct StridedParams {
+        len: u32,
+        off_a: u32,
+        off_b: u32,
+        first: u32,
+        shape: [[u32; 4]; 2],
+        stride_a: [[u32; 4]; 2],
+        stride_b: [[u32; 4]; 2],
+    }
 }
 
 /// Checks that `view` has one stride per dimension of `shape` and stays inside its buffer.

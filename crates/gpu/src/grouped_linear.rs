@@ -21,14 +21,14 @@ pub const SHADER: Shader = shader!("grouped_linear", ["invocation.wgsl", "groupe
 /// Columns per workgroup of `column_sum`.
 const SUM_COLUMNS: usize = 16;
 
-/// `SumParams` of `shaders/grouped_linear.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct SumParams {
-    rows: u32,
-    cols: u32,
-    /// Rounds the uniform up to 16 bytes.
-    _pad: [u32; 2],
+wgsl_params! {
+    /// `SumParams` of `shaders/grouped_linear.wgsl`.
+    pub(crate) struct SumParams {
+        rows: u32,
+        cols: u32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: [u32; 2],
+    }
 }
 
 /// Errors unless `buf` has exactly `want` elements.

@@ -11,8 +11,12 @@
 //! flat arrays of f32 (or u32 indices) and the caller passes the sizes.
 //!
 //! Every launcher has a test against the CPU kernel of `senet-cpu` on small random shapes; on a
-//! machine without a GPU they run on Mesa's lavapipe (software Vulkan).
+//! machine without a GPU they run on Mesa's lavapipe (software Vulkan). Every uniform struct a
+//! shader reads is declared once in Rust with `wgsl_params!`, and a test (in `params`) parses
+//! the shaders with naga and checks each against its Rust twin, with no GPU needed.
 
+#[macro_use]
+mod params;
 mod runtime;
 
 /// A [`Shader`] named `$name` whose source is the listed files of `shaders/`, in order: WGSL has

@@ -73,19 +73,19 @@ pub struct GemmShape {
     pub c: MatrixLayout,
 }
 
-/// `GemmParams` of `shaders/matmul.wgsl`. A layout is (offset, batch stride, row stride,
-/// column stride), a `vec4<u32>` in the shader.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct GemmParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a: [u32; 4],
-    b: [u32; 4],
-    c: [u32; 4],
-    bias: [u32; 4],
+wgsl_params! {
+    /// `GemmParams` of `shaders/matmul.wgsl`. A layout is (offset, batch stride, row stride,
+    /// column stride), a `vec4<u32>` in the shader.
+    pub(crate) struct GemmParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        batch: u32,
+        a: [u32; 4],
+        b: [u32; 4],
+        c: [u32; 4],
+        bias: [u32; 4],
+    }
 }
 
 /// `v` as a shader index, or an error naming `what` when it does not fit in u32.

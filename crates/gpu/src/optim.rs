@@ -10,38 +10,38 @@ pub const SHADER: Shader = shader!("optim", ["invocation.wgsl", "optim.wgsl"]);
 /// Threads per workgroup of both kernels.
 const WORKGROUP: usize = 256;
 
-/// `SgdParams` of the shader.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct SgdParams {
-    len: u32,
-    lr: f32,
-    momentum: f32,
-    weight_decay: f32,
-    nesterov: u32,
-    first_step: u32,
-    /// Rounds the uniform up to 16 bytes.
-    _pad: [u32; 2],
+wgsl_params! {
+    /// `SgdParams` of the shader.
+    pub(crate) struct SgdParams {
+        len: u32,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        nesterov: u32,
+        first_step: u32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: [u32; 2],
+    }
 }
 
-/// `AdamParams` of the shader: the scalars of `AdamScalars`, rounded to f32.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct AdamParams {
-    len: u32,
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    one_minus_beta1: f32,
-    one_minus_beta2: f32,
-    eps: f32,
-    /// 1 - lr * weight_decay.
-    decay: f32,
-    /// 1 - beta1^step and 1 - beta2^step.
-    bias1: f32,
-    bias2: f32,
-    /// Rounds the uniform up to 16 bytes.
-    _pad: [u32; 2],
+wgsl_params! {
+    /// `AdamParams` of the shader: the scalars of `AdamScalars`, rounded to f32.
+    pub(crate) struct AdamParams {
+        len: u32,
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        one_minus_beta1: f32,
+        one_minus_beta2: f32,
+        eps: f32,
+        /// 1 - lr * weight_decay.
+        decay: f32,
+        /// 1 - beta1^step and 1 - beta2^step.
+        bias1: f32,
+        bias2: f32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: [u32; 2],
+    }
 }
 
 /// Errors unless every named buffer holds at least `len` elements.

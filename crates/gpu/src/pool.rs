@@ -14,23 +14,23 @@ pub const SHADER: Shader = shader!("pool", ["invocation.wgsl", "pool.wgsl"]);
 /// Threads per workgroup of every kernel in the shader.
 const WORKGROUP: usize = 256;
 
-/// `PoolParams` of the shader.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct PoolParams {
-    len: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    /// Rounds the uniform up to 16 bytes.
-    _pad: u32,
+wgsl_params! {
+    /// `PoolParams` of the shader.
+    pub(crate) struct PoolParams {
+        len: u32,
+        in_h: u32,
+        in_w: u32,
+        out_h: u32,
+        out_w: u32,
+        kh: u32,
+        kw: u32,
+        sh: u32,
+        sw: u32,
+        ph: u32,
+        pw: u32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: u32,
+    }
 }
 
 /// A validated geometry: element counts of x and y, and the uniform (its `len` still unset).

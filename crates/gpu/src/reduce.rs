@@ -29,18 +29,18 @@ const ROWS_MIN_LEN: usize = 64;
 const ROWS_SPLIT_BELOW: usize = 1024;
 const COLS_SPLIT_BELOW: usize = 1 << 14;
 
-/// `ReduceParams` of the shader.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct ReduceParams {
-    outer: u32,
-    reduced: u32,
-    inner: u32,
-    chunk: u32,
-    chunks: u32,
-    total: u32,
-    /// Rounds the uniform up to 16 bytes.
-    _pad: [u32; 2],
+wgsl_params! {
+    /// `ReduceParams` of the shader.
+    pub(crate) struct ReduceParams {
+        outer: u32,
+        reduced: u32,
+        inner: u32,
+        chunk: u32,
+        chunks: u32,
+        total: u32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: [u32; 2],
+    }
 }
 
 /// Reduces `x` viewed as `[outer, reduced, inner]` along the middle axis; the result is

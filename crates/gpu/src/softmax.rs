@@ -23,18 +23,18 @@ pub const SHADER: Shader = shader!(
 /// Threads per workgroup of the column kernels (the row kernels use 64, one row each).
 const WORKGROUP: usize = 256;
 
-/// `SoftmaxParams` of the shader.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct SoftmaxParams {
-    outer: u32,
-    axis: u32,
-    inner: u32,
-    total: u32,
-    log: u32,
-    eps: f32,
-    on: f32,
-    off: f32,
+wgsl_params! {
+    /// `SoftmaxParams` of the shader.
+    pub(crate) struct SoftmaxParams {
+        outer: u32,
+        axis: u32,
+        inner: u32,
+        total: u32,
+        log: u32,
+        eps: f32,
+        on: f32,
+        off: f32,
+    }
 }
 
 /// Checks that each named buffer holds `outer * axis * inner` elements; returns that count.
