@@ -1,8 +1,6 @@
 // Elementwise kernels: unary maps, binary ops on broadcast (strided) operands, the strided
-// gather behind `contiguous()`, its inverse (scatter, for concat), and fill.
-//
-// One thread per output element. Workgroups are laid out in a 2-D grid when there are more
-// than 65,535 of them; the flat index is rebuilt from `wid.x + wid.y * num_workgroups.x`.
+// gather behind `contiguous()`, its inverse (scatter, for concat), and fill. The launcher
+// prepends invocation.wgsl. One thread per output element.
 
 // Which op a pipeline computes (a pipeline-overridable constant, so each op is its own
 // specialized pipeline): an op's number is its place in `UnaryOp::ALL` (or `BinaryOp::ALL`) of
@@ -18,10 +16,6 @@ struct UnaryParams {
 @group(0) @binding(0) var<uniform> up: UnaryParams;
 @group(0) @binding(1) var<storage, read> ux: array<f32>;
 @group(0) @binding(2) var<storage, read_write> uy: array<f32>;
-
-fn flat_index(gid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 256u + lid.x;
-}
 
 fn unary_op(x: f32) -> f32 {
     switch OP {
@@ -41,10 +35,9 @@ fn unary_op(x: f32) -> f32 {
     }
 }
 
-@compute @workgroup_size(256)
-fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-         @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_index(gid, wid, nwg, lid);
+@compute @workgroup_size(WG)
+fn unary(inv: Invocation) {
+    let i = thread_index(inv);
     if (i >= up.len) { return; }
     uy[i] = unary_op(ux[i]);
 }
@@ -100,48 +93,43 @@ fn binary_op(a: f32, b: f32) -> f32 {
     }
 }
 
-@compute @workgroup_size(256)
-fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-          @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_index(gid, wid, nwg, lid);
+@compute @workgroup_size(WG)
+fn binary(inv: Invocation) {
+    let i = thread_index(inv);
     if (i >= sp.len) { return; }
     let off = strided_offsets(i);
     sout[i] = binary_op(sa[off.x], sb[off.y]);
 }
 
 // Both operands contiguous (possibly at an offset): no index arithmetic at all.
-@compute @workgroup_size(256)
-fn binary_contig(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-                 @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_index(gid, wid, nwg, lid);
+@compute @workgroup_size(WG)
+fn binary_contig(inv: Invocation) {
+    let i = thread_index(inv);
     if (i >= sp.len) { return; }
     sout[i] = binary_op(sa[sp.off_a + i], sb[sp.off_b + i]);
 }
 
 // sout (contiguous) = the view a of sa.
-@compute @workgroup_size(256)
-fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-          @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_index(gid, wid, nwg, lid);
+@compute @workgroup_size(WG)
+fn gather(inv: Invocation) {
+    let i = thread_index(inv);
     if (i >= sp.len) { return; }
     sout[i] = sa[strided_offsets(i).x];
 }
 
 // The view a of sout = sa (contiguous). The launcher rejects views that repeat an element, so
 // no two threads write the same place.
-@compute @workgroup_size(256)
-fn scatter(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-           @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_index(gid, wid, nwg, lid);
+@compute @workgroup_size(WG)
+fn scatter(inv: Invocation) {
+    let i = thread_index(inv);
     if (i >= sp.len) { return; }
     sout[strided_offsets(i).x] = sa[i];
 }
 
 // uy[..len] = arg (reuses the unary bindings: `up` and `uy`).
-@compute @workgroup_size(256)
-fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_index(gid, wid, nwg, lid);
+@compute @workgroup_size(WG)
+fn fill(inv: Invocation) {
+    let i = thread_index(inv);
     if (i >= up.len) { return; }
     uy[i] = up.arg;
 }

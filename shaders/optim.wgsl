@@ -1,33 +1,25 @@
 // Optimizer steps, one thread per parameter, updating the parameter and its state in place.
-// The expressions and their order are those of crates/cpu/src/optim.rs (PyTorch's semantics);
-// per-step scalars (bias corrections, decay factor) arrive precomputed in the uniform.
+// The launcher prepends invocation.wgsl. The expressions and their order are those of
+// crates/cpu/src/optim.rs (PyTorch's semantics); per-step scalars (bias corrections, decay
+// factor) arrive precomputed in the uniform.
 
 struct SgdParams {
     len: u32,
-    lr: f32,
-    momentum: f32,
-    weight_decay: f32,
-    nesterov: u32,
-    first_step: u32,
-    _pad0: u32,
-    _pad1: u32,
+    lr: f32, momentum: f32, weight_decay: f32,
+    // Flags, 0 or 1.
+    nesterov: u32, first_step: u32,
 };
 
 struct AdamParams {
     len: u32,
     lr: f32,
-    beta1: f32,
-    beta2: f32,
-    one_minus_beta1: f32,
-    one_minus_beta2: f32,
+    beta1: f32, beta2: f32,
+    one_minus_beta1: f32, one_minus_beta2: f32,
     eps: f32,
     // 1 - lr * weight_decay (decoupled weight decay).
     decay: f32,
     // 1 - beta^step.
-    bias1: f32,
-    bias2: f32,
-    _pad0: u32,
-    _pad1: u32,
+    bias1: f32, bias2: f32,
 };
 
 @group(0) @binding(0) var<uniform> sgd: SgdParams;
@@ -39,14 +31,9 @@ struct AdamParams {
 // AdamW's second moment.
 @group(0) @binding(4) var<storage, read_write> state2: array<f32>;
 
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 256u + lid.x;
-}
-
-@compute @workgroup_size(256)
-fn sgd_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_index(wid, nwg, lid);
+@compute @workgroup_size(WG)
+fn sgd_step(inv: Invocation) {
+    let i = thread_index(inv);
     if (i >= sgd.len) { return; }
     let p = param[i];
     var g = grad[i] + sgd.weight_decay * p;
@@ -62,10 +49,9 @@ fn sgd_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     param[i] = p - sgd.lr * g;
 }
 
-@compute @workgroup_size(256)
-fn adamw_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_index(wid, nwg, lid);
+@compute @workgroup_size(WG)
+fn adamw_step(inv: Invocation) {
+    let i = thread_index(inv);
     if (i >= adam.len) { return; }
     let g = grad[i];
     let p = param[i] * adam.decay;

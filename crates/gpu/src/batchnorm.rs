@@ -1,5 +1,5 @@
 //! Launchers for `shaders/batchnorm.wgsl`: batch normalization over x viewed as `[n, c, hw]`
-//! with per-channel statistics, its backward passes and the running-statistics update.
+//! with per-channel statistics, and its backward passes.
 //!
 //! Semantics are those of `senet_cpu::batchnorm`. Per-channel sums are deterministic two-stage
 //! tree reductions (a workgroup per channel and chunk of [`CHUNK`] values, then a workgroup per
@@ -8,14 +8,14 @@
 //! 1-element dummy buffer in its binding, which the shader never reads.
 use crate::elementwise::check_len;
 use crate::{Gpu, GpuBuffer, GpuError, Result, Shader};
-use bytemuck::{Pod, Zeroable};
 use senet_spec::batchnorm::BnShape;
+use slot::*;
 use std::sync::Arc;
 
-pub const SHADER: Shader = Shader {
-    name: "batchnorm",
-    source: include_str!("../../../shaders/batchnorm.wgsl"),
-};
+pub const SHADER: Shader = shader!(
+    "batchnorm",
+    ["invocation.wgsl", "workgroup_reduce.wgsl", "batchnorm.wgsl"]
+);
 
 /// Threads per workgroup of every kernel in the shader.
 const WORKGROUP: usize = 256;
@@ -25,26 +25,40 @@ const CHUNK: usize = 4096;
 const HAS_WEIGHT: u32 = 1;
 const HAS_BIAS: u32 = 2;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct BnParams {
-    n: u32,
-    c: u32,
-    hw: u32,
-    chunks: u32,
-    len: u32,
-    flags: u32,
-    m: f32,
-    eps: f32,
+wgsl_params! {
+    /// `BnParams` of the shader.
+    pub(crate) struct BnParams {
+        n: u32,
+        c: u32,
+        hw: u32,
+        /// Chunks of CHUNK values per channel.
+        chunks: u32,
+        /// Elements of x.
+        len: u32,
+        flags: u32,
+        /// n * hw
+        m: f32,
+        eps: f32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct RunningParams {
-    len: u32,
-    keep: f32,
-    take: f32,
-    _pad: u32,
+/// The binding slot of each buffer, as the shader declares it: one slot per buffer whatever the
+/// kernel (the kernel that computes a statistic binds the same slot to write it).
+mod slot {
+    pub const X: u32 = 1;
+    pub const DY: u32 = 2;
+    pub const WEIGHT: u32 = 3;
+    pub const BIAS: u32 = 4;
+    pub const MEAN: u32 = 5;
+    pub const VAR: u32 = 6;
+    pub const INVSTD: u32 = 7;
+    pub const DWEIGHT: u32 = 8;
+    pub const DBIAS: u32 = 9;
+    /// The chunk partial sums, and the second ones of the backward pass.
+    pub const PART: u32 = 10;
+    pub const PART2: u32 = 11;
+    /// y, or dx.
+    pub const OUT: u32 = 12;
 }
 
 /// What [`forward_train`] returns: output and per-channel batch statistics.
@@ -208,24 +222,36 @@ pub fn forward_train(
             invstd,
         });
     }
-    call.dispatch("mean_partial", &[(1, x), (2, &part)], call.partial_groups())?;
-    call.dispatch("mean_finalize", &[(1, x), (2, &part), (3, &mean)], s.c)?;
+    call.dispatch(
+        "mean_partial",
+        &[(X, x), (PART, &part)],
+        call.partial_groups(),
+    )?;
+    call.dispatch(
+        "mean_finalize",
+        &[(X, x), (PART, &part), (MEAN, &mean)],
+        s.c,
+    )?;
     // The queue orders the passes, so the variance pass may reuse the partials buffer.
     call.dispatch(
         "var_partial",
-        &[(1, x), (2, &mean), (3, &part)],
+        &[(X, x), (MEAN, &mean), (PART, &part)],
         call.partial_groups(),
     )?;
-    call.dispatch("var_finalize", &[(1, &part), (2, &var), (3, &invstd)], s.c)?;
+    call.dispatch(
+        "var_finalize",
+        &[(PART, &part), (VAR, &var), (INVSTD, &invstd)],
+        s.c,
+    )?;
     call.dispatch(
         "apply_norm",
         &[
-            (1, x),
-            (2, &mean),
-            (3, &invstd),
-            (4, wb.or(weight)),
-            (5, bb.or(bias)),
-            (6, &y),
+            (X, x),
+            (MEAN, &mean),
+            (INVSTD, &invstd),
+            (WEIGHT, wb.or(weight)),
+            (BIAS, bb.or(bias)),
+            (OUT, &y),
         ],
         call.element_groups(),
     )?;
@@ -261,18 +287,18 @@ pub fn forward_eval(
     }
     call.dispatch(
         "eval_invstd",
-        &[(1, var), (2, &invstd)],
+        &[(VAR, var), (INVSTD, &invstd)],
         s.c.div_ceil(WORKGROUP),
     )?;
     call.dispatch(
         "apply_norm",
         &[
-            (1, x),
-            (2, mean),
-            (3, &invstd),
-            (4, wb.or(weight)),
-            (5, bb.or(bias)),
-            (6, &y),
+            (X, x),
+            (MEAN, mean),
+            (INVSTD, &invstd),
+            (WEIGHT, wb.or(weight)),
+            (BIAS, bb.or(bias)),
+            (OUT, &y),
         ],
         call.element_groups(),
     )?;
@@ -297,17 +323,23 @@ fn param_grads(
     let part_dyx = gpu.alloc(call.partial_groups())?;
     call.dispatch(
         "grad_partial",
-        &[(1, x), (2, dy), (3, mean), (4, &part_dy), (5, &part_dyx)],
+        &[
+            (X, x),
+            (DY, dy),
+            (MEAN, mean),
+            (PART, &part_dy),
+            (PART2, &part_dyx),
+        ],
         call.partial_groups(),
     )?;
     call.dispatch(
         "grad_finalize",
         &[
-            (1, &part_dy),
-            (2, &part_dyx),
-            (3, invstd),
-            (4, &dweight),
-            (5, &dbias),
+            (PART, &part_dy),
+            (PART2, &part_dyx),
+            (INVSTD, invstd),
+            (DWEIGHT, &dweight),
+            (DBIAS, &dbias),
         ],
         call.s.c,
     )?;
@@ -349,14 +381,14 @@ pub fn backward_train(
     call.dispatch(
         "dx_train",
         &[
-            (1, x),
-            (2, dy),
-            (3, mean),
-            (4, invstd),
-            (5, wb.or(weight)),
-            (6, &dweight),
-            (7, &dbias),
-            (8, &dx),
+            (X, x),
+            (DY, dy),
+            (MEAN, mean),
+            (INVSTD, invstd),
+            (WEIGHT, wb.or(weight)),
+            (DWEIGHT, &dweight),
+            (DBIAS, &dbias),
+            (OUT, &dx),
         ],
         call.element_groups(),
     )?;
@@ -379,50 +411,15 @@ pub fn backward_eval(
     let dx = call.gpu.alloc(call.len())?;
     call.dispatch(
         "dx_eval",
-        &[(1, dy), (2, invstd), (3, wb.or(weight)), (4, &dx)],
+        &[
+            (DY, dy),
+            (INVSTD, invstd),
+            (WEIGHT, wb.or(weight)),
+            (OUT, &dx),
+        ],
         call.element_groups(),
     )?;
     Ok((dx, dweight, dbias))
-}
-
-/// `(1 - momentum) * running + momentum * scale * batch_stat` over `c` channels, as a new
-/// buffer. `scale` is 1 for the mean and m / (m - 1) (m = n * hw) to turn the biased batch
-/// variance into the unbiased one that PyTorch keeps.
-pub fn running_update(
-    running: &GpuBuffer,
-    batch_stat: &GpuBuffer,
-    c: usize,
-    momentum: f64,
-    scale: f64,
-) -> Result<GpuBuffer> {
-    let gpu = running.gpu();
-    if !Arc::ptr_eq(gpu, batch_stat.gpu()) {
-        return Err(GpuError::Validation(format!(
-            "batchnorm running_update: running lives on gpu:{}, batch_stat on gpu:{}",
-            gpu.id,
-            batch_stat.gpu().id
-        )));
-    }
-    if running.len() != c || batch_stat.len() != c {
-        return Err(GpuError::Validation(format!("batchnorm running_update: running has {} elements and batch_stat {}, both need c = {c}", running.len(), batch_stat.len())));
-    }
-    // Coefficients in f64 on the host, rounded once.
-    let params = RunningParams {
-        len: check_len("batchnorm running_update", c)?,
-        keep: (1.0 - momentum) as f32,
-        take: (momentum * scale) as f32,
-        _pad: 0,
-    };
-    let out = gpu.alloc(c)?;
-    gpu.dispatch(
-        &SHADER,
-        "running_update",
-        &[],
-        bytemuck::bytes_of(&params),
-        &[(1, running), (2, batch_stat), (3, &out)],
-        gpu.grid_1d(c.div_ceil(WORKGROUP)),
-    )?;
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -591,38 +588,6 @@ mod tests {
     }
 
     #[test]
-    fn running_update_blends_with_momentum() {
-        let Some((_lock, gpu)) = gpu_for_tests() else {
-            return;
-        };
-        let mut rng = StdRng::seed_from_u64(13);
-        for c in [1usize, 7, 300] {
-            let running = rand_vec::<f32>(&mut rng, c, -2.0, 2.0);
-            let stat = rand_vec::<f32>(&mut rng, c, 0.0, 3.0);
-            let (momentum, scale) = (0.1, 50.0 / 49.0);
-            let out = running_update(
-                &gpu.upload(&running).unwrap(),
-                &gpu.upload(&stat).unwrap(),
-                c,
-                momentum,
-                scale,
-            )
-            .unwrap();
-            let want: Vec<f32> = running
-                .iter()
-                .zip(&stat)
-                .map(|(&r, &b)| ((1.0 - momentum) * r as f64 + momentum * scale * b as f64) as f32)
-                .collect();
-            assert_close(
-                &format!("running c {c}"),
-                &gpu.read::<f32>(&out).unwrap(),
-                &want,
-                TOL,
-            );
-        }
-    }
-
-    #[test]
     fn batchnorm_rejects_bad_sizes() {
         let Some((_lock, gpu)) = gpu_for_tests() else {
             return;
@@ -655,7 +620,5 @@ mod tests {
         )
         .map(|_| ()));
         assert!(m.contains("n * hw = 0"), "{m}");
-        let m = msg(running_update(&c3, &c2, 3, 0.1, 1.0).map(|_| ()));
-        assert!(m.contains("batch_stat 2"), "{m}");
     }
 }

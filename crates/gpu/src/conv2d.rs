@@ -19,28 +19,44 @@
 //! fixed order, so every result is deterministic without atomics. Convolutions with small groups
 //! (at most [`DIRECT_MAX_GROUP`] channels in and out: ResNeXt's early stages, depthwise), where
 //! a GEMM tile would be a few rows tall, use direct kernels instead. The algorithms are
-//! described in `shaders/conv2d.wgsl` and `shaders/conv2d_backward.wgsl`.
+//! described in `shaders/conv2d.wgsl`, `shaders/conv2d_backward_input.wgsl` and
+//! `shaders/conv2d_backward_weight.wgsl`.
 use crate::matmul::to_u32;
 use crate::{GpuBuffer, GpuError, Result, Shader};
-use bytemuck::{Pod, Zeroable};
 use senet_spec::conv2d::Conv2dGeometry;
 
-pub const SHADER: Shader = Shader {
-    name: "conv2d",
-    source: concat!(
-        include_str!("../../../shaders/gemm_tile.wgsl"),
-        include_str!("../../../shaders/conv_params.wgsl"),
-        include_str!("../../../shaders/conv2d.wgsl")
-    ),
-};
-pub const BACKWARD_SHADER: Shader = Shader {
-    name: "conv2d_backward",
-    source: concat!(
-        include_str!("../../../shaders/gemm_tile.wgsl"),
-        include_str!("../../../shaders/conv_params.wgsl"),
-        include_str!("../../../shaders/conv2d_backward.wgsl")
-    ),
-};
+/// Forward: `forward` (implicit GEMM) and `direct_forward`.
+pub const SHADER: Shader = shader!(
+    "conv2d",
+    [
+        "invocation.wgsl",
+        "gemm_tile.wgsl",
+        "conv2d_common.wgsl",
+        "conv2d.wgsl"
+    ]
+);
+/// Input gradient: `backward_input` (implicit GEMM) and `direct_backward_input`.
+pub const BACKWARD_INPUT_SHADER: Shader = shader!(
+    "conv2d_backward_input",
+    [
+        "invocation.wgsl",
+        "gemm_tile.wgsl",
+        "conv2d_common.wgsl",
+        "conv2d_backward_input.wgsl"
+    ]
+);
+/// Weight and bias gradients: `backward_weight` (implicit GEMM) with `reduce_splits`,
+/// `direct_backward_weight` and `backward_bias`.
+pub const BACKWARD_WEIGHT_SHADER: Shader = shader!(
+    "conv2d_backward_weight",
+    [
+        "invocation.wgsl",
+        "workgroup_reduce.wgsl",
+        "gemm_tile.wgsl",
+        "conv2d_common.wgsl",
+        "conv2d_backward_weight.wgsl"
+    ]
+);
 
 /// Rows and columns of the output tile of each GEMM workgroup.
 pub const TILE: usize = 64;
@@ -59,34 +75,35 @@ enum Method {
     Direct,
 }
 
-/// Mirrors `ConvParams` in both shaders (24 u32s, a multiple of 16 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct ConvParams {
-    batch: u32,
-    cin: u32,
-    h: u32,
-    w: u32,
-    cout: u32,
-    oh: u32,
-    ow: u32,
-    groups: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-    cin_g: u32,
-    cout_g: u32,
-    /// Weight gradient: number of K ranges, and the length of each (a multiple of TILE_K).
-    splits: u32,
-    k_split: u32,
-    /// Weight gradient: elements of the weight.
-    len: u32,
-    _pad: [u32; 3],
+wgsl_params! {
+    /// `ConvParams` of `shaders/conv2d_common.wgsl`, read by every conv2d kernel.
+    pub(crate) struct ConvParams {
+        batch: u32,
+        cin: u32,
+        h: u32,
+        w: u32,
+        cout: u32,
+        oh: u32,
+        ow: u32,
+        groups: u32,
+        kh: u32,
+        kw: u32,
+        sh: u32,
+        sw: u32,
+        ph: u32,
+        pw: u32,
+        dh: u32,
+        dw: u32,
+        cin_g: u32,
+        cout_g: u32,
+        /// Weight gradient: number of K ranges, and the length of each (a multiple of TILE_K).
+        splits: u32,
+        k_split: u32,
+        /// Elements of the weight.
+        len: u32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: [u32; 3],
+    }
 }
 
 /// A checked geometry: the sizes every pass needs and the shader parameters.
@@ -270,7 +287,7 @@ fn backward_input_using(
         ),
     };
     gpu.dispatch(
-        &BACKWARD_SHADER,
+        &BACKWARD_INPUT_SHADER,
         entry,
         &[],
         bytemuck::bytes_of(&c.p),
@@ -316,7 +333,7 @@ fn backward_weight_using(
     let dw = gpu.alloc(c.w_len)?;
     if c.method(method) == Method::Direct {
         gpu.dispatch(
-            &BACKWARD_SHADER,
+            &BACKWARD_WEIGHT_SHADER,
             "direct_backward_weight",
             &[],
             bytemuck::bytes_of(&c.p),
@@ -337,7 +354,7 @@ fn backward_weight_using(
     c.p.k_split = k_split as u32; // at most kdim + 15: fine, kdim is at most y_len
     if splits == 1 {
         gpu.dispatch(
-            &BACKWARD_SHADER,
+            &BACKWARD_WEIGHT_SHADER,
             "backward_weight",
             &[],
             bytemuck::bytes_of(&c.p),
@@ -353,7 +370,7 @@ fn backward_weight_using(
     )?;
     let partials = gpu.alloc(scratch_len)?;
     gpu.dispatch(
-        &BACKWARD_SHADER,
+        &BACKWARD_WEIGHT_SHADER,
         "backward_weight",
         &[],
         bytemuck::bytes_of(&c.p),
@@ -361,7 +378,7 @@ fn backward_weight_using(
         gpu.grid_1d(tiles * splits),
     )?;
     gpu.dispatch(
-        &BACKWARD_SHADER,
+        &BACKWARD_WEIGHT_SHADER,
         "reduce_splits",
         &[],
         bytemuck::bytes_of(&c.p),
@@ -379,7 +396,7 @@ pub fn backward_bias(g: &Conv2dGeometry, dy: &GpuBuffer) -> Result<GpuBuffer> {
     let gpu = dy.gpu();
     let db = gpu.alloc(g.out_channels)?;
     gpu.dispatch(
-        &BACKWARD_SHADER,
+        &BACKWARD_WEIGHT_SHADER,
         "backward_bias",
         &[],
         bytemuck::bytes_of(&c.p),

@@ -5,24 +5,23 @@
 //! dropped and neighbours that step together in every view are merged, so `[B,C,H,W] * [1,C,1,1]`
 //! runs as a rank-3 problem and a contiguous view takes the index-free path.
 use crate::{Gpu, GpuBuffer, GpuError, Result, Shader};
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use senet_spec::elementwise::{BinaryOp, UnaryOp};
 use std::sync::Arc;
 
-pub const SHADER: Shader = Shader {
-    name: "elementwise",
-    source: include_str!("../../../shaders/elementwise.wgsl"),
-};
+pub const SHADER: Shader = shader!("elementwise", ["invocation.wgsl", "elementwise.wgsl"]);
 
 /// Threads per workgroup of every 1-D kernel in the shader.
 const WORKGROUP: usize = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct UnaryParams {
-    len: u32,
-    arg: f32,
-    _pad: [u32; 2],
+wgsl_params! {
+    /// `UnaryParams` of the shader (also used by `fill`).
+    pub(crate) struct UnaryParams {
+        len: u32,
+        arg: f32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: [u32; 2],
+    }
 }
 
 /// Errors unless `len` elements can be indexed with u32 in a shader.
@@ -67,18 +66,18 @@ pub struct StridedBuf<'a> {
     pub offset: usize,
 }
 
-/// Mirrors `StridedParams` in the shader: dimensions right-aligned in 8 slots, `first` is the
-/// first real one. vec4 packing because uniform arrays need a 16-byte element stride.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct StridedParams {
-    len: u32,
-    off_a: u32,
-    off_b: u32,
-    first: u32,
-    shape: [[u32; 4]; 2],
-    stride_a: [[u32; 4]; 2],
-    stride_b: [[u32; 4]; 2],
+wgsl_params! {
+    /// `StridedParams` of the shader: dimensions right-aligned in 8 slots, `first` is the first
+    /// real one. vec4 packing because uniform arrays need a 16-byte element stride.
+    pub(crate) struct StridedParams {
+        len: u32,
+        off_a: u32,
+        off_b: u32,
+        first: u32,
+        shape: [[u32; 4]; 2],
+        stride_a: [[u32; 4]; 2],
+        stride_b: [[u32; 4]; 2],
+    }
 }
 
 /// Checks that `view` has one stride per dimension of `shape` and stays inside its buffer.

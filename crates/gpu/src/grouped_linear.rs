@@ -14,23 +14,21 @@
 //! - db: the column sums of dy (`shaders/grouped_linear.wgsl`, a fixed-order reduction).
 use crate::matmul::{gemm, to_u32, GemmShape, MatrixLayout};
 use crate::{GpuBuffer, GpuError, Result, Shader};
-use bytemuck::{Pod, Zeroable};
 use senet_spec::grouped_linear::GroupedLinearShape;
 
-pub const SHADER: Shader = Shader {
-    name: "grouped_linear",
-    source: include_str!("../../../shaders/grouped_linear.wgsl"),
-};
+pub const SHADER: Shader = shader!("grouped_linear", ["invocation.wgsl", "grouped_linear.wgsl"]);
 
 /// Columns per workgroup of `column_sum`.
 const SUM_COLUMNS: usize = 16;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SumParams {
-    rows: u32,
-    cols: u32,
-    _pad: [u32; 2],
+wgsl_params! {
+    /// `SumParams` of `shaders/grouped_linear.wgsl`.
+    pub(crate) struct SumParams {
+        rows: u32,
+        cols: u32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: [u32; 2],
+    }
 }
 
 /// Errors unless `buf` has exactly `want` elements.

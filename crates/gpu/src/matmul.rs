@@ -11,16 +11,12 @@
 //! [`TILE_K`] through workgroup memory; the shader's header explains the tiling. All batch
 //! entries and tiles go in one dispatch.
 use crate::{GpuBuffer, GpuError, Result, Shader};
-use bytemuck::{Pod, Zeroable};
 use senet_spec::matmul::MatmulShape;
 
-pub const SHADER: Shader = Shader {
-    name: "matmul",
-    source: concat!(
-        include_str!("../../../shaders/gemm_tile.wgsl"),
-        include_str!("../../../shaders/matmul.wgsl")
-    ),
-};
+pub const SHADER: Shader = shader!(
+    "matmul",
+    ["invocation.wgsl", "gemm_tile.wgsl", "matmul.wgsl"]
+);
 
 /// Rows of C per workgroup.
 pub const TILE_M: usize = 64;
@@ -77,18 +73,19 @@ pub struct GemmShape {
     pub c: MatrixLayout,
 }
 
-/// Mirrors `GemmParams` in the shader (20 u32s, a multiple of 16 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct GemmParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a: [u32; 4],
-    b: [u32; 4],
-    c: [u32; 4],
-    bias: [u32; 4],
+wgsl_params! {
+    /// `GemmParams` of `shaders/matmul.wgsl`. A layout is (offset, batch stride, row stride,
+    /// column stride), a `vec4<u32>` in the shader.
+    pub(crate) struct GemmParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        batch: u32,
+        a: [u32; 4],
+        b: [u32; 4],
+        c: [u32; 4],
+        bias: [u32; 4],
+    }
 }
 
 /// `v` as a shader index, or an error naming `what` when it does not fit in u32.

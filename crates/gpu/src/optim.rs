@@ -3,38 +3,45 @@
 //! roundings of the hyperparameters) of `senet_cpu::optim`.
 use crate::elementwise::check_len;
 use crate::{GpuBuffer, GpuError, Result, Shader};
-use bytemuck::{Pod, Zeroable};
 use senet_spec::optim::AdamScalars;
 
-pub const SHADER: Shader = Shader {
-    name: "optim",
-    source: include_str!("../../../shaders/optim.wgsl"),
-};
+pub const SHADER: Shader = shader!("optim", ["invocation.wgsl", "optim.wgsl"]);
 
 /// Threads per workgroup of both kernels.
 const WORKGROUP: usize = 256;
 
-/// Mirrors `SgdParams` in the shader.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SgdParams {
-    len: u32,
-    lr: f32,
-    momentum: f32,
-    weight_decay: f32,
-    nesterov: u32,
-    first_step: u32,
-    _pad: [u32; 2],
+wgsl_params! {
+    /// `SgdParams` of the shader.
+    pub(crate) struct SgdParams {
+        len: u32,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        nesterov: u32,
+        first_step: u32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: [u32; 2],
+    }
 }
 
-/// Mirrors `AdamParams` in the shader.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct AdamParams {
-    len: u32,
-    /// lr, beta1, beta2, 1 - beta1, 1 - beta2, eps, 1 - lr * wd, 1 - beta1^t, 1 - beta2^t.
-    scalars: [f32; 9],
-    _pad: [u32; 2],
+wgsl_params! {
+    /// `AdamParams` of the shader: the scalars of `AdamScalars`, rounded to f32.
+    pub(crate) struct AdamParams {
+        len: u32,
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        one_minus_beta1: f32,
+        one_minus_beta2: f32,
+        eps: f32,
+        /// 1 - lr * weight_decay.
+        decay: f32,
+        /// 1 - beta1^step and 1 - beta2^step.
+        bias1: f32,
+        bias2: f32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: [u32; 2],
+    }
 }
 
 /// Errors unless every named buffer holds at least `len` elements.
@@ -126,9 +133,19 @@ pub fn adamw_step(
         return Ok(());
     }
     let s = AdamScalars::new(lr, beta1, beta2, eps, weight_decay, step);
+    let [lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, decay, bias1, bias2] =
+        s.values.map(|x| x as f32);
     let params = AdamParams {
         len: n,
-        scalars: s.values.map(|x| x as f32),
+        lr,
+        beta1,
+        beta2,
+        one_minus_beta1,
+        one_minus_beta2,
+        eps,
+        decay,
+        bias1,
+        bias2,
         _pad: [0; 2],
     };
     let gpu = param.gpu();

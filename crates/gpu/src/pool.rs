@@ -6,33 +6,31 @@
 //! windows that cover it) instead of scattering, so they need no atomics and are deterministic.
 use crate::elementwise::check_len;
 use crate::{GpuBuffer, GpuError, Result, Shader};
-use bytemuck::{Pod, Zeroable};
 use senet_spec::pool::Pool2dGeometry;
 use std::sync::Arc;
 
-pub const SHADER: Shader = Shader {
-    name: "pool",
-    source: include_str!("../../../shaders/pool.wgsl"),
-};
+pub const SHADER: Shader = shader!("pool", ["invocation.wgsl", "pool.wgsl"]);
 
 /// Threads per workgroup of every kernel in the shader.
 const WORKGROUP: usize = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct PoolParams {
-    len: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    _pad: u32,
+wgsl_params! {
+    /// `PoolParams` of the shader.
+    pub(crate) struct PoolParams {
+        len: u32,
+        in_h: u32,
+        in_w: u32,
+        out_h: u32,
+        out_w: u32,
+        kh: u32,
+        kw: u32,
+        sh: u32,
+        sw: u32,
+        ph: u32,
+        pw: u32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: u32,
+    }
 }
 
 /// A validated geometry: element counts of x and y, and the uniform (its `len` still unset).
@@ -153,7 +151,7 @@ pub fn max_backward(g: &Pool2dGeometry, argmax: &GpuBuffer, dy: &GpuBuffer) -> R
         "max_backward",
         c.params,
         c.n_in,
-        &[(1, argmax), (2, dy), (3, &dx)],
+        &[(1, dy), (3, argmax), (2, &dx)],
     )?;
     Ok(dx)
 }

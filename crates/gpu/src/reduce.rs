@@ -8,13 +8,12 @@
 //! `[outer, chunks, inner]` partials are reduced again by the same rules.
 use crate::elementwise::check_len;
 use crate::{GpuBuffer, GpuError, Result, Shader};
-use bytemuck::{Pod, Zeroable};
 use senet_spec::reduce::ReduceOp;
 
-pub const SHADER: Shader = Shader {
-    name: "reduce",
-    source: include_str!("../../../shaders/reduce.wgsl"),
-};
+pub const SHADER: Shader = shader!(
+    "reduce",
+    ["invocation.wgsl", "workgroup_reduce.wgsl", "reduce.wgsl"]
+);
 
 /// Threads per workgroup of both kernels.
 const WORKGROUP: usize = 256;
@@ -30,17 +29,18 @@ const ROWS_MIN_LEN: usize = 64;
 const ROWS_SPLIT_BELOW: usize = 1024;
 const COLS_SPLIT_BELOW: usize = 1 << 14;
 
-/// Mirrors `ReduceParams` in the shader.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ReduceParams {
-    outer: u32,
-    reduced: u32,
-    inner: u32,
-    chunk: u32,
-    chunks: u32,
-    total: u32,
-    _pad: [u32; 2],
+wgsl_params! {
+    /// `ReduceParams` of the shader.
+    pub(crate) struct ReduceParams {
+        outer: u32,
+        reduced: u32,
+        inner: u32,
+        chunk: u32,
+        chunks: u32,
+        total: u32,
+        /// Rounds the uniform up to 16 bytes.
+        _pad: [u32; 2],
+    }
 }
 
 /// Reduces `x` viewed as `[outer, reduced, inner]` along the middle axis; the result is

@@ -368,13 +368,6 @@ impl Gpu {
         }
     }
 
-    /// Drops every pooled buffer (memory held for reuse goes back to the driver).
-    pub fn trim_pool(&self) {
-        if let Ok(mut pool) = self.pool.lock() {
-            pool.clear();
-        }
-    }
-
     fn new_buffer(&self, bytes: u64, mapped: bool) -> Result<wgpu::Buffer> {
         if bytes > self.limits.max_buffer_size {
             return Err(GpuError::OutOfMemory(format!(

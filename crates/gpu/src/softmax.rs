@@ -8,29 +8,33 @@
 use crate::elementwise::check_len;
 use crate::reduce::reduce;
 use crate::{GpuBuffer, GpuError, Result, Shader};
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use senet_spec::reduce::ReduceOp;
 
-pub const SHADER: Shader = Shader {
-    name: "softmax_xent",
-    source: include_str!("../../../shaders/softmax_xent.wgsl"),
-};
+pub const SHADER: Shader = shader!(
+    "softmax_xent",
+    [
+        "invocation.wgsl",
+        "workgroup_reduce.wgsl",
+        "softmax_xent.wgsl"
+    ]
+);
 
 /// Threads per workgroup of the column kernels (the row kernels use 64, one row each).
 const WORKGROUP: usize = 256;
 
-/// Mirrors `SoftmaxParams` in the shader.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SoftmaxParams {
-    outer: u32,
-    axis: u32,
-    inner: u32,
-    total: u32,
-    log: u32,
-    eps: f32,
-    on: f32,
-    off: f32,
+wgsl_params! {
+    /// `SoftmaxParams` of the shader.
+    pub(crate) struct SoftmaxParams {
+        outer: u32,
+        axis: u32,
+        inner: u32,
+        total: u32,
+        log: u32,
+        eps: f32,
+        on: f32,
+        off: f32,
+    }
 }
 
 /// Checks that each named buffer holds `outer * axis * inner` elements; returns that count.
