@@ -1,4 +1,4 @@
-use crate::{DType, Device};
+use crate::device::{DType, Device};
 
 /// Everything a tensor operation can refuse. Messages name the op and the offending shapes,
 /// dtypes or devices so a user can fix the call without reading our code.

@@ -16,6 +16,7 @@
 
 mod backprop;
 mod custom;
+mod device;
 mod error;
 mod grad_mode;
 mod kernel;
@@ -29,6 +30,7 @@ pub mod testing;
 
 pub use backprop::Gradients;
 pub use custom::CustomOp;
+pub use device::{DType, Device};
 pub use error::{Error, Result};
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
 pub use layout::Layout;
@@ -38,5 +40,5 @@ pub use ops::conv::Conv2dOptions;
 pub use ops::optim::{AdamWStep, SgdStep};
 pub use ops::pool::Pool2dOptions;
 pub use senet_spec as spec;
-pub use storage::{CpuElement, CpuStorage, DType, Device, Indices, Storage};
+pub use storage::{CpuElement, CpuStorage, Indices, Storage};
 pub use tensor::{Tensor, TensorId};

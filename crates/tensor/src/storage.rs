@@ -2,69 +2,11 @@
 //! f32 or f64, or a GPU buffer (always f32). This module and `kernel.rs` are the only places
 //! that look inside it: here, creating buffers and moving values between devices and dtypes;
 //! there, choosing the kernel an op runs.
-use crate::{Error, Layout, Result};
-use senet_gpu::{DeviceRequest, Gpu, GpuBuffer};
+use crate::{DType, Device, Error, Layout, Result};
+use senet_gpu::GpuBuffer;
 use senet_spec::Element;
-use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DType {
-    F32,
-    F64,
-}
-
-/// Where a tensor lives: the CPU, or the GPU adapter with this index in
-/// `senet_gpu::adapters()` (opened once per process).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Device {
-    Cpu,
-    Gpu(usize),
-}
-
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Device::Cpu => write!(f, "cpu"),
-            Device::Gpu(i) => write!(f, "gpu:{i}"),
-        }
-    }
-}
-
-impl Device {
-    /// Parses a `--device` value: `cpu`; `auto` (a hardware GPU if there is one, else the CPU,
-    /// which beats a software adapter); `gpu` (the best adapter of any kind, lavapipe included);
-    /// or a substring of an adapter's name. Opens the GPU it names.
-    pub fn parse(spec: &str) -> Result<Device> {
-        let request = match spec {
-            "cpu" => return Ok(Device::Cpu),
-            "auto" => DeviceRequest::Auto,
-            "gpu" => DeviceRequest::Gpu,
-            name => DeviceRequest::Name(name.to_string()),
-        };
-        Ok(match Gpu::open(&request)? {
-            Some(gpu) => Device::Gpu(gpu.id),
-            None => Device::Cpu,
-        })
-    }
-
-    /// The opened GPU behind `Device::Gpu`.
-    pub fn gpu(&self) -> Result<Arc<Gpu>> {
-        match self {
-            Device::Cpu => Err(Error::invalid("gpu", "the CPU device has no GPU")),
-            Device::Gpu(i) => Ok(Gpu::open_index(*i)?),
-        }
-    }
-
-    /// A one-line description: `cpu`, or `gpu:0 (llvmpipe (LLVM 15.0.6, 256 bits), Vulkan, Cpu)`.
-    pub fn describe(&self) -> String {
-        match self.gpu() {
-            Ok(g) => format!("{self} ({})", g.summary),
-            Err(_) => self.to_string(),
-        }
-    }
-}
 
 /// A CPU buffer: f32 for training, f64 for gradient checking.
 #[derive(Clone, Debug)]

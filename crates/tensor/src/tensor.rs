@@ -1,9 +1,9 @@
 //! The `Tensor` handle: creation, inspection, and the plumbing every op uses.
-use crate::kernel::{run, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
 use crate::layout::Layout;
 use crate::op::Op;
-use crate::storage::{CpuElement, DType, Device, Storage};
+use crate::storage::{CpuElement, Storage};
 use crate::{is_grad_enabled, Error, Result};
+use crate::{DType, Device};
 use rand::Rng;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -244,29 +244,6 @@ impl Tensor {
         Ok(self.to_vec::<f64>()?[0])
     }
 
-    /// A contiguous copy when the layout is not (values only, no graph). On the GPU the
-    /// result also starts at offset 0, since kernels take whole buffers.
-    pub(crate) fn contiguous_detached(&self) -> Result<Tensor> {
-        if self.storage().kernel_ready(self.layout()) {
-            return Ok(self.clone());
-        }
-        Ok(run(&CopyStrided, &[self])?.tensor(self.shape(), None))
-    }
-
-    /// This tensor with a row-major layout: itself when it already is, else a copy (recorded,
-    /// so gradients flow through it).
-    pub fn contiguous(&self) -> Result<Tensor> {
-        if self.is_contiguous() {
-            return Ok(self.clone());
-        }
-        let c = self.contiguous_detached()?;
-        Ok(Tensor::from_storage(
-            c.0.storage.clone(),
-            c.layout().clone(),
-            Some(Op::Reshape(self.clone())),
-        ))
-    }
-
     /// The values converted to another dtype (recorded: the gradient is converted back).
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if dtype == self.dtype() {
@@ -299,35 +276,6 @@ impl Tensor {
     /// A copy on the CPU (itself when already there).
     pub fn to_cpu(&self) -> Result<Tensor> {
         self.to_device(Device::Cpu)
-    }
-}
-
-/// The strided gather behind `contiguous()`: any view, read through its layout, into a new
-/// row-major buffer.
-struct CopyStrided;
-
-impl Kernel for CopyStrided {
-    const NAME: &'static str = "contiguous";
-    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
-        let (data, l) = x.view(0);
-        let src = senet_cpu::elementwise::Strided {
-            data,
-            strides: l.strides(),
-            offset: l.offset(),
-        };
-        CpuOut::one(senet_cpu::elementwise::copy_strided(src, l.shape()))
-    }
-    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
-        let (buf, l) = x.view(0);
-        let src = senet_gpu::elementwise::StridedBuf {
-            buf,
-            strides: l.strides(),
-            offset: l.offset(),
-        };
-        Ok(GpuOut::one(senet_gpu::elementwise::copy_strided(
-            src,
-            l.shape(),
-        )?))
     }
 }
 

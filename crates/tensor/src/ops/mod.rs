@@ -4,6 +4,7 @@
 //! scatter, ...) sit next to their forward.
 pub mod batchnorm;
 pub mod conv;
+mod custom;
 mod elementwise;
 pub(crate) mod linear;
 mod matmul;

@@ -1,5 +1,7 @@
 //! Shape ops. `permute`, `transpose`, `narrow` and `broadcast_as` are views (no copy);
-//! `reshape` is a view when the layout allows and a copy otherwise; `concat` copies.
+//! `reshape` is a view when the layout allows and a copy otherwise; `concat` copies; and
+//! `contiguous` gathers any view into row-major order, which is how every kernel input that
+//! is not already row-major gets there.
 use super::check_same;
 use crate::kernel::{run, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
 use crate::layout::Layout;
@@ -39,6 +41,29 @@ impl Kernel for Concat {
 }
 
 impl Tensor {
+    /// A contiguous copy when the layout is not (values only, no graph). On the GPU the
+    /// result also starts at offset 0, since kernels take whole buffers.
+    pub(crate) fn contiguous_detached(&self) -> Result<Tensor> {
+        if self.storage().kernel_ready(self.layout()) {
+            return Ok(self.clone());
+        }
+        Ok(run(&CopyStrided, &[self])?.tensor(self.shape(), None))
+    }
+
+    /// This tensor with a row-major layout: itself when it already is, else a copy (recorded,
+    /// so gradients flow through it).
+    pub fn contiguous(&self) -> Result<Tensor> {
+        if self.is_contiguous() {
+            return Ok(self.clone());
+        }
+        let c = self.contiguous_detached()?;
+        Ok(Tensor::from_storage(
+            c.storage_arc(),
+            c.layout().clone(),
+            Some(Op::Reshape(self.clone())),
+        ))
+    }
+
     /// The same elements in row-major order with another shape of equal size.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         let numel: usize = shape.iter().product();
@@ -182,5 +207,34 @@ impl Tensor {
         };
         let args: Vec<&Tensor> = inputs.iter().collect();
         Ok(run(&kernel, &args)?.tensor(&shape, Some(record)))
+    }
+}
+
+/// The strided gather behind `contiguous()`: any view, read through its layout, into a new
+/// row-major buffer.
+struct CopyStrided;
+
+impl Kernel for CopyStrided {
+    const NAME: &'static str = "contiguous";
+    fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
+        let (data, l) = x.view(0);
+        let src = senet_cpu::elementwise::Strided {
+            data,
+            strides: l.strides(),
+            offset: l.offset(),
+        };
+        CpuOut::one(senet_cpu::elementwise::copy_strided(src, l.shape()))
+    }
+    fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
+        let (buf, l) = x.view(0);
+        let src = senet_gpu::elementwise::StridedBuf {
+            buf,
+            strides: l.strides(),
+            offset: l.offset(),
+        };
+        Ok(GpuOut::one(senet_gpu::elementwise::copy_strided(
+            src,
+            l.shape(),
+        )?))
     }
 }

@@ -1,0 +1,62 @@
+//! What a tensor holds and where: its element type ([`DType`]) and its [`Device`], the CPU
+//! or one GPU adapter.
+use senet_gpu::{DeviceRequest, Gpu, GpuError};
+use std::fmt;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F64,
+}
+
+/// Where a tensor lives: the CPU, or the GPU adapter with this index in
+/// `senet_gpu::adapters()` (opened once per process).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Device {
+    Cpu,
+    Gpu(usize),
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Gpu(i) => write!(f, "gpu:{i}"),
+        }
+    }
+}
+
+impl Device {
+    /// Parses a `--device` value: `cpu`; `auto` (a hardware GPU if there is one, else the CPU,
+    /// which beats a software adapter); `gpu` (the best adapter of any kind, lavapipe included);
+    /// or a substring of an adapter's name. Opens the GPU it names.
+    pub fn parse(spec: &str) -> senet_gpu::Result<Device> {
+        let request = match spec {
+            "cpu" => return Ok(Device::Cpu),
+            "auto" => DeviceRequest::Auto,
+            "gpu" => DeviceRequest::Gpu,
+            name => DeviceRequest::Name(name.to_string()),
+        };
+        Ok(match Gpu::open(&request)? {
+            Some(gpu) => Device::Gpu(gpu.id),
+            None => Device::Cpu,
+        })
+    }
+
+    /// The opened GPU behind `Device::Gpu`.
+    pub fn gpu(&self) -> senet_gpu::Result<Arc<Gpu>> {
+        match self {
+            Device::Cpu => Err(GpuError::NoAdapter("the CPU device has no GPU".into())),
+            Device::Gpu(i) => Gpu::open_index(*i),
+        }
+    }
+
+    /// A one-line description: `cpu`, or `gpu:0 (llvmpipe (LLVM 15.0.6, 256 bits), Vulkan, Cpu)`.
+    pub fn describe(&self) -> String {
+        match self.gpu() {
+            Ok(g) => format!("{self} ({})", g.summary),
+            Err(_) => self.to_string(),
+        }
+    }
+}
