@@ -1,6 +1,6 @@
 // Max and average 2-D pooling over [batch, channels, in_h, in_w] arrays, PyTorch's semantics
-// with ceil_mode = false (launchers in crates/gpu/src/pool.rs, reference in
-// crates/cpu/src/pool.rs). The launcher prepends invocation.wgsl.
+// with ceil_mode = false (launchers in crates/gpu/src/pool.rs; what they compute is
+// crates/spec/src/pool.rs). The launcher prepends invocation.wgsl.
 //
 // Forward kernels run one thread per output element, walking its input window; backward
 // kernels are gathers, one thread per input element summing the dy of every output window that

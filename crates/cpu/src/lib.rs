@@ -1,10 +1,13 @@
 //! Fast CPU kernels for every op of the framework, on plain slices in row-major (C) order.
 //!
-//! This crate knows nothing of `Tensor`: each kernel takes contiguous input slices plus the
-//! descriptor of `senet-spec` that sizes it (a conv geometry, a batch-norm shape, ...) and
-//! returns a fresh `Vec`. Kernels are generic over [`senet_spec::Element`] (f32 for training,
-//! f64 for gradient checking), and each module's tests compare its kernels with the reference
-//! loops of the same module in `senet-spec`.
+//! This crate knows nothing of `Tensor`: a kernel takes input slices (contiguous, or strided
+//! views for the elementwise ones) plus the descriptor of `senet-spec` that sizes it (a conv
+//! geometry, a batch-norm shape, ...) and returns a fresh `Vec`; the optimizer steps update
+//! their state in place. Kernels are generic over [`senet_spec::Element`] (f32 for training,
+//! f64 for gradient checking). The layer kernels' tests compare them with the reference loops
+//! of the same module in `senet-spec`, the optimizer steps' with hand-computed values; the
+//! matmul, reduction and softmax kernels are checked against the references by the tensor
+//! crate's self-test.
 //!
 //! Parallel kernels split work into chunks whose size does not depend on the number of
 //! threads and combine partial results in a fixed order, so results are bit-for-bit the same

@@ -62,7 +62,10 @@ pub fn adamw_step<T: Element>(
     debug_assert!(step >= 1, "AdamW steps count from 1");
     debug_assert!(param.len() == grad.len() && param.len() == m.len() && param.len() == v.len());
     let s = AdamScalars::new(lr, beta1, beta2, eps, weight_decay, step);
-    let [lr, b1, b2, one_minus_b1, one_minus_b2, eps, decay, bc1, bc2] = s.values.map(T::from_f64);
+    let t = T::from_f64;
+    let (lr, b1, b2, eps, decay) = (t(s.lr), t(s.beta1), t(s.beta2), t(s.eps), t(s.decay));
+    let (one_minus_b1, one_minus_b2) = (t(s.one_minus_beta1), t(s.one_minus_beta2));
+    let (bc1, bc2) = (t(s.bias1), t(s.bias2));
     for (((p, &g), m), v) in param
         .iter_mut()
         .zip(grad)

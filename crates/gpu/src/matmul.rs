@@ -238,20 +238,18 @@ mod tests {
             (4, 1, 40, 1),
         ];
         for (batch, m, k, n) in sizes {
-            {
-                let s = MatmulShape { batch, m, k, n };
-                let a = rand_vec::<f32>(&mut rng, batch * m * k, -1.0, 1.0);
-                let b = rand_vec::<f32>(&mut rng, batch * k * n, -1.0, 1.0);
-                let got: Vec<f32> = gpu
-                    .read(&matmul(&gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), s).unwrap())
-                    .unwrap();
-                assert_close(
-                    &format!("{s:?}"),
-                    &got,
-                    &senet_cpu::matmul::matmul(&a, &b, s),
-                    GEMM_TOL,
-                );
-            }
+            let s = MatmulShape { batch, m, k, n };
+            let a = rand_vec::<f32>(&mut rng, batch * m * k, -1.0, 1.0);
+            let b = rand_vec::<f32>(&mut rng, batch * k * n, -1.0, 1.0);
+            let got: Vec<f32> = gpu
+                .read(&matmul(&gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), s).unwrap())
+                .unwrap();
+            assert_close(
+                &format!("{s:?}"),
+                &got,
+                &senet_cpu::matmul::matmul(&a, &b, s),
+                GEMM_TOL,
+            );
         }
     }
 

@@ -133,19 +133,17 @@ pub fn adamw_step(
         return Ok(());
     }
     let s = AdamScalars::new(lr, beta1, beta2, eps, weight_decay, step);
-    let [lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, decay, bias1, bias2] =
-        s.values.map(|x| x as f32);
     let params = AdamParams {
         len: n,
-        lr,
-        beta1,
-        beta2,
-        one_minus_beta1,
-        one_minus_beta2,
-        eps,
-        decay,
-        bias1,
-        bias2,
+        lr: s.lr as f32,
+        beta1: s.beta1 as f32,
+        beta2: s.beta2 as f32,
+        one_minus_beta1: s.one_minus_beta1 as f32,
+        one_minus_beta2: s.one_minus_beta2 as f32,
+        eps: s.eps as f32,
+        decay: s.decay as f32,
+        bias1: s.bias1 as f32,
+        bias2: s.bias2 as f32,
         _pad: [0; 2],
     };
     let gpu = param.gpu();

@@ -163,8 +163,8 @@ pub fn grouped_linear_cases() -> Vec<GroupedLinearShape> {
 /// self-test from a seeded generator; both get their shapes from these functions alone.
 pub const RANDOM_DRAWS: usize = 16;
 
-/// Turns raw draws into choices: each `pick` takes the next draw into a range, so draws of 0
-/// give the smallest shape.
+/// Turns raw draws into choices: each `pick` scales the next draw into a range, so a smaller
+/// draw never gives a larger choice, and draws of 0 give the smallest shape.
 struct Picks<'a> {
     draws: &'a [u32],
     next: usize,
@@ -176,9 +176,14 @@ impl Picks<'_> {
     }
     /// A value in `lo..=hi`.
     fn pick(&mut self, lo: usize, hi: usize) -> usize {
-        let d = self.draws.get(self.next).copied().unwrap_or(0) as usize;
+        debug_assert!(
+            self.next < RANDOM_DRAWS,
+            "a generator reads at most RANDOM_DRAWS"
+        );
+        let d = self.draws.get(self.next).copied().unwrap_or(0) as u64;
         self.next += 1;
-        lo + d % (hi - lo + 1)
+        // d / 2^32 of the way from lo to hi: monotone in d, unlike d % n.
+        lo + ((d * (hi - lo + 1) as u64) >> 32) as usize
     }
     fn pair(&mut self, lo: usize, hi: usize) -> (usize, usize) {
         (self.pick(lo, hi), self.pick(lo, hi))
@@ -249,7 +254,7 @@ mod tests {
             let draws: Vec<u32> = (0..RANDOM_DRAWS)
                 .map(|_| {
                     state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    (state >> 33) as u32
+                    (state >> 32) as u32
                 })
                 .collect();
             let (g, _) = conv2d_random(&draws);

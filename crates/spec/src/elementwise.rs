@@ -230,36 +230,53 @@ pub fn permute(x: &[f64], shape: &[usize], axes: &[usize]) -> Vec<f64> {
 mod tests {
     use super::*;
 
-    /// Each formula at points worked out by hand (the kernels of both backends are tested
-    /// against `apply`, so `apply` itself is checked here). Every op of `ALL` needs a row.
+    /// Each formula at points worked out by hand, on both sides of 0 where the op has one
+    /// (the kernels of both backends are tested against `apply`, so `apply` itself is checked
+    /// here). Every op of `ALL` needs at least two rows.
     #[test]
     fn unary_formulas_by_hand() {
         let e = std::f64::consts::E;
-        let rows: [(&str, f64, f64); 12] = [
+        let rows: &[(&str, f64, f64)] = &[
             ("neg", 2.0, -2.0),
+            ("neg", -0.5, 0.5),
             ("exp", 1.0, e),
+            ("exp", -1.0, 1.0 / e),
             ("log", e * e, 2.0),
+            ("log", 1.0 / e, -1.0),
             ("sqrt", 9.0, 3.0),
+            ("sqrt", 0.25, 0.5),
             ("powf", 4.0, 4f64.powf(1.7)),
+            ("powf", 1.0, 1.0),
             ("relu", -3.0, 0.0),
+            ("relu", 2.5, 2.5),
             ("sigmoid", 0.0, 0.5),
+            ("sigmoid", 1.0, e / (e + 1.0)),
             ("tanh", 0.5, (e - 1.0) / (e + 1.0)),
+            ("tanh", -0.5, (1.0 - e) / (e + 1.0)),
             ("scale", 2.0, -3.0),
+            ("scale", -1.0, 1.5),
             ("add_scalar", 2.0, 2.25),
+            ("add_scalar", -1.0, -0.75),
             ("step", 0.5, 1.0),
+            ("step", -0.5, 0.0),
             ("silu", 1.0, e / (e + 1.0)),
+            ("silu", -1.0, -1.0 / (e + 1.0)),
         ];
         for op in UnaryOp::ALL {
-            let (_, x, want) = rows
-                .iter()
-                .find(|r| r.0 == op.name())
-                .expect("a row per op");
-            let got = op.apply(*x);
+            let mine: Vec<_> = rows.iter().filter(|r| r.0 == op.name()).collect();
             assert!(
-                (got - want).abs() < 1e-12,
-                "{}({x}) = {got}, want {want}",
+                mine.len() >= 2,
+                "{} needs two hand-worked points",
                 op.name()
             );
+            for (_, x, want) in mine {
+                let got = op.apply(*x);
+                assert!(
+                    (got - want).abs() < 1e-12,
+                    "{}({x}) = {got}, want {want}",
+                    op.name()
+                );
+            }
         }
         // Codes are places in ALL: distinct, and the inverse of indexing.
         for (i, op) in UnaryOp::ALL.iter().enumerate() {

@@ -2,11 +2,13 @@
 //!
 //! For each op family there is one module holding its descriptor (the sizes a kernel needs,
 //! such as [`conv2d::Conv2dGeometry`], with the `validate()` that says when they make sense)
-//! and its reference loops: the textbook definition written as nested loops in f64, with no
-//! packing, blocking or threading, so it can be checked by eye. The fast CPU kernels
-//! (`senet-cpu`) and the WGSL kernels (`senet-gpu`) both take these descriptors, and both are
-//! tested against these loops; [`cases`] is the one list of geometries they are tested on.
-//! This crate depends on no other crate of the framework.
+//! and its reference: the formula itself for the elementwise ops, the textbook definition
+//! written as nested loops in f64 for the others, with no packing, blocking or threading, so
+//! it can be checked by eye. The fast CPU kernels (`senet-cpu`) and the WGSL kernels
+//! (`senet-gpu`) both take these descriptors; the CPU kernels are tested against these loops
+//! and the WGSL kernels against the CPU kernels, on the shapes of [`cases`], and the op
+//! self-test checks every op against them end to end. [`optim`] only holds the scalars both
+//! optimizer steps share. This crate depends on no other crate of the framework.
 
 pub mod batchnorm;
 pub mod cases;

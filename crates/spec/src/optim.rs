@@ -1,29 +1,37 @@
 //! Scalars the optimizer steps of both backends share.
 
-/// The per-step scalars of AdamW, computed once in f64: `[lr, beta1, beta2, 1 - beta1,
-/// 1 - beta2, eps, 1 - lr * weight_decay, 1 - beta1^step, 1 - beta2^step]`. Shared with the GPU
-/// launcher so both round the same f64 values.
+/// The per-step scalars of AdamW, computed once in f64 so that both backends round the same
+/// values (the CPU to f32 or f64, the GPU to the f32 fields of `AdamParams` in
+/// `shaders/optim.wgsl`, which has the same names).
 #[derive(Clone, Copy, Debug)]
 pub struct AdamScalars {
-    pub values: [f64; 9],
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub one_minus_beta1: f64,
+    pub one_minus_beta2: f64,
+    pub eps: f64,
+    /// `1 - lr * weight_decay`: the decoupled weight decay.
+    pub decay: f64,
+    /// `1 - beta1^step` and `1 - beta2^step`: the bias corrections.
+    pub bias1: f64,
+    pub bias2: f64,
 }
 
 impl AdamScalars {
     pub fn new(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64, step: u64) -> Self {
         // powf: `step` may exceed i32; the bias corrections only need f64 accuracy.
         let t = step as f64;
-        Self {
-            values: [
-                lr,
-                beta1,
-                beta2,
-                1.0 - beta1,
-                1.0 - beta2,
-                eps,
-                1.0 - lr * weight_decay,
-                1.0 - beta1.powf(t),
-                1.0 - beta2.powf(t),
-            ],
+        AdamScalars {
+            lr,
+            beta1,
+            beta2,
+            one_minus_beta1: 1.0 - beta1,
+            one_minus_beta2: 1.0 - beta2,
+            eps,
+            decay: 1.0 - lr * weight_decay,
+            bias1: 1.0 - beta1.powf(t),
+            bias2: 1.0 - beta2.powf(t),
         }
     }
 }

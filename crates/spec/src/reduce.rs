@@ -7,15 +7,14 @@ pub enum ReduceOp {
 }
 
 /// Sum (or max) over the middle axis of `[outer, reduced, inner]`.
-pub fn reduce(x: &[f64], outer: usize, reduced: usize, inner: usize, max: bool) -> Vec<f64> {
+pub fn reduce(x: &[f64], outer: usize, reduced: usize, inner: usize, op: ReduceOp) -> Vec<f64> {
     let mut out = Vec::with_capacity(outer * inner);
     for o in 0..outer {
         for i in 0..inner {
             let vals = (0..reduced).map(|r| x[(o * reduced + r) * inner + i]);
-            out.push(if max {
-                vals.fold(f64::NEG_INFINITY, f64::max)
-            } else {
-                vals.sum()
+            out.push(match op {
+                ReduceOp::Max => vals.fold(f64::NEG_INFINITY, f64::max),
+                ReduceOp::Sum => vals.sum(),
             });
         }
     }

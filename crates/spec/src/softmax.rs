@@ -1,14 +1,14 @@
 //! Softmax, log-softmax and the cross-entropy loss with label smoothing, from their definitions.
 
-/// Softmax (or log-softmax) along the middle axis of `[outer, axis, inner]`, straight from
+/// Softmax (or log-softmax) along the middle axis of `[outer, len, inner]`, straight from
 /// the definition `exp(x_i) / sum_j exp(x_j)` (fine for the small values tests use).
-pub fn softmax(x: &[f64], outer: usize, axis: usize, inner: usize, log: bool) -> Vec<f64> {
+pub fn softmax(x: &[f64], outer: usize, len: usize, inner: usize, log: bool) -> Vec<f64> {
     let mut out = vec![0.0; x.len()];
     for o in 0..outer {
         for i in 0..inner {
-            let at = |a: usize| (o * axis + a) * inner + i;
-            let denom: f64 = (0..axis).map(|a| x[at(a)].exp()).sum();
-            for a in 0..axis {
+            let at = |a: usize| (o * len + a) * inner + i;
+            let denom: f64 = (0..len).map(|a| x[at(a)].exp()).sum();
+            for a in 0..len {
                 let p = x[at(a)].exp() / denom;
                 out[at(a)] = if log { p.ln() } else { p };
             }

@@ -47,7 +47,9 @@ impl Device {
     /// The opened GPU behind `Device::Gpu`.
     pub fn gpu(&self) -> senet_gpu::Result<Arc<Gpu>> {
         match self {
-            Device::Cpu => Err(GpuError::NoAdapter("the CPU device has no GPU".into())),
+            Device::Cpu => Err(GpuError::NoAdapter(
+                "the tensor is on the CPU device, which has no GPU".into(),
+            )),
             Device::Gpu(i) => Gpu::open_index(*i),
         }
     }

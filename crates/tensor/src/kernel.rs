@@ -60,11 +60,13 @@ fn dense_slice<'a, T>(buf: &'a [T], layout: &Layout) -> &'a [T] {
 }
 
 impl<'a> GpuIn<'a> {
-    /// The buffer of argument `i`, which the op made contiguous from offset 0 (GPU kernels
-    /// read whole buffers; the sizes come from the kernel's descriptor).
+    /// The buffer of argument `i`, which the op made contiguous and exactly its own (GPU
+    /// kernels read whole buffers).
     pub fn get(&self, i: usize) -> &'a GpuBuffer {
         let (buf, layout) = self.view(i);
-        debug_assert!(layout.is_contiguous() && layout.offset() == 0);
+        debug_assert!(
+            layout.is_contiguous() && layout.offset() == 0 && buf.len() == layout.numel()
+        );
         buf
     }
     /// The buffer of optional argument `i`.
@@ -252,7 +254,8 @@ pub(crate) trait Update {
 /// Runs `update` and returns the updated state buffers. On a GPU they are the very buffers of
 /// `state`, changed in place (every handle sees the new values, as with PyTorch's in-place
 /// `step()`); on the CPU, whose buffers other tensors may share, they are new buffers.
-/// Every tensor must be contiguous.
+/// Every tensor must be ready for a kernel (`contiguous_detached`): on a GPU its buffer is
+/// then exactly its elements, which is what the update walks.
 pub(crate) fn run_update<U: Update>(
     update: &U,
     state: &[&Tensor],
@@ -263,6 +266,10 @@ pub(crate) fn run_update<U: Update>(
     for t in state.iter().chain(inputs) {
         crate::ops::check_same(U::NAME, first, t)?;
     }
+    debug_assert!(all
+        .iter()
+        .flatten()
+        .all(|t| t.storage().kernel_ready(t.layout())));
     match first.storage() {
         Storage::Gpu(_) => {
             let bufs = args(&all, |s| match s {

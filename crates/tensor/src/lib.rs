@@ -5,7 +5,8 @@
 //! broadcasting are views, not copies) and — when gradients are being recorded — the [`Op`]
 //! that produced it. Each op in [`ops`] checks its inputs, names its computation as a kernel
 //! with one implementation per device (`senet-cpu`, `senet-gpu`), runs it through
-//! `kernel.rs` — the one place that looks at the device and the dtype — and records an `Op`
+//! `kernel.rs` — the one place that picks a kernel by device and dtype (`storage.rs` creates
+//! and moves buffers) — and records an `Op`
 //! holding its inputs and whatever the gradient needs. [`Tensor::backward`] walks that graph
 //! once in reverse topological order; all gradient rules live in one `match` in `backprop.rs`.
 //!

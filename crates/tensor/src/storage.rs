@@ -89,13 +89,13 @@ impl Storage {
     }
 
     /// Whether kernels can read the view `layout` of this buffer as it is: row-major, and on a
-    /// GPU (whose kernels read whole buffers) also starting at offset 0.
+    /// GPU (whose kernels read whole buffers) also exactly the whole buffer.
     pub(crate) fn kernel_ready(&self, layout: &Layout) -> bool {
-        let from_start = match self {
+        let whole = match self {
             Storage::Cpu(_) => true,
-            Storage::Gpu(_) => layout.offset() == 0,
+            Storage::Gpu(b) => layout.offset() == 0 && b.len() == layout.numel(),
         };
-        layout.is_contiguous() && from_start
+        layout.is_contiguous() && whole
     }
 
     /// `n` copies of `value` as `dtype` on `device`.
@@ -128,6 +128,8 @@ impl Storage {
             Storage::Cpu(_) => {
                 Ok(with_dtype!(dtype, T => Storage::Cpu(T::wrap(self.to_vec::<T>(range)?))))
             }
+            // GPU buffers hold f32 only, and `Tensor::to_dtype` returns early when the dtype
+            // already matches: what reaches here asks for a dtype the GPU does not hold.
             Storage::Gpu(_) => {
                 check_gpu_dtype("to_dtype", dtype)?;
                 self.to_device(range, self.device())
@@ -138,9 +140,12 @@ impl Storage {
     /// The elements `range` in a new buffer on `device`; GPU buffers hold f32, so an f64
     /// buffer is converted on the way, and GPU to GPU goes through the host.
     pub(crate) fn to_device(&self, range: Range<usize>, device: Device) -> Result<Storage> {
-        match device {
-            Device::Cpu => Ok(Storage::Cpu(CpuStorage::F32(self.to_vec::<f32>(range)?))),
-            Device::Gpu(_) => {
+        match (device, self) {
+            (Device::Cpu, _) => Ok(Storage::Cpu(CpuStorage::F32(self.to_vec::<f32>(range)?))),
+            (Device::Gpu(_), Storage::Cpu(CpuStorage::F32(v))) => {
+                Ok(Storage::Gpu(device.gpu()?.upload(&v[range])?))
+            }
+            (Device::Gpu(_), _) => {
                 let values = self.to_vec::<f32>(range)?;
                 Ok(Storage::Gpu(device.gpu()?.upload(&values)?))
             }

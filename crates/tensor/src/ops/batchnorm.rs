@@ -12,22 +12,22 @@ use senet_spec::batchnorm::BnShape;
 /// contiguous arguments in the order listed.
 enum BatchNorm {
     /// `[x, weight?, bias?] -> y, mean, biased var, invstd`
-    ForwardTrain(BnShape, f64),
+    ForwardTrain { shape: BnShape, eps: f64 },
     /// `[x, weight?, bias?, running mean, running var] -> y`
-    ForwardEval(BnShape, f64),
-    /// `[x, dy, weight?, mean, invstd] -> dx, dweight, dbias`; `true` for training mode.
-    Backward(BnShape, bool),
+    ForwardEval { shape: BnShape, eps: f64 },
+    /// `[x, dy, weight?, mean, invstd] -> dx, dweight, dbias`
+    Backward { shape: BnShape, training: bool },
 }
 
 impl Kernel for BatchNorm {
     const NAME: &'static str = "batch_norm2d";
     fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
         match *self {
-            BatchNorm::ForwardTrain(s, eps) => {
+            BatchNorm::ForwardTrain { shape: s, eps } => {
                 let o = cpu::forward_train(s, x.get(0), x.opt(1), x.opt(2), eps);
                 CpuOut::many(vec![o.y, o.mean, o.var, o.invstd])
             }
-            BatchNorm::ForwardEval(s, eps) => CpuOut::one(cpu::forward_eval(
+            BatchNorm::ForwardEval { shape: s, eps } => CpuOut::one(cpu::forward_eval(
                 s,
                 x.get(0),
                 x.opt(1),
@@ -36,7 +36,7 @@ impl Kernel for BatchNorm {
                 x.get(4),
                 eps,
             )),
-            BatchNorm::Backward(s, training) => {
+            BatchNorm::Backward { shape: s, training } => {
                 let backward = if training {
                     cpu::backward_train
                 } else {
@@ -49,11 +49,11 @@ impl Kernel for BatchNorm {
     }
     fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
         Ok(match *self {
-            BatchNorm::ForwardTrain(s, eps) => {
+            BatchNorm::ForwardTrain { shape: s, eps } => {
                 let o = gpu::forward_train(s, x.get(0), x.opt(1), x.opt(2), eps)?;
                 GpuOut::many(vec![o.y, o.mean, o.var, o.invstd])
             }
-            BatchNorm::ForwardEval(s, eps) => GpuOut::one(gpu::forward_eval(
+            BatchNorm::ForwardEval { shape: s, eps } => GpuOut::one(gpu::forward_eval(
                 s,
                 x.get(0),
                 x.opt(1),
@@ -62,7 +62,7 @@ impl Kernel for BatchNorm {
                 x.get(4),
                 eps,
             )?),
-            BatchNorm::Backward(s, training) => {
+            BatchNorm::Backward { shape: s, training } => {
                 let backward = if training {
                     gpu::backward_train
                 } else {
@@ -159,7 +159,10 @@ impl Tensor {
         let w = weight.map(|t| t.contiguous_detached()).transpose()?;
         let b = bias.map(|t| t.contiguous_detached()).transpose()?;
         let (y, mean, invstd) = if opts.training {
-            let kernel = BatchNorm::ForwardTrain(shape, opts.eps);
+            let kernel = BatchNorm::ForwardTrain {
+                shape,
+                eps: opts.eps,
+            };
             let mut out = run_with(&kernel, &[Some(&x), w.as_ref(), b.as_ref()], &[])?;
             let y = out.tensor(s, None);
             let (mean, var, invstd) = (
@@ -187,7 +190,10 @@ impl Tensor {
             })?;
             let (mean, var) = (r.mean.contiguous_detached()?, r.var.contiguous_detached()?);
             let invstd = no_grad(|| var.add_scalar(opts.eps)?.powf(-0.5))?;
-            let kernel = BatchNorm::ForwardEval(shape, opts.eps);
+            let kernel = BatchNorm::ForwardEval {
+                shape,
+                eps: opts.eps,
+            };
             let args = [Some(&x), w.as_ref(), b.as_ref(), Some(&mean), Some(&var)];
             let y = run_with(&kernel, &args, &[])?.tensor(s, None);
             (y, mean.detach(), invstd)
@@ -225,7 +231,7 @@ pub(crate) fn batch_norm2d_backward(
     };
     let (x, dy) = (input.contiguous_detached()?, grad.contiguous_detached()?);
     let w = weight.map(|t| t.contiguous_detached()).transpose()?;
-    let kernel = BatchNorm::Backward(shape, training);
+    let kernel = BatchNorm::Backward { shape, training };
     let args = [Some(&x), Some(&dy), w.as_ref(), Some(mean), Some(invstd)];
     let mut out = run_with(&kernel, &args, &[])?;
     let dx = out.tensor(s, None);

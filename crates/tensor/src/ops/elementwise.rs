@@ -155,7 +155,7 @@ impl Tensor {
         self.unary(UnaryOp::Silu)
     }
     /// 1 where `self > 0`, else 0: the derivative of relu (its own gradient is zero).
-    pub fn step(&self) -> Result<Tensor> {
+    pub(crate) fn step(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Step)
     }
 }

@@ -11,8 +11,11 @@ use senet_spec::grouped_linear::GroupedLinearShape;
 enum GroupedLinear {
     /// `[x, weight, bias?] -> y`
     Forward(GroupedLinearShape),
-    /// `[x, weight, dy] -> dx, dweight, dbias` (`dbias` empty unless `.1`).
-    Backward(GroupedLinearShape, bool),
+    /// `[x, weight, dy] -> dx, dweight, dbias` (`dbias` only `with_bias`).
+    Backward {
+        shape: GroupedLinearShape,
+        with_bias: bool,
+    },
 }
 
 impl Kernel for GroupedLinear {
@@ -20,8 +23,8 @@ impl Kernel for GroupedLinear {
     fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
         match *self {
             GroupedLinear::Forward(s) => CpuOut::one(cpu::forward(s, x.get(0), x.get(1), x.opt(2))),
-            GroupedLinear::Backward(s, bias) => {
-                let (dx, dw, db) = cpu::backward(s, x.get(0), x.get(1), x.get(2), bias);
+            GroupedLinear::Backward { shape, with_bias } => {
+                let (dx, dw, db) = cpu::backward(shape, x.get(0), x.get(1), x.get(2), with_bias);
                 CpuOut::many(vec![dx, dw, db])
             }
         }
@@ -31,8 +34,8 @@ impl Kernel for GroupedLinear {
             GroupedLinear::Forward(s) => {
                 GpuOut::one(gpu::forward(s, x.get(0), x.get(1), x.opt(2))?)
             }
-            GroupedLinear::Backward(s, bias) => {
-                let (dx, dw, db) = gpu::backward(s, x.get(0), x.get(1), x.get(2), bias)?;
+            GroupedLinear::Backward { shape, with_bias } => {
+                let (dx, dw, db) = gpu::backward(shape, x.get(0), x.get(1), x.get(2), with_bias)?;
                 GpuOut::many(vec![dx, dw, db])
             }
         })
@@ -135,7 +138,10 @@ pub(crate) fn grouped_linear_backward(
         weight.contiguous_detached()?,
         grad.contiguous_detached()?,
     );
-    let kernel = GroupedLinear::Backward(s, bias_shape.is_some());
+    let kernel = GroupedLinear::Backward {
+        shape: s,
+        with_bias: bias_shape.is_some(),
+    };
     let mut out = run(&kernel, &[&x, &w, &dy])?;
     let (dx, dw) = (
         out.tensor(input.shape(), None),

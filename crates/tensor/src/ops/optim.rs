@@ -27,45 +27,59 @@ pub struct AdamWStep {
     pub step: u64,
 }
 
-/// State `[param, velocity?]`, input `[grad]`.
-struct Sgd(SgdStep, bool);
+/// One SGD step of `numel` elements: state `[param, velocity]` (just `[param]` without
+/// momentum), input `[grad]`.
+struct Sgd {
+    h: SgdStep,
+    /// The velocity starts as the first gradient (PyTorch's rule).
+    first: bool,
+    numel: usize,
+}
 
 impl Update for Sgd {
     const NAME: &'static str = "sgd_update";
-    fn cpu<T: CpuElement>(&self, state: &mut [Vec<T>], g: &[&[T]]) {
-        let (Sgd(h, first), (p, v)) = (self, state.split_at_mut(1));
-        // Without momentum there is no velocity and the kernel does not touch it.
-        let v: &mut [T] = v.first_mut().map_or(&mut [], |v| v);
+    fn cpu<T: CpuElement>(&self, state: &mut [Vec<T>], grad: &[&[T]]) {
+        let Sgd { h, first, .. } = *self;
+        let (param, velocity) = match state {
+            [p, v] => (p, &mut v[..]),
+            // Without momentum there is no velocity, and the kernel does not touch it.
+            [p] => (p, &mut [][..]),
+            _ => unreachable!("sgd_update passes [param] or [param, velocity]"),
+        };
         let (lr, mu, wd) = (h.lr, h.momentum, h.weight_decay);
-        senet_cpu::optim::sgd_step(&mut p[0], g[0], v, lr, mu, wd, h.nesterov, *first);
+        senet_cpu::optim::sgd_step(param, grad[0], velocity, lr, mu, wd, h.nesterov, first);
     }
-    fn gpu(&self, state: &[&GpuBuffer], g: &[&GpuBuffer]) -> senet_gpu::Result<()> {
-        let Sgd(h, first) = self;
+    fn gpu(&self, state: &[&GpuBuffer], grad: &[&GpuBuffer]) -> senet_gpu::Result<()> {
+        let Sgd { h, first, numel } = *self;
         // Without momentum the kernel does not touch the velocity: bind the parameter.
         let (p, v) = (state[0], state.get(1).unwrap_or(&state[0]));
         let (lr, mu, wd) = (h.lr, h.momentum, h.weight_decay);
-        senet_gpu::optim::sgd_step(p, g[0], v, p.len(), lr, mu, wd, h.nesterov, *first)
+        senet_gpu::optim::sgd_step(p, grad[0], v, numel, lr, mu, wd, h.nesterov, first)
     }
 }
 
-/// State `[param, m, v]`, input `[grad]`.
-struct AdamW(AdamWStep);
+/// One AdamW step of `numel` elements: state `[param, m, v]`, input `[grad]`.
+struct AdamW {
+    h: AdamWStep,
+    numel: usize,
+}
 
 impl Update for AdamW {
     const NAME: &'static str = "adamw_update";
-    fn cpu<T: CpuElement>(&self, state: &mut [Vec<T>], g: &[&[T]]) {
-        let h = self.0;
+    fn cpu<T: CpuElement>(&self, state: &mut [Vec<T>], grad: &[&[T]]) {
+        let h = self.h;
         let [p, m, v] = state else {
             unreachable!("adamw_update passes [param, m, v]")
         };
         let (b1, b2, wd) = (h.beta1, h.beta2, h.weight_decay);
-        senet_cpu::optim::adamw_step(p, g[0], m, v, h.lr, b1, b2, h.eps, wd, h.step);
+        senet_cpu::optim::adamw_step(p, grad[0], m, v, h.lr, b1, b2, h.eps, wd, h.step);
     }
-    fn gpu(&self, s: &[&GpuBuffer], g: &[&GpuBuffer]) -> senet_gpu::Result<()> {
-        let h = self.0;
+    fn gpu(&self, s: &[&GpuBuffer], grad: &[&GpuBuffer]) -> senet_gpu::Result<()> {
+        let (h, n) = (self.h, self.numel);
         let (b1, b2, wd) = (h.beta1, h.beta2, h.weight_decay);
-        let n = s[0].len();
-        senet_gpu::optim::adamw_step(s[0], g[0], s[1], s[2], n, h.lr, b1, b2, h.eps, wd, h.step)
+        senet_gpu::optim::adamw_step(
+            s[0], grad[0], s[1], s[2], n, h.lr, b1, b2, h.eps, wd, h.step,
+        )
     }
 }
 
@@ -111,7 +125,16 @@ impl Tensor {
             .map(|v| v.contiguous_detached())
             .transpose()?;
         let state: Vec<&Tensor> = std::iter::once(&p).chain(&v).collect();
-        let mut new = run_update(&Sgd(h, first), &state, &[&g])?.into_iter();
+        let mut new = run_update(
+            &Sgd {
+                h,
+                first,
+                numel: p.numel(),
+            },
+            &state,
+            &[&g],
+        )?
+        .into_iter();
         let mut next = || self.updated(new.next());
         Ok((next(), v.map(|_| next())))
     }
@@ -135,7 +158,15 @@ impl Tensor {
             m.contiguous_detached()?,
             v.contiguous_detached()?,
         );
-        let mut new = run_update(&AdamW(h), &[&p, &m, &v], &[&g])?.into_iter();
+        let mut new = run_update(
+            &AdamW {
+                h,
+                numel: p.numel(),
+            },
+            &[&p, &m, &v],
+            &[&g],
+        )?
+        .into_iter();
         let mut next = || self.updated(new.next());
         Ok((next(), next(), next()))
     }

@@ -4,6 +4,7 @@ use crate::{CpuElement, Error, Op, Result, Tensor};
 use senet_spec::reduce::ReduceOp;
 
 /// `[x] -> y`: sum or max over the middle axis of a contiguous `[outer, reduced, inner]`.
+#[derive(Clone, Copy)]
 struct Reduce {
     op: ReduceOp,
     outer: usize,
@@ -14,18 +15,28 @@ struct Reduce {
 impl Kernel for Reduce {
     const NAME: &'static str = "reduce";
     fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
-        let r = self;
+        let Reduce {
+            op,
+            outer,
+            reduced,
+            inner,
+        } = *self;
         CpuOut::one(senet_cpu::reduce::reduce(
             x.get(0),
-            r.outer,
-            r.reduced,
-            r.inner,
-            r.op,
+            outer,
+            reduced,
+            inner,
+            op,
         ))
     }
     fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut> {
-        let r = self;
-        let y = senet_gpu::reduce::reduce(x.get(0), r.outer, r.reduced, r.inner, r.op)?;
+        let Reduce {
+            op,
+            outer,
+            reduced,
+            inner,
+        } = *self;
+        let y = senet_gpu::reduce::reduce(x.get(0), outer, reduced, inner, op)?;
         Ok(GpuOut::one(y))
     }
 }

@@ -9,6 +9,7 @@ use rand::Rng;
 use senet_spec::batchnorm::BnShape;
 use senet_spec::cases::{conv2d_random, grouped_linear_random, pool2d_random, RANDOM_DRAWS};
 use senet_spec::elementwise::{BinaryOp, UnaryOp};
+use senet_spec::reduce::ReduceOp;
 use senet_spec::{batchnorm, conv2d, elementwise, grouped_linear, matmul, pool, reduce, softmax};
 
 pub(crate) type OpFn = Box<dyn Fn(&[Tensor]) -> Result<Tensor>>;
@@ -35,9 +36,9 @@ pub(crate) type Generator = Box<dyn Fn(&mut StdRng) -> Case>;
 type Plain = (&'static str, fn(&mut StdRng) -> Case);
 
 /// Every op, named, with a generator of random cases.
-pub(crate) fn ops() -> Vec<(String, Generator)> {
-    let mut v: Vec<(String, Generator)> = Vec::new();
-    let mut add = |name: &str, g: Generator| v.push((name.to_string(), g));
+pub(crate) fn ops() -> Vec<(&'static str, Generator)> {
+    let mut v: Vec<(&'static str, Generator)> = Vec::new();
+    let mut add = |name: &'static str, g: Generator| v.push((name, g));
     for (name, op) in [
         ("add", BinaryOp::Add),
         ("sub", BinaryOp::Sub),
@@ -52,14 +53,14 @@ pub(crate) fn ops() -> Vec<(String, Generator)> {
     for which in ["sum", "mean", "max"] {
         add(which, Box::new(move |r| reduction(r, which)));
     }
-    let layout_ops: [Plain; 5] = [
+    let layout_ops: &[Plain] = &[
         ("reshape", reshape),
         ("permute", permute),
         ("transpose", transpose),
         ("narrow", narrow),
         ("concat", concat),
     ];
-    let layers: [Plain; 12] = [
+    let layers: &[Plain] = &[
         ("matmul", matmul_case),
         ("softmax", |r| softmax_case(r, false)),
         ("log_softmax", |r| softmax_case(r, true)),
@@ -73,7 +74,7 @@ pub(crate) fn ops() -> Vec<(String, Generator)> {
         ("linear", |r| grouped_linear_case(r, true)),
         ("grouped_linear", |r| grouped_linear_case(r, false)),
     ];
-    for (name, g) in layout_ops.into_iter().chain(layers) {
+    for &(name, g) in layout_ops.iter().chain(layers) {
         add(name, Box::new(g));
     }
     v
@@ -114,7 +115,9 @@ fn binary(rng: &mut StdRng, op: BinaryOp) -> Case {
         BinaryOp::Add => Tensor::add,
         BinaryOp::Sub => Tensor::sub,
         BinaryOp::Mul => Tensor::mul,
-        _ => Tensor::div,
+        BinaryOp::Div => Tensor::div,
+        BinaryOp::Eq => Tensor::eq_mask,
+        BinaryOp::Maximum => Tensor::maximum,
     };
     Case::new(vec![a, b], Box::new(move |t| f(&t[0], &t[1])), out)
 }
@@ -144,7 +147,12 @@ fn reduction(rng: &mut StdRng, which: &'static str) -> Case {
     let moved = elementwise::permute(&values(&x), &shape, &perm);
     let outer: usize = kept.iter().map(|&a| shape[a]).product();
     let red: usize = axes.iter().map(|&a| shape[a]).product();
-    let mut reference = reduce::reduce(&moved, outer, red, 1, which == "max");
+    let op = if which == "max" {
+        ReduceOp::Max
+    } else {
+        ReduceOp::Sum
+    };
+    let mut reference = reduce::reduce(&moved, outer, red, 1, op);
     if which == "mean" {
         reference.iter_mut().for_each(|v| *v /= red as f64);
     }
@@ -340,7 +348,7 @@ fn global_avg_pool(r: &mut StdRng) -> Case {
     ];
     let x = random_tensor(&shape, r.random());
     let plane = shape[2] * shape[3];
-    let reference = reduce::reduce(&values(&x), shape[0] * shape[1], plane, 1, false)
+    let reference = reduce::reduce(&values(&x), shape[0] * shape[1], plane, 1, ReduceOp::Sum)
         .into_iter()
         .map(|s| s / plane as f64)
         .collect();
@@ -352,6 +360,9 @@ fn grouped_linear_case(rng: &mut StdRng, linear: bool) -> Case {
     let mut s = grouped_linear_random(&draws(rng));
     if linear {
         (s.groups, s.shared_input) = (1, true);
+    } else {
+        // One group would be a linear layer, which has its own row.
+        s.groups = s.groups.max(2);
     }
     let x = random_tensor(&[s.batch, s.x_row()], rng.random());
     let with_bias = rng.random_bool(0.7);
@@ -363,10 +374,10 @@ fn grouped_linear_case(rng: &mut StdRng, linear: bool) -> Case {
         grouped_linear::grouped_linear_forward(s, &values(&x), &values(&w), bias.as_deref());
     let (w, b) = if linear {
         // Same values, the shapes of a linear layer.
-        (
-            w.reshape(&[fo, fi]).unwrap_or(w),
-            b.reshape(&[fo]).unwrap_or(b),
-        )
+        let w = w
+            .reshape(&[fo, fi])
+            .expect("one group: [1, fo, fi] holds fo * fi");
+        (w, b.reshape(&[fo]).expect("one group: [1, fo] holds fo"))
     } else {
         (w, b)
     };

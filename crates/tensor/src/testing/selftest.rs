@@ -7,6 +7,7 @@ use super::{gradcheck, random_tensor, GradcheckOptions};
 use crate::{DType, Device, Result, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use senet_spec::testing::worst_ratio;
 
 /// The forward result (f32 on the device) may differ from the f64 reference by rounding:
 /// allow 1e-4 of `1 + |reference|`, about 100 f32 ulps on sums of tens of O(1) terms.
@@ -15,7 +16,7 @@ pub const FORWARD_TOLERANCE: f64 = 1e-4;
 /// One row of the table.
 #[derive(Clone, Debug)]
 pub struct Row {
-    pub op: String,
+    pub op: &'static str,
     pub cases: usize,
     /// Worst `|ours - reference| / (1 + |reference|)` over all outputs of all cases.
     pub forward_error: f64,
@@ -52,16 +53,7 @@ fn check(case: &Case, row: &mut Row) -> Result<()> {
 
 /// Worst `|got - want| / (1 + |want|)`; a length mismatch or a NaN counts as infinite.
 fn scaled_error(got: &[f64], want: &[f64]) -> f64 {
-    if got.len() != want.len() {
-        return f64::INFINITY;
-    }
-    got.iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
-        .fold(
-            0.0,
-            |m, e| if e.is_nan() { f64::INFINITY } else { m.max(e) },
-        )
+    worst_ratio(got, want, 1.0)
 }
 
 /// GPU gradients go through several kernels whose f32 sums run in a different order than the
