@@ -1,16 +1,13 @@
 //! `senet eval`, `senet predict` and `senet bench`: thin commands over the crates (eval's
 //! logic is the train crate's [`evaluate_checkpoint`]).
-use crate::models::{build, Model, ModelConfig};
+use crate::models::ModelConfig;
 use crate::nn::checkpoint;
-use crate::nn::optim::Optimizer;
 use crate::nn::Module;
 use crate::tensor::{Device, NoGradGuard, Tensor};
 use crate::train::{evaluate_checkpoint, load_model, DataOptions};
 use anyhow::{anyhow, bail, Context, Result};
-use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 /// CIFAR-10's class names and statistics: the defaults for a checkpoint without a description.
 pub const CIFAR10_CLASSES: [&str; 10] = [
@@ -146,63 +143,5 @@ pub fn predict(
             println!("{} {:.4}", names[k], probs[k]);
         }
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Waits for the device (a readback on the GPU).
-fn sync(t: &Tensor) -> Result<()> {
-    t.sum_all()?.item()?;
-    Ok(())
-}
-
-pub fn bench(
-    config: &ModelConfig,
-    batch: usize,
-    steps: usize,
-    device: &str,
-    size: usize,
-) -> Result<ExitCode> {
-    if batch == 0 || steps == 0 {
-        bail!("--batch and --steps must be at least 1");
-    }
-    let device = Device::parse(device).with_context(|| format!("--device {device}"))?;
-    let mut model = build(config, 0)?;
-    model.to_device(device)?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let x = Tensor::randn(&[batch, 3, size, size], &mut rng).to_device(device)?;
-    let labels: Vec<u32> = (0..batch)
-        .map(|_| rng.random_range(0..config.classes as u32))
-        .collect();
-    let mut opt = Optimizer::sgd(0.9, true, 5e-4);
-    let mut train_step = |model: &mut Model| -> Result<()> {
-        let loss = model.forward(&x, true)?.cross_entropy(&labels, 0.0)?;
-        let grads = loss.backward()?;
-        opt.step(model, &grads, 0.05)?;
-        sync(&loss)
-    };
-    println!(
-        "{} on {}, batch {batch}, {size}x{size} images, {steps} timed steps after 2 warm-up steps",
-        config.name(),
-        device.describe()
-    );
-    for _ in 0..2 {
-        train_step(&mut model)?;
-    }
-    let t = Instant::now();
-    for _ in 0..steps {
-        train_step(&mut model)?;
-    }
-    let train = (batch * steps) as f64 / t.elapsed().as_secs_f64();
-    let _guard = NoGradGuard::new();
-    for _ in 0..2 {
-        sync(&model.forward(&x, false)?)?;
-    }
-    let t = Instant::now();
-    for _ in 0..steps {
-        sync(&model.forward(&x, false)?)?;
-    }
-    let infer = (batch * steps) as f64 / t.elapsed().as_secs_f64();
-    println!("train: {train:.1} images/s");
-    println!("inference: {infer:.1} images/s");
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,7 @@
 //! [`tensor`] (the `Tensor` type, autograd, gradcheck and the op self-test), [`nn`],
 //! [`models`], [`data`] and [`train`] (the trainer, evaluation and the run folder). The `senet`
 //! binary (`src/main.rs`) is the command-line program: it parses flags and calls the crates;
-//! [`commands`] holds its predict and bench commands and the thin eval wrapper.
+//! [`commands`] holds its predict command and the thin eval wrapper, [`bench`] the benchmark.
 
 pub use senet_cpu as cpu;
 pub use senet_data as data;
@@ -17,4 +17,5 @@ pub use senet_tensor as tensor;
 pub use senet_tensor::{no_grad, Error, Result, Tensor};
 pub use senet_train as train;
 
+pub mod bench;
 pub mod commands;

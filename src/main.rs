@@ -89,6 +89,10 @@ enum Command {
         /// Input image size.
         #[arg(long, default_value_t = 32)]
         input_size: usize,
+        /// Then run the steps again with every kernel timed and print where the time goes:
+        /// one table for training (forward, backward, optimizer, data) and one for inference.
+        #[arg(long)]
+        profile: bool,
     },
     /// Check every op: on the CPU, forward against naive loops and gradients against central
     /// differences; on a GPU, forward and gradients against the CPU.
@@ -156,14 +160,16 @@ fn main() -> ExitCode {
             steps,
             device,
             input_size,
+            profile,
         } => (|| {
-            senet::commands::bench(
-                &model.config(model.classes.unwrap_or(10))?,
+            let options = senet::bench::BenchOptions {
                 batch,
                 steps,
-                &device,
+                device,
                 input_size,
-            )
+                profile,
+            };
+            senet::bench::bench(&model.config(model.classes.unwrap_or(10))?, &options)
         })(),
         Command::Selftest {
             device,

@@ -5,7 +5,7 @@
 //! convolution is then the matrix product `W_g [cout_g, cin_g*kh*kw] @ cols`. Several samples
 //! are packed side by side in one `cols` (their columns next to each other) so that each GEMM
 //! is wide even when the output planes are small, and each GEMM splits its rows into fixed
-//! blocks computed in parallel (`par_gemm`); chunks of samples also run in parallel. The
+//! tiles computed in parallel (`crate::gemm`); chunks of samples also run in parallel. The
 //! backward passes reuse the same matrices: `dcols = W_g^T @ dy_g` scattered back with col2im
 //! gives dx, and `dW_g = dy_g @ cols^T` gives dw. dw sums over the batch: its chunks of
 //! samples are sized by the geometry alone and their partial sums added in chunk order, so
@@ -13,8 +13,7 @@
 //!
 //! A 1x1 convolution with stride 1 and no padding needs no im2col at all: the input plane of a
 //! sample already is its `cols` matrix.
-use crate::matmul::par_gemm;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use crate::gemm::{gemm, Mat, MatMut};
 use rayon::prelude::*;
 use senet_spec::conv2d::Conv2dGeometry;
 use senet_spec::{check_len, Element};
@@ -145,14 +144,13 @@ fn col2im<T: Element>(g: &Conv2dGeometry, d: &Dims, cols: &[T], ld: usize, dx: &
     });
 }
 
-/// Row-major matrix view of an exactly sized slice. Cannot fail: every caller slices
-/// `rows * cols` elements.
-fn mat<T>(rows: usize, cols: usize, s: &[T]) -> ArrayView2<'_, T> {
-    ArrayView2::from_shape((rows, cols), s).expect("slice sized rows * cols")
+/// Row-major matrix views of exactly sized slices.
+fn mat<T>(rows: usize, cols: usize, s: &[T]) -> Mat<'_, T> {
+    Mat::new(s, rows, cols)
 }
 
-fn mat_mut<T>(rows: usize, cols: usize, s: &mut [T]) -> ArrayViewMut2<'_, T> {
-    ArrayViewMut2::from_shape((rows, cols), s).expect("slice sized rows * cols")
+fn mat_mut<T>(rows: usize, cols: usize, s: &mut [T]) -> MatMut<'_, T> {
+    MatMut::new(s, rows, cols)
 }
 
 /// Output columns a GEMM should see at least: late layers have tiny output planes (1x1 to 8x8
@@ -207,7 +205,7 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
                     }
                 }
                 let w_g = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k]);
-                par_gemm(w_g, mat(d.k, mp, &cols), mat_mut(d.cout_g, mp, &mut out));
+                gemm(w_g, mat(d.k, mp, &cols), mat_mut(d.cout_g, mp, &mut out));
                 for s in 0..m {
                     let y_g = &mut y_c[s * y_n + grp * d.cout_g * d.p..][..d.cout_g * d.p];
                     for (dst, src) in y_g.chunks_mut(d.p).zip(out.chunks(mp)) {
@@ -257,9 +255,8 @@ pub fn backward_input<T: Element>(g: &Conv2dGeometry, w: &[T], dy: &[T]) -> Vec<
                         dst[s * d.p..][..d.p].copy_from_slice(src);
                     }
                 }
-                let w_t = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k])
-                    .reversed_axes();
-                par_gemm(w_t, mat(d.cout_g, mp, &dyp), mat_mut(d.k, mp, &mut dcols));
+                let w_t = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k]).t();
+                gemm(w_t, mat(d.cout_g, mp, &dyp), mat_mut(d.k, mp, &mut dcols));
                 for s in 0..m {
                     let dx_g = &mut dx_c[s * x_n + grp * d.cin_g * d.hw..][..d.cin_g * d.hw];
                     if d.pointwise {
@@ -323,14 +320,14 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
                     im2col(g, &d, x_g, &mut cols[s * d.p..], mp);
                 }
             }
-            let cols_t = mat(d.k, mp, &cols[..d.k * mp]).reversed_axes();
+            let cols_t = mat(d.k, mp, &cols[..d.k * mp]).t();
             let dy_m = mat(d.cout_g, mp, &dyp[..d.cout_g * mp]);
-            let mut dw_g = mat_mut(
+            let dw_g = mat_mut(
                 d.cout_g,
                 d.k,
                 &mut dw[grp * d.cout_g * d.k..][..d.cout_g * d.k],
             );
-            par_gemm(dy_m, cols_t, dw_g.view_mut());
+            gemm(dy_m, cols_t, dw_g);
         }
         dw
     };

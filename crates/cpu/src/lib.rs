@@ -16,9 +16,16 @@
 pub mod batchnorm;
 pub mod conv2d;
 pub mod elementwise;
+pub mod gemm;
 pub mod grouped_linear;
 pub mod matmul;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod simd;
 pub mod softmax;
+
+/// Threads the parallel kernels run on (rayon's pool: `RAYON_NUM_THREADS`, else one per core).
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}

@@ -46,6 +46,7 @@ impl Optimizer {
 
     /// Updates every parameter of `module` that has a gradient in `grads`, with learning rate `lr`.
     pub fn step(&mut self, module: &mut dyn Module, grads: &Gradients, lr: f64) -> Result<()> {
+        let _phase = senet_tensor::profile::phase(senet_tensor::profile::Phase::Optimizer);
         self.steps += 1;
         let (kind, wd, step) = (self.kind, self.weight_decay, self.steps);
         let state = &mut self.state;

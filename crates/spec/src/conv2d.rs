@@ -29,6 +29,30 @@ impl Conv2dGeometry {
         (self.in_w + 2 * self.padding.1 - self.dilation.1 * (self.kernel.1 - 1) - 1) / self.stride.1
             + 1
     }
+    /// Multiply-adds of the forward pass; each gradient (input, weight) costs as many.
+    pub fn macs(&self) -> f64 {
+        let per_output = (self.in_channels / self.groups.max(1)) * self.kernel.0 * self.kernel.1;
+        (self.batch * self.out_channels * self.out_h() * self.out_w() * per_output) as f64
+    }
+    /// The geometry in a few characters for profiles: kernel/stride, groups when not 1,
+    /// channels in->out at the input size, `3x3/1 64->64 8x8`.
+    pub fn describe(&self) -> String {
+        let groups = if self.groups == 1 {
+            String::new()
+        } else {
+            format!(" g{}", self.groups)
+        };
+        format!(
+            "{}x{}/{}{groups} {}->{} {}x{}",
+            self.kernel.0,
+            self.kernel.1,
+            self.stride.0,
+            self.in_channels,
+            self.out_channels,
+            self.in_h,
+            self.in_w
+        )
+    }
     /// Number of elements of the weight, `out_channels * in_channels / groups * kh * kw`.
     pub fn weight_len(&self) -> usize {
         self.out_channels * (self.in_channels / self.groups) * self.kernel.0 * self.kernel.1

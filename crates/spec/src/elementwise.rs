@@ -163,6 +163,18 @@ impl BinaryOp {
         }
     }
 
+    /// The lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Eq => "eq",
+            BinaryOp::Maximum => "maximum",
+        }
+    }
+
     /// The op's number in the WGSL kernel: its place in [`BinaryOp::ALL`].
     pub fn code(self) -> u32 {
         Self::ALL

@@ -6,6 +6,15 @@ pub enum ReduceOp {
     Max,
 }
 
+impl ReduceOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Max => "max",
+        }
+    }
+}
+
 /// Sum (or max) over the middle axis of `[outer, reduced, inner]`.
 pub fn reduce(x: &[f64], outer: usize, reduced: usize, inner: usize, op: ReduceOp) -> Vec<f64> {
     let mut out = Vec::with_capacity(outer * inner);

@@ -81,6 +81,7 @@ impl Tensor {
             )));
         }
         let _no_grad = NoGradGuard::new();
+        let _phase = crate::profile::phase(crate::profile::Phase::Backward);
         let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
         grads.insert(self.id(), seed.clone());
         let mut result = Gradients::default();

@@ -8,6 +8,7 @@
 //! test the device or the dtype. Optimizer steps, which update existing buffers, are an
 //! [`Update`] run by [`run_update`].
 use crate::layout::Layout;
+use crate::profile;
 use crate::storage::{with_dtype, CpuElement, CpuStorage, IndexStorage, Indices, Storage};
 use crate::{Error, Result, Tensor};
 use senet_gpu::GpuBuffer;
@@ -109,6 +110,12 @@ pub(crate) trait Kernel {
     fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T>;
     /// On GPU buffers of f32.
     fn gpu(&self, x: &GpuIn) -> senet_gpu::Result<GpuOut>;
+    /// How `senet bench --profile` names this call (kernels with a geometry name it, so that
+    /// each conv shape gets its own row) and the floating-point operations it does, where
+    /// those are defined.
+    fn profile(&self) -> (String, Option<f64>) {
+        (Self::NAME.to_string(), None)
+    }
 }
 
 /// The buffers a kernel produced, handed out as tensors in order.
@@ -177,8 +184,20 @@ pub(crate) fn run_with<K: Kernel>(
                     IndexStorage::Cpu(_) => None,
                 })?,
             };
-            let out = kernel.gpu(&x)?;
-            Ok(produced(out, Storage::Gpu, IndexStorage::Gpu))
+            let out = profile::timed(
+                || kernel.profile(),
+                || -> Result<GpuOut> {
+                    let out = kernel.gpu(&x)?;
+                    if profile::is_enabled() {
+                        // Time the kernel, not its submission.
+                        if let Some(b) = out.values.first() {
+                            b.gpu().synchronize()?;
+                        }
+                    }
+                    Ok(out)
+                },
+            )?;
+            Ok(produced(out, Storage::gpu, IndexStorage::Gpu))
         }
         Storage::Cpu(_) => with_dtype!(first.dtype(), T => {
             let x = CpuIn::<T> {
@@ -191,8 +210,8 @@ pub(crate) fn run_with<K: Kernel>(
                     IndexStorage::Gpu(_) => None,
                 })?,
             };
-            let out = kernel.cpu(&x);
-            Ok(produced(out, |v| Storage::Cpu(T::wrap(v)), IndexStorage::Cpu))
+            let out = profile::timed(|| kernel.profile(), || kernel.cpu(&x));
+            Ok(produced(out, |v| Storage::cpu(T::wrap(v)), IndexStorage::Cpu))
         }),
     }
 }
@@ -277,7 +296,16 @@ pub(crate) fn run_update<U: Update>(
                 Storage::Cpu(_) => None,
             })?;
             let bufs: Vec<&GpuBuffer> = bufs.into_iter().flatten().map(|(b, _)| b).collect();
-            update.gpu(&bufs[..state.len()], &bufs[state.len()..])?;
+            profile::timed(
+                || (U::NAME.to_string(), None),
+                || -> Result<()> {
+                    update.gpu(&bufs[..state.len()], &bufs[state.len()..])?;
+                    if profile::is_enabled() {
+                        bufs[0].gpu().synchronize()?;
+                    }
+                    Ok(())
+                },
+            )?;
             Ok(state.iter().map(|t| t.storage_arc()).collect())
         }
         Storage::Cpu(_) => with_dtype!(first.dtype(), T => {
@@ -285,10 +313,14 @@ pub(crate) fn run_update<U: Update>(
                 Storage::Cpu(c) => T::slice(c),
                 Storage::Gpu(_) => None,
             })?, indices: Vec::new() };
-            let mut new_state: Vec<Vec<T>> = (0..state.len()).map(|i| x.get(i).to_vec()).collect();
-            let read: Vec<&[T]> = (state.len()..all.len()).map(|i| x.get(i)).collect();
-            update.cpu(&mut new_state, &read);
-            Ok(new_state.into_iter().map(|v| Arc::new(Storage::Cpu(T::wrap(v)))).collect())
+            let new_state = profile::timed(|| (U::NAME.to_string(), None), || {
+                let mut new_state: Vec<Vec<T>> =
+                    (0..state.len()).map(|i| x.get(i).to_vec()).collect();
+                let read: Vec<&[T]> = (state.len()..all.len()).map(|i| x.get(i)).collect();
+                update.cpu(&mut new_state, &read);
+                new_state
+            });
+            Ok(new_state.into_iter().map(|v| Arc::new(Storage::cpu(T::wrap(v)))).collect())
         }),
     }
 }

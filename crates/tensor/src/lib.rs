@@ -24,6 +24,7 @@ mod kernel;
 mod layout;
 mod op;
 pub mod ops;
+pub mod profile;
 mod storage;
 mod tensor;
 #[cfg(feature = "testing")]

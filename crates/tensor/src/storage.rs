@@ -6,6 +6,7 @@ use crate::{DType, Device, Error, Layout, Result};
 use senet_gpu::GpuBuffer;
 use senet_spec::Element;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A CPU buffer: f32 for training, f64 for gradient checking.
@@ -20,6 +21,34 @@ pub enum CpuStorage {
 pub enum Storage {
     Cpu(CpuStorage),
     Gpu(GpuBuffer),
+}
+
+/// Bytes held by all live storages (every tensor's buffer: parameters, gradients, optimizer
+/// state, activations kept for backward, temporaries) and the most held at once since
+/// [`reset_peak_tensor_bytes`], for `senet bench`'s memory line. Buffers are counted when made
+/// through [`Storage::cpu`] / [`Storage::gpu`], the only constructors used, and when dropped.
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes held by the buffers of all live tensors, on every device.
+pub fn live_tensor_bytes() -> usize {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+/// The most [`live_tensor_bytes`] reached since the last [`reset_peak_tensor_bytes`].
+pub fn peak_tensor_bytes() -> usize {
+    PEAK_BYTES.load(Ordering::Relaxed)
+}
+
+/// Starts a new peak from what is live now.
+pub fn reset_peak_tensor_bytes() {
+    PEAK_BYTES.store(live_tensor_bytes(), Ordering::Relaxed);
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        LIVE_BYTES.fetch_sub(self.bytes(), Ordering::Relaxed);
+    }
 }
 
 /// The element types a CPU tensor can hold, with the glue between `Vec<T>` and `CpuStorage`.
@@ -74,6 +103,30 @@ macro_rules! with_dtype {
 pub(crate) use with_dtype;
 
 impl Storage {
+    /// A CPU buffer, counted in [`live_tensor_bytes`].
+    pub(crate) fn cpu(c: CpuStorage) -> Storage {
+        Storage::counted(Storage::Cpu(c))
+    }
+
+    /// A GPU buffer, counted in [`live_tensor_bytes`].
+    pub(crate) fn gpu(b: GpuBuffer) -> Storage {
+        Storage::counted(Storage::Gpu(b))
+    }
+
+    fn counted(s: Storage) -> Storage {
+        let live = LIVE_BYTES.fetch_add(s.bytes(), Ordering::Relaxed) + s.bytes();
+        PEAK_BYTES.fetch_max(live, Ordering::Relaxed);
+        s
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Storage::Cpu(CpuStorage::F32(v)) => v.len() * 4,
+            Storage::Cpu(CpuStorage::F64(v)) => v.len() * 8,
+            Storage::Gpu(b) => b.len() * 4,
+        }
+    }
+
     pub(crate) fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(CpuStorage::F32(_)) | Storage::Gpu(_) => DType::F32,
@@ -102,12 +155,12 @@ impl Storage {
     pub(crate) fn full(n: usize, value: f64, dtype: DType, device: Device) -> Result<Storage> {
         match device {
             Device::Cpu => {
-                Ok(with_dtype!(dtype, T => Storage::Cpu(T::wrap(vec![T::from_f64(value); n]))))
+                Ok(with_dtype!(dtype, T => Storage::cpu(T::wrap(vec![T::from_f64(value); n]))))
             }
             Device::Gpu(_) => {
                 check_gpu_dtype("full", dtype)?;
                 let buf = senet_gpu::elementwise::fill(&device.gpu()?, n, value as f32)?;
-                Ok(Storage::Gpu(buf))
+                Ok(Storage::gpu(buf))
             }
         }
     }
@@ -126,7 +179,7 @@ impl Storage {
     pub(crate) fn to_dtype(&self, range: Range<usize>, dtype: DType) -> Result<Storage> {
         match self {
             Storage::Cpu(_) => {
-                Ok(with_dtype!(dtype, T => Storage::Cpu(T::wrap(self.to_vec::<T>(range)?))))
+                Ok(with_dtype!(dtype, T => Storage::cpu(T::wrap(self.to_vec::<T>(range)?))))
             }
             // GPU buffers hold f32 only, and `Tensor::to_dtype` returns early when the dtype
             // already matches: what reaches here asks for a dtype the GPU does not hold.
@@ -141,13 +194,13 @@ impl Storage {
     /// buffer is converted on the way, and GPU to GPU goes through the host.
     pub(crate) fn to_device(&self, range: Range<usize>, device: Device) -> Result<Storage> {
         match (device, self) {
-            (Device::Cpu, _) => Ok(Storage::Cpu(CpuStorage::F32(self.to_vec::<f32>(range)?))),
+            (Device::Cpu, _) => Ok(Storage::cpu(CpuStorage::F32(self.to_vec::<f32>(range)?))),
             (Device::Gpu(_), Storage::Cpu(CpuStorage::F32(v))) => {
-                Ok(Storage::Gpu(device.gpu()?.upload(&v[range])?))
+                Ok(Storage::gpu(device.gpu()?.upload(&v[range])?))
             }
             (Device::Gpu(_), _) => {
                 let values = self.to_vec::<f32>(range)?;
-                Ok(Storage::Gpu(device.gpu()?.upload(&values)?))
+                Ok(Storage::gpu(device.gpu()?.upload(&values)?))
             }
         }
     }

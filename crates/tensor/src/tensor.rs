@@ -53,7 +53,7 @@ impl Tensor {
     pub(crate) fn from_cpu<T: CpuElement>(data: Vec<T>, shape: &[usize], op: Option<Op>) -> Tensor {
         debug_assert_eq!(data.len(), shape.iter().product::<usize>());
         Tensor::from_storage(
-            Arc::new(Storage::Cpu(T::wrap(data))),
+            Arc::new(Storage::cpu(T::wrap(data))),
             Layout::contiguous(shape),
             op,
         )

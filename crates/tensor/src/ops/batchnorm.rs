@@ -21,6 +21,14 @@ enum BatchNorm {
 
 impl Kernel for BatchNorm {
     const NAME: &'static str = "batch_norm2d";
+    fn profile(&self) -> (String, Option<f64>) {
+        let (what, s) = match self {
+            BatchNorm::ForwardTrain { shape, .. } => ("batch_norm2d", shape),
+            BatchNorm::ForwardEval { shape, .. } => ("batch_norm2d eval", shape),
+            BatchNorm::Backward { shape, .. } => ("batch_norm2d dx", shape),
+        };
+        (format!("{what} {}ch x{}", s.c, s.hw), None)
+    }
     fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
         match *self {
             BatchNorm::ForwardTrain { shape: s, eps } => {

@@ -39,6 +39,15 @@ impl Kernel for Conv {
             Conv::Bias(g) => gpu::backward_bias(g, x.get(0))?,
         }))
     }
+    fn profile(&self) -> (String, Option<f64>) {
+        let (what, g) = match self {
+            Conv::Forward(g) => ("conv2d", g),
+            Conv::Input(g) => ("conv2d dx", g),
+            Conv::Weight(g) => ("conv2d dw", g),
+            Conv::Bias(g) => return (format!("conv2d dbias {}", g.describe()), None),
+        };
+        (format!("{what} {}", g.describe()), Some(2.0 * g.macs()))
+    }
 }
 
 /// Options of `conv2d`; pairs are (height, width).

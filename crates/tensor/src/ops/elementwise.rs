@@ -20,6 +20,12 @@ struct Binary {
 
 impl Kernel for Binary {
     const NAME: &'static str = "binary op";
+    fn profile(&self) -> (String, Option<f64>) {
+        // Broadcast operands are worth telling apart from same-shape ones: they are strided.
+        let broadcast = self.a.strides().contains(&0) || self.b.strides().contains(&0);
+        let how = if broadcast { " (broadcast)" } else { "" };
+        (format!("{}{how}", self.op.name()), None)
+    }
     fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
         let a = Strided {
             data: x.view(0).0,
@@ -53,6 +59,9 @@ struct Unary(UnaryOp);
 
 impl Kernel for Unary {
     const NAME: &'static str = "unary op";
+    fn profile(&self) -> (String, Option<f64>) {
+        (self.0.name().to_string(), None)
+    }
     fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
         CpuOut::one(cpu::unary(x.get(0), self.0))
     }

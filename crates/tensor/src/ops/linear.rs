@@ -20,6 +20,23 @@ enum GroupedLinear {
 
 impl Kernel for GroupedLinear {
     const NAME: &'static str = "grouped_linear";
+    fn profile(&self) -> (String, Option<f64>) {
+        let (what, s) = match self {
+            GroupedLinear::Forward(s) => ("grouped_linear", s),
+            GroupedLinear::Backward { shape, .. } => ("grouped_linear dx dw", shape),
+        };
+        let macs = (s.batch * s.groups * s.in_features * s.out_features) as f64;
+        let passes = if matches!(self, GroupedLinear::Forward(_)) {
+            1.0
+        } else {
+            2.0
+        };
+        let label = format!(
+            "{what} {}x({}->{})",
+            s.groups, s.in_features, s.out_features
+        );
+        (label, Some(2.0 * passes * macs))
+    }
     fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
         match *self {
             GroupedLinear::Forward(s) => CpuOut::one(cpu::forward(s, x.get(0), x.get(1), x.opt(2))),

@@ -10,6 +10,11 @@ struct Matmul(MatmulShape);
 
 impl Kernel for Matmul {
     const NAME: &'static str = "matmul";
+    fn profile(&self) -> (String, Option<f64>) {
+        let s = self.0;
+        let label = format!("matmul {}x{}x{} x{}", s.m, s.k, s.n, s.batch);
+        (label, Some(2.0 * (s.batch * s.m * s.k * s.n) as f64))
+    }
     fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
         CpuOut::one(senet_cpu::matmul::matmul(x.get(0), x.get(1), self.0))
     }

@@ -43,6 +43,19 @@ impl Kernel for Pool {
             Pool::AvgBackward(g) => GpuOut::one(gpu::avg_backward(g, x.get(0))?),
         })
     }
+    fn profile(&self) -> (String, Option<f64>) {
+        let (what, g) = match self {
+            Pool::MaxForward(g) => ("max_pool2d", g),
+            Pool::MaxBackward(g) => ("max_pool2d dx", g),
+            Pool::AvgForward(g) => ("avg_pool2d", g),
+            Pool::AvgBackward(g) => ("avg_pool2d dx", g),
+        };
+        let label = format!(
+            "{what} {}x{}/{} {}ch {}x{}",
+            g.kernel.0, g.kernel.1, g.stride.0, g.channels, g.in_h, g.in_w
+        );
+        (label, None)
+    }
 }
 
 /// Window, stride and padding of a pooling op; pairs are (height, width).

@@ -14,6 +14,18 @@ struct Reduce {
 
 impl Kernel for Reduce {
     const NAME: &'static str = "reduce";
+    fn profile(&self) -> (String, Option<f64>) {
+        (
+            format!(
+                "{} [{}, {}, {}]",
+                self.op.name(),
+                self.outer,
+                self.reduced,
+                self.inner
+            ),
+            None,
+        )
+    }
     fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
         let Reduce {
             op,

@@ -1,0 +1,247 @@
+//! Where a step's time goes: per-kernel timing for `senet bench --profile`.
+//!
+//! When [`enable`]d, every kernel run through `kernel.rs` is timed and added to a table keyed by
+//! the phase it ran in (forward, backward, optimizer, data) and its label (a kernel names its
+//! geometry, say `conv2d 3x3/1 64->64 8x8`, and counts its FLOPs where they are defined). On a
+//! GPU each timed kernel is waited for, so the table is the same on either device. Disabled, the
+//! cost is one relaxed atomic load per kernel.
+pub use crate::storage::{live_tensor_bytes, peak_tensor_bytes, reset_peak_tensor_bytes};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// The part of a training step a kernel belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    Data,
+    Forward,
+    Backward,
+    Optimizer,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Data => "data",
+            Phase::Forward => "forward",
+            Phase::Backward => "backward",
+            Phase::Optimizer => "optimizer",
+        }
+    }
+}
+
+/// One line of the table: every call of one label in one phase.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub phase: Phase,
+    pub label: String,
+    pub calls: u64,
+    pub secs: f64,
+    /// Floating-point operations of all calls, where the kernel defines them.
+    pub flops: Option<f64>,
+}
+
+#[derive(Default)]
+struct Entry {
+    calls: u64,
+    secs: f64,
+    flops: Option<f64>,
+}
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static TABLE: Mutex<BTreeMap<(Phase, String), Entry>> = Mutex::new(BTreeMap::new());
+
+thread_local! {
+    static PHASE: Cell<Phase> = const { Cell::new(Phase::Forward) };
+}
+
+/// Starts (or stops) timing kernels. Starting clears the table.
+pub fn enable(on: bool) {
+    if on {
+        lock().clear();
+    }
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+pub fn is_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// The rows recorded since [`enable`], in phase order, then by time spent (largest first).
+pub fn rows() -> Vec<Row> {
+    let mut rows: Vec<Row> = lock()
+        .iter()
+        .map(|((phase, label), e)| Row {
+            phase: *phase,
+            label: label.clone(),
+            calls: e.calls,
+            secs: e.secs,
+            flops: e.flops,
+        })
+        .collect();
+    rows.sort_by(|a, b| a.phase.cmp(&b.phase).then(b.secs.total_cmp(&a.secs)));
+    rows
+}
+
+/// Kernels run on this thread until the guard drops count toward `phase`.
+#[must_use = "the phase ends when the guard drops"]
+pub struct PhaseGuard(Phase);
+
+pub fn phase(phase: Phase) -> PhaseGuard {
+    PhaseGuard(PHASE.with(|p| p.replace(phase)))
+}
+
+impl Drop for PhaseGuard {
+    fn drop(&mut self) {
+        PHASE.with(|p| p.set(self.0));
+    }
+}
+
+/// Adds `secs` (and `flops`) to `label` in the current phase.
+pub fn record(label: String, secs: f64, flops: Option<f64>) {
+    let phase = PHASE.with(Cell::get);
+    let mut table = lock();
+    let e = table.entry((phase, label)).or_default();
+    e.calls += 1;
+    e.secs += secs;
+    e.flops = match (e.flops, flops) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    };
+}
+
+/// Runs `f`, recording its time under `label()` when profiling is on.
+pub fn timed<R>(label: impl FnOnce() -> (String, Option<f64>), f: impl FnOnce() -> R) -> R {
+    if !is_enabled() {
+        return f();
+    }
+    let t = Instant::now();
+    let r = f();
+    let secs = t.elapsed().as_secs_f64();
+    let (label, flops) = label();
+    record(label, secs, flops);
+    r
+}
+
+fn lock() -> std::sync::MutexGuard<'static, BTreeMap<(Phase, String), Entry>> {
+    // A panic while holding the lock leaves a table that is still valid.
+    TABLE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Formats `rows` as a table, with each phase's total and, when `step_secs` (the wall time of
+/// all profiled steps) is given, the time outside kernels (allocation, autograd bookkeeping).
+pub fn format_table(rows: &[Row], steps: usize, step_secs: Option<f64>) -> String {
+    use std::fmt::Write;
+    let steps = steps.max(1) as f64;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<10} {:<44} {:>6} {:>10} {:>6} {:>9}",
+        "phase", "op", "calls", "ms/step", "share", "GFLOP/s"
+    );
+    let total: f64 = rows.iter().map(|r| r.secs).sum();
+    let whole = step_secs.unwrap_or(total).max(f64::MIN_POSITIVE);
+    let phase_total = |out: &mut String, phase: Phase| {
+        let secs: f64 = rows
+            .iter()
+            .filter(|r| r.phase == phase)
+            .map(|r| r.secs)
+            .sum();
+        let _ = writeln!(
+            out,
+            "{:<10} {:<44} {:>6} {:>10.2} {:>5.1}%",
+            phase.name(),
+            "(all kernels of the phase)",
+            "",
+            secs / steps * 1e3,
+            100.0 * secs / whole
+        );
+    };
+    let mut last = None;
+    for r in rows {
+        if last.is_some_and(|p| p != r.phase) {
+            phase_total(&mut out, last.unwrap_or(r.phase));
+        }
+        last = Some(r.phase);
+        let gflops = r
+            .flops
+            .filter(|_| r.secs > 0.0)
+            .map_or(String::new(), |f| format!("{:.1}", f / r.secs / 1e9));
+        let _ = writeln!(
+            out,
+            "{:<10} {:<44} {:>6} {:>10.2} {:>5.1}% {:>9}",
+            r.phase.name(),
+            r.label,
+            (r.calls as f64 / steps).round(),
+            r.secs / steps * 1e3,
+            100.0 * r.secs / whole,
+            gflops
+        );
+    }
+    if let Some(p) = last {
+        phase_total(&mut out, p);
+    }
+    if let Some(step) = step_secs {
+        let _ = writeln!(
+            out,
+            "{:<10} {:<44} {:>6} {:>10.2} {:>5.1}%",
+            "other",
+            "(outside kernels: allocation, autograd, copies)",
+            "",
+            (step - total) / steps * 1e3,
+            100.0 * (step - total) / whole
+        );
+        let _ = writeln!(
+            out,
+            "{:<10} {:<44} {:>6} {:>10.2} {:>5.1}%",
+            "step",
+            "(wall time)",
+            "",
+            step / steps * 1e3,
+            100.0
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One test touches the global table, so tests running in parallel cannot race on it.
+    #[test]
+    fn records_by_phase_and_label_and_formats_a_table() {
+        enable(true);
+        record("a".into(), 0.5, Some(1e9));
+        {
+            let _g = phase(Phase::Backward);
+            record("a".into(), 0.25, None);
+            record("a".into(), 0.25, None);
+        }
+        timed(|| ("b".into(), None), || ());
+        enable(false);
+        timed(|| panic!("not called when disabled"), || ());
+        let rows = rows();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            (rows[0].phase, rows[0].calls, rows[0].secs),
+            (Phase::Forward, 1, 0.5)
+        );
+        assert_eq!(rows[0].flops, Some(1e9));
+        assert_eq!(rows[1].label, "b");
+        assert_eq!(
+            (rows[2].phase, rows[2].calls, rows[2].secs),
+            (Phase::Backward, 2, 0.5)
+        );
+        let table = format_table(&rows, 1, Some(2.0));
+        assert!(table.contains("2.0"), "{table}"); // 1e9 FLOP in 0.5 s
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("other") && l.contains("1000.00")),
+            "{table}"
+        );
+    }
+}
