@@ -57,15 +57,21 @@ fn time(iters: usize, device: Device, mut f: impl FnMut() -> Result<()>) -> Resu
     Ok(times[times.len() / 2])
 }
 
-fn run(args: &Args, device: Device) -> Result<()> {
+fn run(args: &Args, device: Device, cpu_peak: f64) -> Result<()> {
     let b = args.batch;
     let wanted = |name: &str| name.contains(&args.filter);
     let row = |name: &str, flops: f64, secs: f64| {
+        let gflops = flops / secs / 1e9;
+        let of_peak = if device == Device::Cpu {
+            format!("{:>6.1}%", 100.0 * gflops / cpu_peak)
+        } else {
+            String::new()
+        };
         println!(
-            "{name:<50} {:>8} {:>10.2} {:>10.1}",
+            "{name:<50} {:>8} {:>10.2} {:>10.1} {of_peak}",
             device.to_string(),
             secs * 1e3,
-            flops / secs / 1e9
+            gflops
         )
     };
     for n in [256usize, 512, 1024] {
@@ -152,12 +158,15 @@ fn main() -> Result<()> {
     for d in &devices {
         println!("{}: {}", d, d.describe());
     }
+    let cpu_peak = senet::cpu::simd::measure_peak_gflops(500);
+    println!("{}", senet::bench::cpu_line());
+    println!("cpu fp32 peak, measured with an FMA loop on every thread: {cpu_peak:.1} GFLOP/s");
     println!(
-        "{:<50} {:>8} {:>10} {:>10}",
-        "kernel", "device", "ms", "GFLOP/s"
+        "{:<50} {:>8} {:>10} {:>10} {:>7}",
+        "kernel", "device", "ms", "GFLOP/s", "of peak"
     );
     for d in devices {
-        run(&args, d)?;
+        run(&args, d, cpu_peak)?;
     }
     Ok(())
 }

@@ -9,6 +9,10 @@
 //! matmul, reduction and softmax kernels are checked against the references by the tensor
 //! crate's self-test.
 //!
+//! [`gemm`] is our own blocked matrix product (under convolution and matmul) with AVX-512,
+//! AVX2 and portable microkernels; [`simd`] picks the level at run time (`SENET_SIMD` caps
+//! it) and measures the machine's peak for the benchmarks.
+//!
 //! Parallel kernels split work into chunks whose size does not depend on the number of
 //! threads and combine partial results in a fixed order, so results are bit-for-bit the same
 //! on any machine with any `RAYON_NUM_THREADS`.

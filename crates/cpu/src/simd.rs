@@ -102,6 +102,88 @@ pub fn level() -> Level {
     })
 }
 
+/// The machine's fp32 peak in GFLOP/s at the level in use, measured: every thread runs a
+/// loop of independent fused multiply-adds (12 vector accumulators, no memory traffic) for
+/// about `millis` milliseconds. What `cargo bench --bench kernels` prints kernels against.
+pub fn measure_peak_gflops(millis: u64) -> f64 {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    let level = level();
+    let deadline = std::time::Duration::from_millis(millis.max(1));
+    let per_thread: f64 = (0..threads)
+        .into_par_iter()
+        .map(|t| {
+            let start = std::time::Instant::now();
+            let (mut flops, mut sink) = (0f64, 0f32);
+            while start.elapsed() < deadline {
+                let (f, v) = fma_burst(level, 1 << 16, t as f32);
+                flops += f;
+                sink += v;
+            }
+            std::hint::black_box(sink);
+            flops / start.elapsed().as_secs_f64()
+        })
+        .sum();
+    per_thread / 1e9
+}
+
+/// `iters` rounds of 12 independent FMAs on vectors of the level's width: (flops, a result
+/// that keeps the work from being optimized away).
+fn fma_burst(level: Level, iters: usize, seed: f32) -> (f64, f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `level` is one this CPU has (`level()` never returns another).
+        match level {
+            Level::Avx512 => return unsafe { x86_fma::avx512(iters, seed) },
+            Level::Avx2 => return unsafe { x86_fma::avx2(iters, seed) },
+            Level::Scalar => {}
+        }
+    }
+    let _ = level;
+    let mut acc = [seed; 12];
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = *a * 0.999_999 + 1e-7;
+        }
+    }
+    ((iters * 12 * 2) as f64, acc.iter().sum())
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86_fma {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn avx512(iters: usize, seed: f32) -> (f64, f32) {
+        let (m, c) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+        let mut acc = [_mm512_set1_ps(seed); 12];
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm512_fmadd_ps(*a, m, c);
+            }
+        }
+        let sum = acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum();
+        ((iters * 12 * 16 * 2) as f64, sum)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn avx2(iters: usize, seed: f32) -> (f64, f32) {
+        let (m, c) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+        let mut acc = [_mm256_set1_ps(seed); 12];
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm256_fmadd_ps(*a, m, c);
+            }
+        }
+        let mut lanes = [0f32; 8];
+        let total = acc
+            .iter()
+            .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
+        _mm256_storeu_ps(lanes.as_mut_ptr(), total);
+        ((iters * 12 * 8 * 2) as f64, lanes.iter().sum())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +207,26 @@ mod tests {
         let (l, w) = resolve(Some("sse9"), Level::Avx2, &[Level::Scalar, Level::Avx2]);
         assert_eq!(l, Level::Avx2);
         assert!(w.unwrap().contains("not one of"));
+    }
+
+    /// CI runs the kernel tests once per level with `SENET_SIMD` set: this fails if the
+    /// variable were ignored, so each of those runs really tests its path.
+    #[test]
+    fn the_level_in_use_is_the_one_senet_simd_asks_for() {
+        if let Some(asked) = std::env::var("SENET_SIMD")
+            .ok()
+            .and_then(|v| Level::parse(&v))
+        {
+            if available().contains(&asked) {
+                assert_eq!(level(), asked);
+            }
+        }
+    }
+
+    #[test]
+    fn the_peak_is_measured_and_positive() {
+        let peak = measure_peak_gflops(20);
+        assert!(peak.is_finite() && peak > 0.1, "{peak}");
     }
 
     #[test]
