@@ -4,8 +4,8 @@
 //! output position sees into a matrix `cols` of shape `[cin_g * kh * kw, out_h * out_w]`; the
 //! convolution is then the matrix product `W_g [cout_g, cin_g*kh*kw] @ cols`. Several samples
 //! are packed side by side in one `cols` (their columns next to each other) so that each GEMM
-//! is wide even when the output planes are small, and each GEMM splits its rows into fixed
-//! tiles computed in parallel (`crate::gemm`); chunks of samples also run in parallel. The
+//! is wide even when the output planes are small, and each GEMM (`crate::gemm`) computes
+//! its tiles in parallel; chunks of samples also run in parallel. The
 //! backward passes reuse the same matrices: `dcols = W_g^T @ dy_g` scattered back with col2im
 //! gives dx, and `dW_g = dy_g @ cols^T` gives dw. dw sums over the batch: its chunks of
 //! samples are sized by the geometry alone and their partial sums added in chunk order, so
