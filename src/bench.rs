@@ -185,30 +185,32 @@ fn profile_steps(
 }
 
 /// Seconds to prepare `steps` training batches from random images the way the trainer does
-/// (random crop, flip, normalize) on this thread, and upload them to `device`.
+/// (random crop, flip, normalize) on this thread, and upload them to `device`. The images are
+/// one batch's worth, drawn anew each step (a new epoch of the same split), so memory stays at
+/// one batch of bytes.
 fn time_data(batch: usize, steps: usize, size: usize, device: Device) -> Result<f64> {
-    let len = batch * steps;
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let split = Arc::new(Split {
-        images: (0..len * 3 * size * size).map(|_| rng.random()).collect(),
-        labels: (0..len).map(|i| (i % 10) as u32).collect(),
-        len,
+        images: (0..batch * 3 * size * size).map(|_| rng.random()).collect(),
+        labels: (0..batch).map(|i| (i % 10) as u32).collect(),
+        len: batch,
         image_size: size,
     });
-    let opts = LoaderOptions {
-        batch,
-        workers: 0,
-        mean: [0.5; 3],
-        std: [0.25; 3],
-        ..LoaderOptions::default()
-    };
-    let mut loader = BatchLoader::new(&split, opts)?;
     let t = Instant::now();
-    for _ in 0..steps {
+    for step in 0..steps {
+        let opts = LoaderOptions {
+            batch,
+            workers: 0,
+            epoch: step as u64,
+            mean: [0.5; 3],
+            std: [0.25; 3],
+            ..LoaderOptions::default()
+        };
+        let mut loader = BatchLoader::new(&split, opts)?;
         let images = profile::timed(
             || ("augment + normalize (1 thread) + upload".into(), None),
             || -> Result<Tensor> {
-                let b = loader.next().context("the loader has `steps` batches")?;
+                let b = loader.next().context("an epoch of one batch")?;
                 Ok(Tensor::from_vec(b.images, &[b.len, 3, size, size])?.to_device(device)?)
             },
         )?;
