@@ -636,7 +636,7 @@ mod tests {
                 Level::Avx2 => blocked::<f32, x86::Avx2>(av, bv, cv, false),
                 _ => blocked::<f32, Plain>(av, bv, cv, false),
             }
-            assert_close(&format!("{}", level.name()), &c, &want, 2e-5);
+            assert_close(level.name(), &c, &want, 2e-5);
         }
     }
 
