@@ -102,18 +102,8 @@ pub fn bench(config: &ModelConfig, o: &BenchOptions) -> Result<ExitCode> {
     let train_secs = t.elapsed().as_secs_f64();
     let peak_tensors = profile::peak_tensor_bytes() as u64;
     let peak_rss = resident_bytes().map(|(_, peak)| peak);
-    let infer = |model: &mut Model| -> Result<f64> {
-        let _guard = NoGradGuard::new();
-        for _ in 0..2 {
-            sync(&model.forward(&x, false)?)?;
-        }
-        let t = Instant::now();
-        for _ in 0..steps {
-            sync(&model.forward(&x, false)?)?;
-        }
-        Ok(t.elapsed().as_secs_f64())
-    };
-    let infer_secs = infer(&mut model)?;
+    infer_passes(&mut model, &x, 2)?;
+    let infer_secs = infer_passes(&mut model, &x, steps)?;
     let per_sec = |secs: f64| (batch * steps) as f64 / secs;
     println!("train: {:.1} images/s", per_sec(train_secs));
     println!("inference: {:.1} images/s", per_sec(infer_secs));
@@ -136,6 +126,16 @@ pub fn bench(config: &ModelConfig, o: &BenchOptions) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Seconds for `passes` inference forward passes over `x`, each waited for.
+fn infer_passes(model: &mut Model, x: &Tensor, passes: usize) -> Result<f64> {
+    let _guard = NoGradGuard::new();
+    let t = Instant::now();
+    for _ in 0..passes {
+        sync(&model.forward(x, false)?)?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
 /// Runs `steps` more training steps and inference passes with every kernel timed, and prints
 /// the tables; then times preparing `steps` batches (crop, flip, normalize) on one thread.
 fn profile_steps(
@@ -156,14 +156,7 @@ fn profile_steps(
     };
     let train_rows = profile::rows();
     profile::enable(true);
-    let t = Instant::now();
-    {
-        let _guard = NoGradGuard::new();
-        for _ in 0..o.steps {
-            sync(&model.forward(x, false)?)?;
-        }
-    }
-    let infer_secs = t.elapsed().as_secs_f64();
+    let infer_secs = infer_passes(model, x, o.steps)?;
     let infer_rows = profile::rows();
     profile::enable(false);
     println!(
@@ -214,7 +207,9 @@ fn time_data(batch: usize, steps: usize, size: usize, device: Device) -> Result<
                 Ok(Tensor::from_vec(b.images, &[b.len, 3, size, size])?.to_device(device)?)
             },
         )?;
-        sync(&images)?;
+        if device != Device::Cpu {
+            sync(&images)?; // the upload is queued until waited for
+        }
     }
     Ok(t.elapsed().as_secs_f64())
 }

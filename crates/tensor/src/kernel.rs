@@ -188,11 +188,8 @@ pub(crate) fn run_with<K: Kernel>(
                 || kernel.profile(),
                 || -> Result<GpuOut> {
                     let out = kernel.gpu(&x)?;
-                    if profile::is_enabled() {
-                        // Time the kernel, not its submission.
-                        if let Some(b) = out.values.first() {
-                            b.gpu().synchronize()?;
-                        }
+                    if let Some(b) = out.values.first() {
+                        wait_when_profiling(b)?;
                     }
                     Ok(out)
                 },
@@ -214,6 +211,15 @@ pub(crate) fn run_with<K: Kernel>(
             Ok(produced(out, |v| Storage::cpu(T::wrap(v)), IndexStorage::Cpu))
         }),
     }
+}
+
+/// While profiling, waits for the GPU that holds `buf`, so that a kernel's time is its run and
+/// not only its submission.
+fn wait_when_profiling(buf: &GpuBuffer) -> Result<()> {
+    if profile::is_enabled() {
+        buf.gpu().synchronize()?;
+    }
+    Ok(())
 }
 
 /// Each argument's buffer, as `get` finds it in its storage (the device and dtype were
@@ -300,10 +306,7 @@ pub(crate) fn run_update<U: Update>(
                 || (U::NAME.to_string(), None),
                 || -> Result<()> {
                     update.gpu(&bufs[..state.len()], &bufs[state.len()..])?;
-                    if profile::is_enabled() {
-                        bufs[0].gpu().synchronize()?;
-                    }
-                    Ok(())
+                    wait_when_profiling(bufs[0])
                 },
             )?;
             Ok(state.iter().map(|t| t.storage_arc()).collect())
