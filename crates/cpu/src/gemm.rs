@@ -370,30 +370,41 @@ fn blocked<T: Element, K: Micro<T>>(a: Mat<T>, b: Mat<T>, c: MatMut<T>, accumula
         return;
     }
     let (mr, nr) = (K::MR, K::NR);
-    let panels = n.div_ceil(nr);
-    let mut bp = vec![T::zero(); KC * panels * nr];
+    let (a_panels, b_panels) = (m.div_ceil(mr), n.div_ceil(nr));
+    let mut ap = vec![T::zero(); KC * a_panels * mr];
+    let mut bp = vec![T::zero(); KC * b_panels * nr];
     let tasks_m = m.div_ceil(MC);
     let tasks_n = n.div_ceil(NC);
     // The output is shared by tasks that write disjoint tiles; a raw pointer crosses threads.
     let c_ptr = SendPtr(c.data.as_mut_ptr());
     for pc in (0..k).step_by(KC) {
         let kc = KC.min(k - pc);
-        bp[..kc * panels * nr]
-            .par_chunks_mut(kc * nr)
-            .enumerate()
-            .for_each(|(jp, panel)| pack_b(&b, pc, kc, jp * nr, nr, panel));
-        let bp = &bp[..kc * panels * nr];
+        // Both operands' slices are packed once, panel by panel in parallel, and shared by all
+        // tasks.
+        rayon::join(
+            || {
+                ap[..kc * a_panels * mr]
+                    .par_chunks_mut(kc * mr)
+                    .enumerate()
+                    .for_each(|(ip, panel)| pack_a(&a, ip * mr, pc, kc, mr, panel))
+            },
+            || {
+                bp[..kc * b_panels * nr]
+                    .par_chunks_mut(kc * nr)
+                    .enumerate()
+                    .for_each(|(jp, panel)| pack_b(&b, pc, kc, jp * nr, nr, panel))
+            },
+        );
+        let (ap, bp) = (&ap[..kc * a_panels * mr], &bp[..kc * b_panels * nr]);
         let add = accumulate || pc > 0;
         (0..tasks_m * tasks_n).into_par_iter().for_each(|t| {
             let (ic, jc) = ((t / tasks_n) * MC, (t % tasks_n) * NC);
             let (mc, nc) = (MC.min(m - ic), NC.min(n - jc));
-            let mut ap = vec![T::zero(); mc.div_ceil(mr) * mr * kc];
-            pack_a(&a, ic, mc, pc, kc, mr, &mut ap);
             let c_ptr = &c_ptr;
             for jr in (0..nc).step_by(nr) {
                 let b_panel = &bp[(jc + jr) / nr * kc * nr..][..kc * nr];
                 for ir in (0..mc).step_by(mr) {
-                    let a_panel = &ap[ir / mr * kc * mr..][..kc * mr];
+                    let a_panel = &ap[(ic + ir) / mr * kc * mr..][..kc * mr];
                     let (rows, cols) = (mr.min(mc - ir), nr.min(nc - jr));
                     // SAFETY: the tile (ic + ir, jc + jr) of `rows x cols` lies inside C (the
                     // view was checked at construction) and only this task writes it; the
@@ -446,36 +457,34 @@ unsafe fn edge_tile<T: Element, K: Micro<T>>(
     }
 }
 
-/// Packs rows `ic..ic + mc`, columns `pc..pc + kc` of A into `MR`-row panels: panel `q` holds,
-/// for each `p`, the `MR` values `a[ic + q*MR + i, pc + p]` (zero past row `mc`).
-fn pack_a<T: Element>(
-    a: &Mat<T>,
-    ic: usize,
-    mc: usize,
-    pc: usize,
-    kc: usize,
-    mr: usize,
-    out: &mut [T],
-) {
-    for (q, panel) in out.chunks_exact_mut(kc * mr).enumerate() {
-        let r0 = q * mr;
-        let rows = mr.min(mc - r0);
-        for i in 0..mr {
-            if i >= rows {
-                for p in 0..kc {
-                    panel[p * mr + i] = T::zero();
-                }
-                continue;
+/// Packs rows `i0..i0 + mr`, columns `pc..pc + kc` of A into one panel: for each `p`, the `mr`
+/// values `a[i0 + i, pc + p]` (zero past A's last row).
+fn pack_a<T: Element>(a: &Mat<T>, i0: usize, pc: usize, kc: usize, mr: usize, out: &mut [T]) {
+    let rows = mr.min(a.rows - i0);
+    if a.rs == 1 {
+        // A transposed view: the `mr` values of each `p` are contiguous.
+        for (p, dst) in out.chunks_exact_mut(mr).enumerate() {
+            let base = i0 + (pc + p) * a.cs;
+            dst[..rows].copy_from_slice(&a.data[base..base + rows]);
+            dst[rows..].fill(T::zero());
+        }
+        return;
+    }
+    for i in 0..mr {
+        if i >= rows {
+            for p in 0..kc {
+                out[p * mr + i] = T::zero();
             }
-            let base = (ic + r0 + i) * a.rs + pc * a.cs;
-            if a.cs == 1 {
-                for (p, &v) in a.data[base..base + kc].iter().enumerate() {
-                    panel[p * mr + i] = v;
-                }
-            } else {
-                for p in 0..kc {
-                    panel[p * mr + i] = a.data[base + p * a.cs];
-                }
+            continue;
+        }
+        let base = (i0 + i) * a.rs + pc * a.cs;
+        if a.cs == 1 {
+            for (p, &v) in a.data[base..base + kc].iter().enumerate() {
+                out[p * mr + i] = v;
+            }
+        } else {
+            for p in 0..kc {
+                out[p * mr + i] = a.data[base + p * a.cs];
             }
         }
     }
