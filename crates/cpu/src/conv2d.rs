@@ -37,6 +37,22 @@ struct Dims {
     k: usize,
     /// 1x1, stride 1, no padding: `cols` is the input itself.
     pointwise: bool,
+    /// One entry per kernel tap (i, j), the same for every channel and sample.
+    taps: Vec<Tap>,
+}
+
+/// Where kernel tap (i, j) reads: output rows `oh_lo..oh_hi` read input row
+/// `oh * stride_h + off_h`, and output columns `ow_lo..ow_hi` read input columns from `iw0` on,
+/// `stride_w` apart. Computed once per call, not once per channel and sample.
+struct Tap {
+    /// The tap's index `i * kw + j` among the kernel's taps.
+    index: usize,
+    off_h: isize,
+    oh_lo: usize,
+    oh_hi: usize,
+    ow_lo: usize,
+    ow_hi: usize,
+    iw0: usize,
 }
 
 impl Dims {
@@ -48,6 +64,26 @@ impl Dims {
         }
         let (ho, wo) = (g.out_h(), g.out_w());
         let cin_g = g.in_channels / g.groups;
+        let (kh, kw) = g.kernel;
+        let taps = (0..kh * kw)
+            .filter_map(|index| {
+                let (i, j) = (index / kw, index % kw);
+                let off_h = (i * g.dilation.0) as isize - g.padding.0 as isize;
+                let off_w = (j * g.dilation.1) as isize - g.padding.1 as isize;
+                let (oh_lo, oh_hi) = valid_range(ho, g.in_h, g.stride.0, off_h);
+                let (ow_lo, ow_hi) = valid_range(wo, g.in_w, g.stride.1, off_w);
+                // A tap that only ever reads padding contributes nothing.
+                (ow_lo < ow_hi && oh_lo < oh_hi).then(|| Tap {
+                    index,
+                    off_h,
+                    oh_lo,
+                    oh_hi,
+                    ow_lo,
+                    ow_hi,
+                    iw0: ((ow_lo * g.stride.1) as isize + off_w) as usize,
+                })
+            })
+            .collect();
         Dims {
             cin_g,
             cout_g: g.out_channels / g.groups,
@@ -57,6 +93,7 @@ impl Dims {
             p: ho * wo,
             k: cin_g * g.kernel.0 * g.kernel.1,
             pointwise: g.kernel == (1, 1) && g.stride == (1, 1) && g.padding == (0, 0),
+            taps,
         }
     }
 }
@@ -87,23 +124,13 @@ fn for_each_tap_row(
     d: &Dims,
     mut f: impl FnMut(usize, usize, usize, usize, usize, usize),
 ) {
-    let (kh, kw) = g.kernel;
+    let taps_per_channel = g.kernel.0 * g.kernel.1;
     for c in 0..d.cin_g {
-        for i in 0..kh {
-            let off_h = (i * g.dilation.0) as isize - g.padding.0 as isize;
-            let (oh_lo, oh_hi) = valid_range(d.ho, g.in_h, g.stride.0, off_h);
-            for j in 0..kw {
-                let off_w = (j * g.dilation.1) as isize - g.padding.1 as isize;
-                let (ow_lo, ow_hi) = valid_range(d.wo, g.in_w, g.stride.1, off_w);
-                if ow_lo == ow_hi {
-                    continue;
-                }
-                let row = (c * kh + i) * kw + j;
-                let iw0 = ((ow_lo * g.stride.1) as isize + off_w) as usize;
-                for oh in oh_lo..oh_hi {
-                    let ih = ((oh * g.stride.0) as isize + off_h) as usize;
-                    f(row, c * d.hw + ih * g.in_w, oh, ow_lo, ow_hi, iw0);
-                }
+        for t in &d.taps {
+            let row = c * taps_per_channel + t.index;
+            for oh in t.oh_lo..t.oh_hi {
+                let ih = ((oh * g.stride.0) as isize + t.off_h) as usize;
+                f(row, c * d.hw + ih * g.in_w, oh, t.ow_lo, t.ow_hi, t.iw0);
             }
         }
     }
