@@ -89,6 +89,7 @@ fn binary_op(a: f32, b: f32) -> f32 {
         case 3u: { return a / b; }                            // div
         case 4u: { return select(0.0, 1.0, a == b); }         // eq
         case 5u: { return max(a, b); }                        // maximum
+        case 6u: { return select(0.0, a, b > 0.0); }          // relu_grad
         default: { return a; }
     }
 }

@@ -149,7 +149,7 @@ fn input_gradients(node: &Tensor, op: &Op, g: &Tensor) -> Result<Vec<Option<Tens
                 BinaryOp::Mul => (g.mul(b)?, g.mul(a)?),
                 // d(a/b)/db = -a / b^2
                 BinaryOp::Div => (g.div(b)?, g.mul(a)?.div(&b.mul(b)?)?.neg()?),
-                BinaryOp::Eq | BinaryOp::Maximum => {
+                BinaryOp::Eq | BinaryOp::Maximum | BinaryOp::ReluGrad => {
                     return Err(Error::Backward(format!("{kind:?} has no gradient")))
                 }
             };
@@ -167,7 +167,7 @@ fn input_gradients(node: &Tensor, op: &Op, g: &Tensor) -> Result<Vec<Option<Tens
                 UnaryOp::Log => g.div(x)?,
                 UnaryOp::Sqrt => g.div(&y)?.mul_scalar(0.5)?,
                 UnaryOp::Powf(p) => g.mul(&x.powf(p - 1.0)?)?.mul_scalar(p)?,
-                UnaryOp::Relu => g.mul(&x.step()?)?,
+                UnaryOp::Relu => g.relu_grad(x)?,
                 UnaryOp::Sigmoid => g.mul(&y.mul(&y.neg()?.add_scalar(1.0)?)?)?,
                 UnaryOp::Tanh => g.mul(&y.mul(&y)?.neg()?.add_scalar(1.0)?)?,
                 UnaryOp::Scale(c) => g.mul_scalar(c)?,

@@ -118,6 +118,7 @@ fn binary(rng: &mut StdRng, op: BinaryOp) -> Case {
         BinaryOp::Div => Tensor::div,
         BinaryOp::Eq => Tensor::eq_mask,
         BinaryOp::Maximum => Tensor::maximum,
+        BinaryOp::ReluGrad => Tensor::relu_grad,
     };
     Case::new(vec![a, b], Box::new(move |t| f(&t[0], &t[1])), out)
 }
