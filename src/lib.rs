@@ -19,3 +19,20 @@ pub use senet_train as train;
 
 pub mod bench;
 pub mod commands;
+
+/// Asks the C allocator (glibc's malloc, which Rust's `Vec` uses on Linux) to keep freed memory
+/// for reuse instead of handing it back to the system. A training step frees and re-allocates
+/// buffers of the same sizes every step; handed back, each one comes back as fresh pages, and
+/// every page costs a fault and a zero-fill on first touch, which made elementwise kernels about
+/// three times slower than their memory traffic. Peak memory is unchanged: what is kept is what
+/// the step's peak needed anyway. Call once at start; a no-op on other platforms.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any threads start.
+    unsafe {
+        // Blocks up to 32 MiB (glibc's largest setting) come from the heap, not fresh mmaps.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        // Never shrink the heap's top back to the system.
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}

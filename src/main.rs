@@ -113,6 +113,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    senet::keep_freed_memory();
     quiet_mesa();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -29,7 +29,6 @@ struct Dims {
     cout_g: usize,
     /// Input plane, `in_h * in_w`.
     hw: usize,
-    ho: usize,
     wo: usize,
     /// Output plane, `ho * wo`: the columns of `cols`.
     p: usize,
@@ -88,7 +87,6 @@ impl Dims {
             cin_g,
             cout_g: g.out_channels / g.groups,
             hw: g.in_h * g.in_w,
-            ho,
             wo,
             p: ho * wo,
             k: cin_g * g.kernel.0 * g.kernel.1,

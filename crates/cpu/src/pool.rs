@@ -73,12 +73,12 @@ pub fn max_forward<T: Element>(g: &Pool2dGeometry, x: &[T]) -> (Vec<T>, Vec<u32>
                 let mut best_i = h0 * g.in_w + w0;
                 let mut best = x_p[best_i];
                 for ih in h0..h1 {
-                    for iw in w0..w1 {
-                        let i = ih * g.in_w + iw;
-                        let v = x_p[i];
+                    // One slice per window row: no bounds test per pixel.
+                    let start = ih * g.in_w + w0;
+                    for (k, &v) in x_p[start..ih * g.in_w + w1].iter().enumerate() {
                         if v > best || (v.is_nan() && !best.is_nan()) {
                             best = v;
-                            best_i = i;
+                            best_i = start + k;
                         }
                     }
                 }

@@ -168,8 +168,4 @@ impl Tensor {
     pub fn silu(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Silu)
     }
-    /// 1 where `self > 0`, else 0: the derivative of relu (its own gradient is zero).
-    pub(crate) fn step(&self) -> Result<Tensor> {
-        self.unary(UnaryOp::Step)
-    }
 }
