@@ -23,7 +23,12 @@ impl Kernel for Binary {
     fn profile(&self) -> (String, Option<f64>) {
         // Broadcast operands are worth telling apart from same-shape ones: they are strided.
         let broadcast = self.a.strides().contains(&0) || self.b.strides().contains(&0);
-        let how = if broadcast { " (broadcast)" } else { "" };
+        let dense = self.a.is_contiguous() && self.b.is_contiguous();
+        let how = match (broadcast, dense) {
+            (true, _) => " (broadcast)",
+            (false, false) => " (strided)",
+            (false, true) => "",
+        };
         (format!("{}{how}", self.op.name()), None)
     }
     fn cpu<T: CpuElement>(&self, x: &CpuIn<T>) -> CpuOut<T> {
@@ -117,7 +122,7 @@ impl Tensor {
         self.binary(rhs, BinaryOp::Maximum, "maximum", false)
     }
     /// `self` (a gradient) where `x > 0`, else 0: relu's backward in one pass, instead of
-    /// `self * x.step()` (two passes and a temporary). No gradient of its own.
+    /// `self * step(x)` (two passes and a temporary). No gradient of its own.
     pub fn relu_grad(&self, x: &Tensor) -> Result<Tensor> {
         self.binary(x, BinaryOp::ReluGrad, "relu_grad", false)
     }
