@@ -303,3 +303,34 @@ fn selftest_passes_every_op() {
         );
     }
 }
+
+/// `into_relu` overwrites the buffer only when no one else can see it: a lone temporary under
+/// no_grad changes in place; a tensor with another handle, or one recording a gradient, is
+/// left as it was and gets a new buffer.
+#[test]
+fn into_relu_works_in_place_only_when_nobody_else_sees_the_buffer() {
+    let values = vec![-1.0f32, 2.0, -3.0, 4.0];
+    let relu = vec![0.0, 2.0, 0.0, 4.0];
+    // Alone, under no_grad: in place, and right.
+    let t = Tensor::from_vec(values.clone(), &[4]).unwrap();
+    let y = no_grad(|| t.into_relu()).unwrap();
+    assert_eq!(vals(&y), relu);
+    // Shared: the other handle keeps its values.
+    let t = Tensor::from_vec(values.clone(), &[4]).unwrap();
+    let keep = t.clone();
+    let y = no_grad(|| t.into_relu()).unwrap();
+    assert_eq!(vals(&y), relu);
+    assert_eq!(vals(&keep), vec![-1.0, 2.0, -3.0, 4.0]);
+    // A view (not the whole buffer): the parent keeps its values.
+    let parent = Tensor::from_vec(values.clone(), &[4]).unwrap();
+    let view = parent.narrow(0, 1, 2).unwrap();
+    let y = no_grad(|| view.into_relu()).unwrap();
+    assert_eq!(vals(&y), vec![2.0, 0.0]);
+    assert_eq!(vals(&parent), vec![-1.0, 2.0, -3.0, 4.0]);
+    // Recording a gradient: the input is kept for backward, and the gradient is relu's.
+    let x = Tensor::from_vec(values, &[4]).unwrap().requires_grad();
+    let y = x.mul_scalar(1.0).unwrap().into_relu().unwrap();
+    assert_eq!(vals(&y), relu);
+    let g = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(vals(g.get(&x).unwrap()), vec![0.0, 1.0, 0.0, 1.0]);
+}

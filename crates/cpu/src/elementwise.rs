@@ -27,6 +27,16 @@ pub fn unary<T: Element>(x: &[T], op: UnaryOp) -> Vec<T> {
     }
 }
 
+/// `op` applied to every element of `x`, in place.
+pub fn unary_in_place<T: Element>(x: &mut [T], op: UnaryOp) {
+    let apply = |c: &mut [T]| c.iter_mut().for_each(|v| *v = op.apply(*v));
+    if x.len() >= PAR_MIN {
+        x.par_chunks_mut(CHUNK).for_each(apply);
+    } else {
+        apply(x);
+    }
+}
+
 /// A strided view of a flat buffer: element `idx` lives at `offset + sum(idx[d] * strides[d])`.
 #[derive(Clone, Copy, Debug)]
 pub struct Strided<'a, T> {

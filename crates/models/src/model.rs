@@ -85,7 +85,7 @@ impl Block {
             y = bn.forward(&y, train)?;
             tap(&format!("{prefix}.bn{}", i + 1), Layer::BatchNorm(bn), &y);
             if i < last {
-                y = y.relu()?;
+                y = y.into_relu()?;
             }
         }
         if let Some(att) = &mut self.attention {
@@ -100,7 +100,7 @@ impl Block {
             }
             None => x.clone(),
         };
-        let out = y.add(&shortcut)?.relu()?;
+        let out = y.add(&shortcut)?.into_relu()?;
         tap(prefix, Layer::Residual, &out);
         Ok(out)
     }
@@ -209,7 +209,7 @@ impl Model {
         tap("conv1", Layer::Conv(&self.conv1), &y);
         let y = self.bn1.forward(&y, train)?;
         tap("bn1", Layer::BatchNorm(&self.bn1), &y);
-        let mut y = act.apply(&y)?;
+        let mut y = act.apply_owned(y)?;
         if let Some(opts) = self.maxpool {
             y = y.max_pool2d(opts)?;
             tap("maxpool", Layer::MaxPool(opts), &y);

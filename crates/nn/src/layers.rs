@@ -173,6 +173,15 @@ impl Activation {
             Activation::Sigmoid => x.sigmoid()?,
         })
     }
+
+    /// [`Activation::apply`] taking the input by value, so that relu may reuse its buffer when
+    /// nothing else holds it (inference; see `Tensor::into_relu`).
+    pub fn apply_owned(self, x: Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Relu => Ok(x.into_relu()?),
+            _ => self.apply(&x),
+        }
+    }
 }
 
 impl Module for Activation {

@@ -10,6 +10,16 @@ pub enum DType {
     F64,
 }
 
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 => 8,
+        }
+    }
+}
+
 /// Where a tensor lives: the CPU, or the GPU adapter with this index in
 /// `senet_gpu::adapters()` (opened once per process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -9,7 +9,7 @@
 //! [`Update`] run by [`run_update`].
 use crate::layout::Layout;
 use crate::profile;
-use crate::storage::{with_dtype, CpuElement, CpuStorage, IndexStorage, Indices, Storage};
+use crate::storage::{with_dtype, CpuElement, IndexStorage, Indices, Storage};
 use crate::{Error, Result, Tensor};
 use senet_gpu::GpuBuffer;
 use std::collections::VecDeque;
@@ -131,7 +131,7 @@ impl Produced {
             .values
             .pop_front()
             .expect("the kernel made this output");
-        debug_assert!(storage_len(&storage) >= shape.iter().product());
+        debug_assert!(storage.len() >= shape.iter().product());
         Tensor::from_storage(storage, Layout::contiguous(shape), op)
     }
     /// The next index buffer.
@@ -139,14 +139,6 @@ impl Produced {
         self.indices
             .pop_front()
             .expect("the kernel made this output")
-    }
-}
-
-fn storage_len(s: &Storage) -> usize {
-    match s {
-        Storage::Cpu(CpuStorage::F32(v)) => v.len(),
-        Storage::Cpu(CpuStorage::F64(v)) => v.len(),
-        Storage::Gpu(b) => b.len(),
     }
 }
 

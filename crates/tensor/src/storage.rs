@@ -120,10 +120,15 @@ impl Storage {
     }
 
     fn bytes(&self) -> usize {
+        self.len() * self.dtype().size()
+    }
+
+    /// Elements in the buffer.
+    pub(crate) fn len(&self) -> usize {
         match self {
-            Storage::Cpu(CpuStorage::F32(v)) => v.len() * 4,
-            Storage::Cpu(CpuStorage::F64(v)) => v.len() * 8,
-            Storage::Gpu(b) => b.len() * 4,
+            Storage::Cpu(CpuStorage::F32(v)) => v.len(),
+            Storage::Cpu(CpuStorage::F64(v)) => v.len(),
+            Storage::Gpu(b) => b.len(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The `Tensor` handle: creation, inspection, and the plumbing every op uses.
 use crate::layout::Layout;
 use crate::op::Op;
-use crate::storage::{CpuElement, Storage};
+use crate::storage::{CpuElement, CpuStorage, Storage};
 use crate::{is_grad_enabled, Error, Result};
 use crate::{DType, Device};
 use rand::Rng;
@@ -57,6 +57,36 @@ impl Tensor {
             Layout::contiguous(shape),
             op,
         )
+    }
+
+    /// Runs `f` on this tensor's CPU buffer in place and returns the tensor, when that is safe:
+    /// this is the only handle on a buffer it covers exactly (contiguous, from offset 0), and no
+    /// gradient is being recorded through it, so no one can see the old values. Otherwise hands
+    /// the tensor back untouched. What in-place ops (`into_relu`) are built on.
+    pub(crate) fn try_in_place(
+        self,
+        f: impl FnOnce(&mut CpuStorage),
+    ) -> std::result::Result<Tensor, Tensor> {
+        if is_grad_enabled() && self.tracks_grad() {
+            return Err(self);
+        }
+        let mut inner = match Arc::try_unwrap(self.0) {
+            Ok(inner) => inner,
+            Err(shared) => return Err(Tensor(shared)),
+        };
+        let whole = inner.layout.is_contiguous()
+            && inner.layout.offset() == 0
+            && inner.storage.len() == inner.layout.numel();
+        match Arc::get_mut(&mut inner.storage) {
+            Some(Storage::Cpu(c)) if whole => {
+                f(c);
+                // New values: a new identity, as for any op's output.
+                inner.id = TensorId::new();
+                inner.op = None;
+                Ok(Tensor(Arc::new(inner)))
+            }
+            _ => Err(Tensor(Arc::new(inner))),
+        }
     }
 
     /// A view sharing this tensor's buffer with another layout.

@@ -4,7 +4,7 @@
 use super::check_same;
 use crate::kernel::{run, CpuIn, CpuOut, GpuIn, GpuOut, Kernel};
 use crate::layout::{broadcast_shapes, Layout};
-use crate::{CpuElement, Op, Result, Tensor};
+use crate::{profile, CpuElement, CpuStorage, Op, Result, Tensor};
 use senet_cpu::elementwise::{self as cpu, Strided};
 use senet_gpu::elementwise::{self as gpu, StridedBuf};
 use senet_spec::elementwise::{BinaryOp, UnaryOp};
@@ -125,6 +125,27 @@ impl Tensor {
     /// `self * step(x)` (two passes and a temporary). No gradient of its own.
     pub fn relu_grad(&self, x: &Tensor) -> Result<Tensor> {
         self.binary(x, BinaryOp::ReluGrad, "relu_grad", false)
+    }
+
+    /// [`Tensor::unary`] that may reuse this tensor's buffer: when nothing else holds it and no
+    /// gradient is recorded (inference's `y = y.relu()`), `op` overwrites the values in place,
+    /// saving an allocation and a pass over memory. Otherwise the same as `unary`.
+    pub fn into_unary(self, op: UnaryOp) -> Result<Tensor> {
+        let in_place = self.try_in_place(|s| {
+            let label = || (format!("{} (in place)", op.name()), None);
+            profile::timed(label, || match s {
+                CpuStorage::F32(v) => cpu::unary_in_place(v, op),
+                CpuStorage::F64(v) => cpu::unary_in_place(v, op),
+            })
+        });
+        match in_place {
+            Ok(t) => Ok(t),
+            Err(t) => t.unary(op),
+        }
+    }
+    /// [`Tensor::relu`], in place when it can be (see [`Tensor::into_unary`]).
+    pub fn into_relu(self) -> Result<Tensor> {
+        self.into_unary(UnaryOp::Relu)
     }
 
     /// `op` applied to every element. The named methods below (`relu`, `exp`, ...) are this
