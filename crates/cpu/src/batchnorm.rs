@@ -7,6 +7,7 @@
 //! loses everything to cancellation when the mean is large. Elementwise passes run in parallel
 //! over (sample, channel) planes. No sum ever spans threads, so results do not depend on the
 //! thread count.
+use crate::lane_sum;
 use rayon::prelude::*;
 use senet_spec::batchnorm::{BnShape, BnTrainOut};
 use senet_spec::{check_len, Element};
@@ -34,28 +35,6 @@ fn channel_sum<T: Element>(
         .zip(channel(s, dy, c))
         .map(|(xs, ds)| lane_sum(xs, ds, &f))
         .sum()
-}
-
-/// Lanes of [`lane_sum`]: enough independent additions to keep the adder busy.
-const LANES: usize = 8;
-
-/// Sum of `f(a[i], b[i])` in f64, element `i` going to lane `i % LANES` and the lanes added in
-/// order at the end. A single running sum is one long chain of dependent additions, each
-/// waiting for the last; eight lanes run eight at once (and vectorize). The grouping is fixed,
-/// so the result is the same on every run.
-fn lane_sum<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
-    let mut lanes = [0f64; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (xa, xb) in ca.zip(cb) {
-        for i in 0..LANES {
-            lanes[i] += f(xa[i].to_f64(), xb[i].to_f64());
-        }
-    }
-    for (i, (&va, &vb)) in ra.iter().zip(rb).enumerate() {
-        lanes[i] += f(va.to_f64(), vb.to_f64());
-    }
-    lanes.iter().sum()
 }
 
 /// Planes are handed to threads in groups of at least this many elements, so that a layer

@@ -14,6 +14,7 @@
 //! A 1x1 convolution with stride 1 and no padding needs no im2col at all: the input plane of a
 //! sample already is its `cols` matrix.
 use crate::gemm::{gemm, Mat, MatMut};
+use crate::lane_sum;
 use rayon::prelude::*;
 use senet_spec::conv2d::Conv2dGeometry;
 use senet_spec::{check_len, Element};
@@ -379,7 +380,7 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
 }
 
 /// dbias `[out_channels]`: dy summed over batch and positions, in f64 and in a fixed order
-/// (channels in parallel, each one summed sequentially).
+/// (channels in parallel, each plane over eight lanes, planes in order).
 ///
 /// # Panics
 /// If the geometry is invalid or dy's length does not match it.
@@ -397,7 +398,7 @@ pub fn backward_bias<T: Element>(g: &Conv2dGeometry, dy: &[T]) -> Vec<T> {
             let mut acc = 0.0f64;
             for n in 0..g.batch {
                 let plane = &dy[(n * g.out_channels + co) * d.p..][..d.p];
-                acc += plane.iter().map(|&v| v.to_f64()).sum::<f64>();
+                acc += lane_sum(plane, plane, |v, _| v);
             }
             T::from_f64(acc)
         })

@@ -17,6 +17,8 @@
 //! threads and combine partial results in a fixed order, so results are bit-for-bit the same
 //! on any machine with any `RAYON_NUM_THREADS`.
 
+use senet_spec::Element;
+
 pub mod batchnorm;
 pub mod conv2d;
 pub mod elementwise;
@@ -28,6 +30,28 @@ pub mod pool;
 pub mod reduce;
 pub mod simd;
 pub mod softmax;
+
+/// Lanes of [`lane_sum`]: enough independent additions to keep the adder busy.
+const LANES: usize = 8;
+
+/// Sum of `f(a[i], b[i])` in f64, element `i` going to lane `i % LANES` and the lanes added in
+/// order at the end. A single running sum is one long chain of dependent additions, each
+/// waiting for the last; eight lanes run eight at once (and vectorize). The grouping is fixed,
+/// so the result is the same on every run.
+pub(crate) fn lane_sum<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+    let mut lanes = [0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (xa, xb) in ca.zip(cb) {
+        for i in 0..LANES {
+            lanes[i] += f(xa[i].to_f64(), xb[i].to_f64());
+        }
+    }
+    for (i, (&va, &vb)) in ra.iter().zip(rb).enumerate() {
+        lanes[i] += f(va.to_f64(), vb.to_f64());
+    }
+    lanes.iter().sum()
+}
 
 /// Threads the parallel kernels run on (rayon's pool: `RAYON_NUM_THREADS`, else one per core).
 pub fn threads() -> usize {
