@@ -2,12 +2,13 @@
 //!
 //! The input is viewed as `[n, c, hw]` (hw = H*W) and each channel is normalized with the mean
 //! and variance of its `n * hw` values (training) or with running statistics (eval). Per-channel
-//! sums are accumulated in f64, in a fixed order (samples, then positions), with channels in
-//! parallel; the variance is a second pass around the mean rather than E[x²] - E[x]², which
-//! loses everything to cancellation when the mean is large. Elementwise passes run in parallel
+//! sums are accumulated in f64 over eight lanes, in a fixed order (samples, then positions), with
+//! channels in parallel. Mean and variance come from one pass of sums around the channel's first
+//! value k (E[(x-k)²] - E[x-k]²), not E[x²] - E[x]², which loses everything to cancellation
+//! when the mean is large; the backward pass gets both its sums in one pass too. Elementwise passes run in parallel
 //! over (sample, channel) planes. No sum ever spans threads, so results do not depend on the
 //! thread count.
-use crate::lane_sum;
+use crate::lane_sums;
 use rayon::prelude::*;
 use senet_spec::batchnorm::{BnShape, BnTrainOut};
 use senet_spec::{check_len, Element};
@@ -23,18 +24,21 @@ fn channel<T>(s: BnShape, x: &[T], c: usize) -> impl Iterator<Item = &[T]> {
     (0..s.n).map(move |n| &x[(n * s.c + c) * s.hw..][..s.hw])
 }
 
-/// Sum of `f(x, dy)` over one channel, in f64.
-fn channel_sum<T: Element>(
+/// The `N` sums of `f(x, dy)` over one channel, in f64, in one pass.
+fn channel_sums<T: Element, const N: usize>(
     s: BnShape,
     x: &[T],
     dy: &[T],
     c: usize,
-    f: impl Fn(f64, f64) -> f64,
-) -> f64 {
-    channel(s, x, c)
-        .zip(channel(s, dy, c))
-        .map(|(xs, ds)| lane_sum(xs, ds, &f))
-        .sum()
+    f: impl Fn(f64, f64) -> [f64; N],
+) -> [f64; N] {
+    let mut total = [0f64; N];
+    for (xs, ds) in channel(s, x, c).zip(channel(s, dy, c)) {
+        for (t, v) in total.iter_mut().zip(lane_sums(xs, ds, &f)) {
+            *t += v;
+        }
+    }
+    total
 }
 
 /// Planes are handed to threads in groups of at least this many elements, so that a layer
@@ -85,9 +89,13 @@ pub fn forward_train<T: Element>(
     let stats: Vec<(f64, f64)> = (0..s.c)
         .into_par_iter()
         .map(|c| {
-            let mean = channel_sum(s, x, x, c, |v, _| v) / m;
-            let var = channel_sum(s, x, x, c, |v, _| (v - mean) * (v - mean)) / m;
-            (mean, var)
+            // One pass: sums of x - k and (x - k)^2 around k, the channel's first value. With
+            // k near the data, E[(x-k)^2] - E[x-k]^2 loses nothing to cancellation in f64
+            // (unlike E[x^2] - E[x]^2 around 0 when the mean is large).
+            let k = x.get(c * s.hw).map_or(0.0, |&v| Element::to_f64(v));
+            let [s1, s2] = channel_sums(s, x, x, c, |v, _| [v - k, (v - k) * (v - k)]);
+            let (d, sq) = (s1 / m, s2 / m);
+            (k + d, (sq - d * d).max(0.0))
         })
         .collect();
     let invstd: Vec<f64> = stats.iter().map(|&(_, v)| 1.0 / (v + eps).sqrt()).collect();
@@ -228,8 +236,8 @@ fn param_grads<T: Element>(
         .map(|c| {
             let (mu, is) = (mean[c].to_f64(), invstd[c].to_f64());
             // invstd factored out of the sum: one multiply per channel instead of per element.
-            let dw = channel_sum(s, x, dy, c, |v, d| d * (v - mu)) * is;
-            (dw, channel_sum(s, x, dy, c, |_, d| d))
+            let [dw, db] = channel_sums(s, x, dy, c, |v, d| [d * (v - mu), d]);
+            (dw * is, db)
         })
         .unzip()
 }

@@ -14,7 +14,7 @@
 //! A 1x1 convolution with stride 1 and no padding needs no im2col at all: the input plane of a
 //! sample already is its `cols` matrix.
 use crate::gemm::{gemm, Mat, MatMut};
-use crate::lane_sum;
+use crate::lane_sums;
 use rayon::prelude::*;
 use senet_spec::conv2d::Conv2dGeometry;
 use senet_spec::{check_len, Element};
@@ -398,7 +398,7 @@ pub fn backward_bias<T: Element>(g: &Conv2dGeometry, dy: &[T]) -> Vec<T> {
             let mut acc = 0.0f64;
             for n in 0..g.batch {
                 let plane = &dy[(n * g.out_channels + co) * d.p..][..d.p];
-                acc += lane_sum(plane, plane, |v, _| v);
+                acc += lane_sums(plane, plane, |v, _| [v])[0];
             }
             T::from_f64(acc)
         })

@@ -31,26 +31,42 @@ pub mod reduce;
 pub mod simd;
 pub mod softmax;
 
-/// Lanes of [`lane_sum`]: enough independent additions to keep the adder busy.
+/// Lanes of [`lane_sums`]: enough independent additions to keep the adder busy.
 const LANES: usize = 8;
 
-/// Sum of `f(a[i], b[i])` in f64, element `i` going to lane `i % LANES` and the lanes added in
-/// order at the end. A single running sum is one long chain of dependent additions, each
-/// waiting for the last; eight lanes run eight at once (and vectorize). The grouping is fixed,
-/// so the result is the same on every run.
-pub(crate) fn lane_sum<T: Element>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
-    let mut lanes = [0f64; LANES];
+/// The `N` sums of `f(a[i], b[i])` (which returns `N` terms) in f64, element `i` going to lane
+/// `i % LANES` and the lanes added in order at the end. A single running sum is one long chain
+/// of dependent additions, each waiting for the last; eight lanes run eight at once (and
+/// vectorize), and several sums share one pass over memory. The grouping is fixed, so the
+/// result is the same on every run.
+pub(crate) fn lane_sums<T: Element, const N: usize>(
+    a: &[T],
+    b: &[T],
+    f: impl Fn(f64, f64) -> [f64; N],
+) -> [f64; N] {
+    let mut lanes = [[0f64; N]; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
+    let add = |lane: &mut [f64; N], va: T, vb: T| {
+        for (acc, t) in lane.iter_mut().zip(f(va.to_f64(), vb.to_f64())) {
+            *acc += t;
+        }
+    };
     for (xa, xb) in ca.zip(cb) {
         for i in 0..LANES {
-            lanes[i] += f(xa[i].to_f64(), xb[i].to_f64());
+            add(&mut lanes[i], xa[i], xb[i]);
         }
     }
     for (i, (&va, &vb)) in ra.iter().zip(rb).enumerate() {
-        lanes[i] += f(va.to_f64(), vb.to_f64());
+        add(&mut lanes[i], va, vb);
     }
-    lanes.iter().sum()
+    let mut total = [0f64; N];
+    for lane in &lanes {
+        for (t, v) in total.iter_mut().zip(lane) {
+            *t += v;
+        }
+    }
+    total
 }
 
 /// Threads the parallel kernels run on (rayon's pool: `RAYON_NUM_THREADS`, else one per core).
