@@ -6,7 +6,7 @@
 //! one). Defaults: batch 128, 5 iterations, median time.
 use clap::Parser;
 use senet::tensor::testing::random_tensor;
-use senet::tensor::{Conv2dOptions, DType, Device};
+use senet::tensor::{Conv2dOptions, DType, Device, Pool2dOptions};
 use senet::{Result, Tensor};
 use std::time::Instant;
 
@@ -60,18 +60,23 @@ fn time(iters: usize, device: Device, mut f: impl FnMut() -> Result<()>) -> Resu
 fn run(args: &Args, device: Device, cpu_peak: f64) -> Result<()> {
     let b = args.batch;
     let wanted = |name: &str| name.contains(&args.filter);
+    // `flops` 0 prints the time alone (pooling has no multiply-adds to count).
     let row = |name: &str, flops: f64, secs: f64| {
         let gflops = flops / secs / 1e9;
-        let of_peak = if device == Device::Cpu {
+        let of_peak = if device == Device::Cpu && flops > 0.0 {
             format!("{:>6.1}%", 100.0 * gflops / cpu_peak)
         } else {
             String::new()
         };
+        let gflops = if flops > 0.0 {
+            format!("{gflops:>10.1}")
+        } else {
+            format!("{:>10}", "-")
+        };
         println!(
-            "{name:<50} {:>8} {:>10.2} {:>10.1} {of_peak}",
+            "{name:<50} {:>8} {:>10.2} {gflops} {of_peak}",
             device.to_string(),
             secs * 1e3,
-            gflops
         )
     };
     for n in [256usize, 512, 1024] {
@@ -134,6 +139,17 @@ fn run(args: &Args, device: Device, cpu_peak: f64) -> Result<()> {
                 time(args.iters, device, || y.backward_with(&seed).map(drop))?,
             );
         }
+    }
+    // The ResNet stem's max pool (3x3, stride 2, padding 1) on its 16x16 maps.
+    let name = "max_pool2d 3x3/2 64ch 16x16 forward";
+    if wanted(name) {
+        let x = tensor(&[b, 64, 16, 16], 5, device)?;
+        let opts = Pool2dOptions::new(3, 2, 1);
+        row(
+            name,
+            0.0,
+            time(args.iters, device, || x.max_pool2d(opts).map(drop))?,
+        );
     }
     Ok(())
 }

@@ -332,7 +332,7 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
         let first = chunk * per;
         let m = per.min(g.batch - first);
         let mp = m * d.p;
-        let mut dw = vec![T::zero(); wlen];
+        let mut dw_t = vec![T::zero(); wlen];
         for grp in 0..g.groups {
             for s in 0..m {
                 let n = first + s;
@@ -349,21 +349,24 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
                     im2col(g, &d, x_g, &mut cols[s * d.p..], mp);
                 }
             }
-            let cols_t = mat(d.k, mp, &cols[..d.k * mp]).t();
-            let dy_m = mat(d.cout_g, mp, &dyp[..d.cout_g * mp]);
-            let dw_g = mat_mut(
-                d.cout_g,
-                d.k,
-                &mut dw[grp * d.cout_g * d.k..][..d.cout_g * d.k],
+            // dW_g^T = cols @ dy^T `[k, cout_g]`: cols, the larger operand, is then GEMM's
+            // A, read in place, and only dy (cout_g rows rather than k) needs the transposing
+            // pack. Each element is the same sum in the same order as dy @ cols^T, so the
+            // bits are the same; the partials stay transposed until the end.
+            let dy_t = mat(d.cout_g, mp, &dyp[..d.cout_g * mp]).t();
+            let dw_t = &mut dw_t[grp * d.cout_g * d.k..][..d.cout_g * d.k];
+            gemm(
+                mat(d.k, mp, &cols[..d.k * mp]),
+                dy_t,
+                mat_mut(d.k, d.cout_g, dw_t),
             );
-            gemm(dy_m, cols_t, dw_g);
         }
-        dw
+        dw_t
     };
     // Partials are computed a window at a time to bound memory; the window only changes how
     // many are alive at once, not the order in which they are added.
     let window = 2 * rayon::current_num_threads().max(1);
-    let mut dw = vec![T::zero(); wlen];
+    let mut dw_t = vec![T::zero(); wlen];
     for start in (0..chunks).step_by(window) {
         let partials: Vec<Vec<T>> = (start..(start + window).min(chunks))
             .into_par_iter()
@@ -373,10 +376,34 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
             )
             .collect();
         for p in partials {
-            dw.iter_mut().zip(&p).for_each(|(a, b)| *a += *b);
+            dw_t.iter_mut().zip(&p).for_each(|(a, b)| *a += *b);
         }
     }
+    // Each group's `[k, cout_g]` sum into the weight's `[cout_g, k]`.
+    let mut dw = vec![T::zero(); wlen];
+    for (src, dst) in dw_t
+        .chunks(d.k * d.cout_g)
+        .zip(dw.chunks_mut(d.k * d.cout_g))
+    {
+        transpose(src, d.k, d.cout_g, dst);
+    }
     dw
+}
+
+/// `dst` `[cols, rows]` = the transpose of `src` `[rows, cols]`, in 16 x 16 blocks: element by
+/// element, either the reads or the writes would jump a whole row each time and touch a new
+/// cache line (and often a new page) per element.
+fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    const B: usize = 16;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
 }
 
 /// dbias `[out_channels]`: dy summed over batch and positions, in f64 and in a fixed order

@@ -208,13 +208,23 @@ unsafe fn cast_mut<T: 'static, U: 'static>(m: MatMut<T>) -> MatMut<U> {
 trait Micro<T> {
     const MR: usize;
     const NR: usize;
-    /// `tile = a_panel @ b_panel` over `kc` steps, then `c[i * ldc + j] = tile` (or `+=` when
-    /// `accumulate`) for the whole `MR x NR` tile.
+    /// `tile = A @ b_panel` over `kc` steps, then `c[i * ldc + j] = tile` (or `+=` when
+    /// `accumulate`) for the whole `MR x NR` tile. Element `(i, p)` of A is at
+    /// `a + i * a.0 + p * a.1`: a packed panel has strides `(1, MR)`, and A read in place has
+    /// its own.
     ///
     /// # Safety
-    /// `a` holds `kc * MR` values, `b` holds `kc * NR`, and `c` is valid for the tile's
-    /// `MR` rows of `NR` values, `ldc` apart; the CPU has the kernel's instructions.
-    unsafe fn tile(kc: usize, a: *const T, b: *const T, c: *mut T, ldc: usize, accumulate: bool);
+    /// `a` is valid for `MR x kc` values at those strides, `b` holds `kc * NR`, and `c` is
+    /// valid for the tile's `MR` rows of `NR` values, `ldc` apart; the CPU has the kernel's
+    /// instructions.
+    unsafe fn tile(
+        kc: usize,
+        a: (*const T, usize, usize),
+        b: *const T,
+        c: *mut T,
+        ldc: usize,
+        accumulate: bool,
+    );
 }
 
 /// The portable microkernel: plain multiply-adds on a 4 x 8 tile of accumulators, which the
@@ -224,14 +234,21 @@ struct Plain;
 impl<T: Element> Micro<T> for Plain {
     const MR: usize = 4;
     const NR: usize = 8;
-    unsafe fn tile(kc: usize, a: *const T, b: *const T, c: *mut T, ldc: usize, accumulate: bool) {
-        let a = std::slice::from_raw_parts(a, kc * 4);
+    unsafe fn tile(
+        kc: usize,
+        (a, a_rs, a_cs): (*const T, usize, usize),
+        b: *const T,
+        c: *mut T,
+        ldc: usize,
+        accumulate: bool,
+    ) {
         let b = std::slice::from_raw_parts(b, kc * 8);
         let mut acc = [[T::zero(); 8]; 4];
-        for (ap, bp) in a.chunks_exact(4).zip(b.chunks_exact(8)) {
-            for i in 0..4 {
+        for (p, bp) in b.chunks_exact(8).enumerate() {
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = *a.add(i * a_rs + p * a_cs);
                 for j in 0..8 {
-                    acc[i][j] += ap[i] * bp[j];
+                    row[j] += ai * bp[j];
                 }
             }
         }
@@ -259,7 +276,7 @@ mod x86 {
         const NR: usize = 32;
         unsafe fn tile(
             kc: usize,
-            a: *const f32,
+            a: (*const f32, usize, usize),
             b: *const f32,
             c: *mut f32,
             ldc: usize,
@@ -272,7 +289,7 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512_tile(
         kc: usize,
-        a: *const f32,
+        (a, a_rs, a_cs): (*const f32, usize, usize),
         b: *const f32,
         c: *mut f32,
         ldc: usize,
@@ -283,7 +300,7 @@ mod x86 {
             let b0 = _mm512_loadu_ps(b.add(p * 32));
             let b1 = _mm512_loadu_ps(b.add(p * 32 + 16));
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*a.add(p * AVX512_MR + i));
+                let ai = _mm512_set1_ps(*a.add(i * a_rs + p * a_cs));
                 row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
                 row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
             }
@@ -310,7 +327,7 @@ mod x86 {
         const NR: usize = 16;
         unsafe fn tile(
             kc: usize,
-            a: *const f32,
+            a: (*const f32, usize, usize),
             b: *const f32,
             c: *mut f32,
             ldc: usize,
@@ -323,7 +340,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2_tile(
         kc: usize,
-        a: *const f32,
+        (a, a_rs, a_cs): (*const f32, usize, usize),
         b: *const f32,
         c: *mut f32,
         ldc: usize,
@@ -334,7 +351,7 @@ mod x86 {
             let b0 = _mm256_loadu_ps(b.add(p * 16));
             let b1 = _mm256_loadu_ps(b.add(p * 16 + 8));
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm256_broadcast_ss(&*a.add(p * 6 + i));
+                let ai = _mm256_broadcast_ss(&*a.add(i * a_rs + p * a_cs));
                 row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
                 row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
             }
@@ -371,7 +388,19 @@ fn blocked<T: Element, K: Micro<T>>(a: Mat<T>, b: Mat<T>, c: MatMut<T>, accumula
     }
     let (mr, nr) = (K::MR, K::NR);
     let (a_panels, b_panels) = (m.div_ceil(mr), n.div_ceil(nr));
-    let mut ap = vec![T::zero(); KC * a_panels * mr];
+    // A with a unit stride (row-major, or a transposed view of one) is read in place: the
+    // microkernel's broadcasts take A's values straight from its rows, and packing, a full
+    // copy of A per KC slice, is skipped. That copy cost as much as the multiply itself when
+    // N is small (a 1x1 convolution over 1x1 maps: N is the batch). Only the last panel,
+    // when fewer than MR rows remain, is packed, zero-padded to a full tile.
+    let in_place = a.rs == 1 || a.cs == 1;
+    let packed_panels = if in_place {
+        usize::from(m % mr != 0)
+    } else {
+        a_panels
+    };
+    let first_packed = a_panels - packed_panels;
+    let mut ap = vec![T::zero(); KC * packed_panels * mr];
     let mut bp = vec![T::zero(); KC * b_panels * nr];
     let tasks_m = m.div_ceil(MC);
     let tasks_n = n.div_ceil(NC);
@@ -383,10 +412,10 @@ fn blocked<T: Element, K: Micro<T>>(a: Mat<T>, b: Mat<T>, c: MatMut<T>, accumula
         // tasks.
         rayon::join(
             || {
-                ap[..kc * a_panels * mr]
+                ap[..kc * packed_panels * mr]
                     .par_chunks_mut(kc * mr)
                     .enumerate()
-                    .for_each(|(ip, panel)| pack_a(&a, ip * mr, pc, kc, mr, panel))
+                    .for_each(|(ip, panel)| pack_a(&a, (first_packed + ip) * mr, pc, kc, mr, panel))
             },
             || {
                 bp[..kc * b_panels * nr]
@@ -395,7 +424,18 @@ fn blocked<T: Element, K: Micro<T>>(a: Mat<T>, b: Mat<T>, c: MatMut<T>, accumula
                     .for_each(|(jp, panel)| pack_b(&b, pc, kc, jp * nr, nr, panel))
             },
         );
-        let (ap, bp) = (&ap[..kc * a_panels * mr], &bp[..kc * b_panels * nr]);
+        let (ap, bp) = (&ap[..kc * packed_panels * mr], &bp[..kc * b_panels * nr]);
+        // Where the microkernel reads rows `i0..i0 + MR` of A's slice: the packed panel, or A.
+        let a_tile = |i0: usize| {
+            let panel = i0 / mr;
+            if panel >= first_packed {
+                let p = &ap[(panel - first_packed) * kc * mr..][..kc * mr];
+                (p.as_ptr(), 1, mr)
+            } else {
+                // In bounds: rows i0..i0 + MR and columns pc..pc + kc lie inside A's view.
+                (a.data[i0 * a.rs + pc * a.cs..].as_ptr(), a.rs, a.cs)
+            }
+        };
         let add = accumulate || pc > 0;
         (0..tasks_m * tasks_n).into_par_iter().for_each(|t| {
             let (ic, jc) = ((t / tasks_n) * MC, (t % tasks_n) * NC);
@@ -404,17 +444,18 @@ fn blocked<T: Element, K: Micro<T>>(a: Mat<T>, b: Mat<T>, c: MatMut<T>, accumula
             for jr in (0..nc).step_by(nr) {
                 let b_panel = &bp[(jc + jr) / nr * kc * nr..][..kc * nr];
                 for ir in (0..mc).step_by(mr) {
-                    let a_panel = &ap[(ic + ir) / mr * kc * mr..][..kc * mr];
+                    let a_tile = a_tile(ic + ir);
                     let (rows, cols) = (mr.min(mc - ir), nr.min(nc - jr));
                     // SAFETY: the tile (ic + ir, jc + jr) of `rows x cols` lies inside C (the
-                    // view was checked at construction) and only this task writes it; the
-                    // panels hold kc * mr and kc * nr values.
+                    // view was checked at construction) and only this task writes it; A's
+                    // tile is a full packed panel or MR rows inside A, and the B panel holds
+                    // kc * nr values.
                     unsafe {
                         let c_tile = c_ptr.0.add((ic + ir) * ldc + jc + jr);
                         if rows == mr && cols == nr {
-                            K::tile(kc, a_panel.as_ptr(), b_panel.as_ptr(), c_tile, ldc, add);
+                            K::tile(kc, a_tile, b_panel.as_ptr(), c_tile, ldc, add);
                         } else {
-                            edge_tile::<T, K>(kc, a_panel, b_panel, c_tile, ldc, rows, cols, add);
+                            edge_tile::<T, K>(kc, a_tile, b_panel, c_tile, ldc, rows, cols, add);
                         }
                     }
                 }
@@ -431,7 +472,7 @@ fn blocked<T: Element, K: Micro<T>>(a: Mat<T>, b: Mat<T>, c: MatMut<T>, accumula
 #[allow(clippy::too_many_arguments)]
 unsafe fn edge_tile<T: Element, K: Micro<T>>(
     kc: usize,
-    a_panel: &[T],
+    a_tile: (*const T, usize, usize),
     b_panel: &[T],
     c: *mut T,
     ldc: usize,
@@ -443,7 +484,7 @@ unsafe fn edge_tile<T: Element, K: Micro<T>>(
     debug_assert!(K::MR * K::NR <= tile.len());
     K::tile(
         kc,
-        a_panel.as_ptr(),
+        a_tile,
         b_panel.as_ptr(),
         tile.as_mut_ptr(),
         K::NR,
