@@ -40,8 +40,11 @@ struct Dims {
     k: usize,
     /// 1x1, stride 1, no padding: `cols` is the input itself.
     pointwise: bool,
-    /// One entry per kernel tap (i, j), the same for every channel and sample.
+    /// One entry per kernel tap (i, j) that reads any real pixel, the same for every channel
+    /// and sample.
     taps: Vec<Tap>,
+    /// For each tap index `i * kw + j`, its place in `taps` (None: it only reads padding).
+    tap_at: Vec<Option<usize>>,
 }
 
 /// Where kernel tap (i, j) reads: output rows `oh_lo..oh_hi` read input row
@@ -86,7 +89,11 @@ impl Dims {
                     iw0: ((ow_lo * g.stride.1) as isize + off_w) as usize,
                 })
             })
-            .collect();
+            .collect::<Vec<Tap>>();
+        let mut tap_at = vec![None; kh * kw];
+        for (at, t) in taps.iter().enumerate() {
+            tap_at[t.index] = Some(at);
+        }
         Dims {
             cin_g,
             cout_g: g.out_channels / g.groups,
@@ -96,6 +103,7 @@ impl Dims {
             k: cin_g * g.kernel.0 * g.kernel.1,
             pointwise: g.kernel == (1, 1) && g.stride == (1, 1) && g.padding == (0, 0),
             taps,
+            tap_at,
         }
     }
 }
@@ -140,24 +148,39 @@ fn for_each_tap_row(
 
 /// Unfolds one group of one sample, `x` = `[cin_g, in_h, in_w]`, into the `[k, p]` matrix whose
 /// row `r` starts at `cols[r * ld]` (`ld` = p when dense; larger when samples are packed side by
-/// side).
+/// side). Every value is written once: padding positions get their zero as the row is filled,
+/// rather than zeroing all of `cols` first and writing most of it again.
 fn im2col<T: Element>(g: &Conv2dGeometry, d: &Dims, x: &[T], cols: &mut [T], ld: usize) {
-    // Zero first: padding taps are simply never written.
-    for r in 0..d.k {
-        cols[r * ld..][..d.p].fill(T::zero());
-    }
-    let sw = g.stride.1;
-    for_each_tap_row(g, d, |row, src, oh, lo, hi, iw0| {
-        let out = &mut cols[row * ld + oh * d.wo..][lo..hi];
-        let src = &x[src + iw0..];
-        if sw == 1 {
-            out.copy_from_slice(&src[..hi - lo]);
-        } else {
-            for (o, s) in out.iter_mut().zip(src.iter().step_by(sw)) {
-                *o = *s;
+    let (sw, ho, zero) = (g.stride.1, d.p / d.wo.max(1), T::zero());
+    let taps_per_channel = g.kernel.0 * g.kernel.1;
+    for c in 0..d.cin_g {
+        for (t, at) in d.tap_at.iter().enumerate() {
+            let row = &mut cols[(c * taps_per_channel + t) * ld..][..d.p];
+            let Some(&at) = at.as_ref() else {
+                row.fill(zero);
+                continue;
+            };
+            let tap = &d.taps[at];
+            for (oh, out) in row.chunks_exact_mut(d.wo).enumerate().take(ho) {
+                if !(tap.oh_lo..tap.oh_hi).contains(&oh) {
+                    out.fill(zero);
+                    continue;
+                }
+                let ih = ((oh * g.stride.0) as isize + tap.off_h) as usize;
+                let src = &x[c * d.hw + ih * g.in_w + tap.iw0..];
+                let (lo, hi) = (tap.ow_lo, tap.ow_hi);
+                out[..lo].fill(zero);
+                out[hi..].fill(zero);
+                if sw == 1 {
+                    out[lo..hi].copy_from_slice(&src[..hi - lo]);
+                } else {
+                    for (o, s) in out[lo..hi].iter_mut().zip(src.iter().step_by(sw)) {
+                        *o = *s;
+                    }
+                }
             }
         }
-    });
+    }
 }
 
 /// The adjoint of [`im2col`]: adds each entry of `cols` = `[k, p]` (row `r` at `cols[r * ld]`) into the pixel it came from
@@ -216,40 +239,54 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
     let (x_n, y_n) = (g.in_channels * d.hw, g.out_channels * d.p);
     y.par_chunks_mut(chunk * y_n)
         .zip(x.par_chunks(chunk * x_n))
-        .for_each(|(y_c, x_c)| {
-            let m = x_c.len() / x_n;
-            let mp = m * d.p;
-            // cols `[k, m*p]`: sample s fills columns s*p..(s+1)*p; out `[cout_g, m*p]`.
-            let mut cols = vec![T::zero(); d.k * mp];
-            let mut out = vec![T::zero(); d.cout_g * mp];
-            for grp in 0..g.groups {
-                for s in 0..m {
-                    let x_g = &x_c[s * x_n + grp * d.cin_g * d.hw..][..d.cin_g * d.hw];
-                    if d.pointwise {
-                        for (dst, src) in cols.chunks_mut(mp).zip(x_g.chunks(d.hw)) {
-                            dst[s * d.p..][..d.p].copy_from_slice(src);
+        // Buffers live as long as a rayon job, across its chunks; im2col and the GEMM
+        // overwrite every value they read.
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(cols, out): &mut (Vec<T>, Vec<T>), (y_c, x_c)| {
+                let m = x_c.len() / x_n;
+                let mp = m * d.p;
+                // cols `[k, m*p]`: sample s fills columns s*p..(s+1)*p.
+                // With several samples, out `[cout_g, m*p]` holds them side by side and is then
+                // spread into y; one sample's output goes straight to y.
+                let out_len = if m > 1 { d.cout_g * mp } else { 0 };
+                out.resize(out_len.max(out.len()), T::zero());
+                cols.resize((d.k * mp).max(cols.len()), T::zero());
+                let (cols, out) = (&mut cols[..d.k * mp], &mut out[..out_len]);
+                for grp in 0..g.groups {
+                    for s in 0..m {
+                        let x_g = &x_c[s * x_n + grp * d.cin_g * d.hw..][..d.cin_g * d.hw];
+                        if d.pointwise {
+                            for (dst, src) in cols.chunks_mut(mp).zip(x_g.chunks(d.hw)) {
+                                dst[s * d.p..][..d.p].copy_from_slice(src);
+                            }
+                        } else {
+                            im2col(g, &d, x_g, &mut cols[s * d.p..], mp);
                         }
-                    } else {
-                        im2col(g, &d, x_g, &mut cols[s * d.p..], mp);
+                    }
+                    let w_g = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k]);
+                    if m == 1 {
+                        let y_g = &mut y_c[grp * d.cout_g * d.p..][..d.cout_g * d.p];
+                        gemm(w_g, mat(d.k, mp, cols), mat_mut(d.cout_g, d.p, y_g));
+                        continue;
+                    }
+                    gemm(w_g, mat(d.k, mp, cols), mat_mut(d.cout_g, mp, out));
+                    for s in 0..m {
+                        let y_g = &mut y_c[s * y_n + grp * d.cout_g * d.p..][..d.cout_g * d.p];
+                        for (dst, src) in y_g.chunks_mut(d.p).zip(out.chunks(mp)) {
+                            dst.copy_from_slice(&src[s * d.p..][..d.p]);
+                        }
                     }
                 }
-                let w_g = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k]);
-                gemm(w_g, mat(d.k, mp, &cols), mat_mut(d.cout_g, mp, &mut out));
-                for s in 0..m {
-                    let y_g = &mut y_c[s * y_n + grp * d.cout_g * d.p..][..d.cout_g * d.p];
-                    for (dst, src) in y_g.chunks_mut(d.p).zip(out.chunks(mp)) {
-                        dst.copy_from_slice(&src[s * d.p..][..d.p]);
+                if let Some(b) = bias {
+                    for y_s in y_c.chunks_mut(y_n) {
+                        for (row, &bc) in y_s.chunks_mut(d.p).zip(b) {
+                            row.iter_mut().for_each(|v| *v += bc);
+                        }
                     }
                 }
-            }
-            if let Some(b) = bias {
-                for y_s in y_c.chunks_mut(y_n) {
-                    for (row, &bc) in y_s.chunks_mut(d.p).zip(b) {
-                        row.iter_mut().for_each(|v| *v += bc);
-                    }
-                }
-            }
-        });
+            },
+        );
     y
 }
 
@@ -266,6 +303,9 @@ pub fn backward_input<T: Element>(g: &Conv2dGeometry, w: &[T], dy: &[T]) -> Vec<
         dy.len(),
         g.batch * g.out_channels * d.p,
     );
+    if let Some(gt) = transposed_geometry(g) {
+        return forward(&gt, dy, &flip_weight(g, w), None);
+    }
     let mut dx = vec![T::zero(); g.batch * g.in_channels * d.hw];
     let chunk = chunk_samples(g.batch, d.p);
     let (x_n, y_n) = (g.in_channels * d.hw, g.out_channels * d.p);
@@ -299,6 +339,53 @@ pub fn backward_input<T: Element>(g: &Conv2dGeometry, w: &[T], dy: &[T]) -> Vec<
             }
         });
     dx
+}
+
+/// With stride 1, dx is itself a convolution: of dy, by the weight with its input and output
+/// channels swapped and its taps flipped, padded by `(k - 1) * dilation - padding` (the
+/// window that saw `x[ih]` at tap `i` sits at `oh = ih + padding - i * dilation`). That is
+/// the geometry of that convolution, when its padding is not negative. Running dx through
+/// [`forward`] replaces `W^T @ dy` and the col2im scatter-add of its `[k, p]` result, which
+/// went out to memory and back, with the forward pass's im2col of dy: about a quarter faster
+/// on the 3x3 layers.
+fn transposed_geometry(g: &Conv2dGeometry) -> Option<Conv2dGeometry> {
+    let pad = |k: usize, dil: usize, p: usize| ((k - 1) * dil).checked_sub(p);
+    if g.stride != (1, 1) {
+        return None;
+    }
+    Some(Conv2dGeometry {
+        batch: g.batch,
+        in_channels: g.out_channels,
+        in_h: g.out_h(),
+        in_w: g.out_w(),
+        out_channels: g.in_channels,
+        kernel: g.kernel,
+        stride: (1, 1),
+        padding: (
+            pad(g.kernel.0, g.dilation.0, g.padding.0)?,
+            pad(g.kernel.1, g.dilation.1, g.padding.1)?,
+        ),
+        dilation: g.dilation,
+        groups: g.groups,
+    })
+}
+
+/// The weight of [`transposed_geometry`]'s convolution: `[in_channels, cout_g, kh, kw]`, in
+/// each group `wt[ci][co][i][j] = w[co][ci][kh-1-i][kw-1-j]`.
+fn flip_weight<T: Element>(g: &Conv2dGeometry, w: &[T]) -> Vec<T> {
+    let (cin_g, cout_g) = (g.in_channels / g.groups, g.out_channels / g.groups);
+    let taps = g.kernel.0 * g.kernel.1;
+    let mut wt = vec![T::zero(); w.len()];
+    // Read in order, one (co, ci) kernel of `taps` values at a time, written reversed.
+    for (n, kernel) in w.chunks(taps).enumerate() {
+        let (ci, co_all) = (n % cin_g, n / cin_g);
+        let (grp, co) = (co_all / cout_g, co_all % cout_g);
+        let dst = &mut wt[((grp * cin_g + ci) * cout_g + co) * taps..][..taps];
+        for (o, &v) in dst.iter_mut().zip(kernel.iter().rev()) {
+            *o = v;
+        }
+    }
+    wt
 }
 
 /// dw with the weight's shape, summed over the batch. Bit-identical for any thread count.

@@ -31,7 +31,8 @@
 use crate::simd::{self, Level};
 use rayon::prelude::*;
 use senet_spec::Element;
-use std::any::TypeId;
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
 
 /// Depth of one slice of the inner dimension: a packed `KC x NR` panel of B (32 KiB for AVX-512)
 /// fits in L1.
@@ -400,8 +401,9 @@ fn blocked<T: Element, K: Micro<T>>(a: Mat<T>, b: Mat<T>, c: MatMut<T>, accumula
         a_panels
     };
     let first_packed = a_panels - packed_panels;
-    let mut ap = vec![T::zero(); KC * packed_panels * mr];
-    let mut bp = vec![T::zero(); KC * b_panels * nr];
+    let kc_max = KC.min(k);
+    let mut ap = scratch::<T>(kc_max * packed_panels * mr);
+    let mut bp = scratch::<T>(kc_max * b_panels * nr);
     let tasks_m = m.div_ceil(MC);
     let tasks_n = n.div_ceil(NC);
     // The output is shared by tasks that write disjoint tiles; a raw pointer crosses threads.
@@ -462,6 +464,41 @@ fn blocked<T: Element, K: Micro<T>>(a: Mat<T>, b: Mat<T>, c: MatMut<T>, accumula
             }
         });
     }
+    give_back(ap);
+    give_back(bp);
+}
+
+thread_local! {
+    /// Packing buffers kept between products on this thread, any element type.
+    static SCRATCH: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer of at least `len` values for packed panels, reused from an earlier product on
+/// this thread when one is free. A convolution runs one small product per chunk of samples,
+/// and allocating and zeroing the panels each time cost as much as a third of the multiply.
+/// Its contents are stale: packing writes every value the microkernel then reads.
+fn scratch<T: Element>(len: usize) -> Vec<T> {
+    let reused = SCRATCH.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let at = pool.iter().position(|b| b.is::<Vec<T>>())?;
+        pool.swap_remove(at).downcast::<Vec<T>>().ok()
+    });
+    let mut buf = reused.map_or_else(Vec::new, |b| *b);
+    if buf.len() < len {
+        buf.resize(len, T::zero());
+    }
+    buf
+}
+
+/// Returns a [`scratch`] buffer to this thread's pool (a nested product on the same thread,
+/// run while this one waited, may have added its own: the pool keeps a few).
+fn give_back<T: Element>(buf: Vec<T>) {
+    SCRATCH.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < 8 {
+            pool.push(Box::new(buf));
+        }
+    });
 }
 
 /// A tile at C's right or bottom edge: the microkernel writes the whole tile to a scratch

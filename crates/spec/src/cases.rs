@@ -59,6 +59,9 @@ pub fn conv2d_cases() -> Vec<Conv2dGeometry> {
         // ResNeXt-like groups: 4 in and 4 out per group with stride 2; 3 in and 5 out.
         g((2, 16, 7, 7, 16), (3, 3), (2, 2), (1, 1), (1, 1), 4),
         g((2, 12, 6, 5, 20), (3, 3), (1, 1), (1, 1), (1, 1), 4),
+        // Stride 1 with more padding than the kernel spans: the CPU's input gradient cannot
+        // run as a flipped convolution and takes the col2im path.
+        g((2, 3, 5, 6, 4), (2, 2), (1, 1), (2, 1), (1, 1), 1),
         // batch*positions 800: the GPU weight gradient splits K in 3 by itself.
         g((2, 2, 20, 20, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1),
     ]
