@@ -54,20 +54,21 @@ fn for_each_window(
     }
 }
 
-/// True when `v` should replace `best` as a window's maximum: larger, or the first NaN (a NaN
-/// wins, as in PyTorch). Which pixel wins depends on the data, so a branch on it is
-/// mispredicted often: callers pick with `select_unpredictable` (a conditional move or blend),
-/// and `|` and `&` here, not `||` and `&&`, keep the test itself free of branches.
+/// An integer with the order max pooling compares by: `order_key(a) > order_key(b)` exactly
+/// when `a > b`, except that a NaN is above everything (a NaN wins, as in PyTorch). -0 and
+/// +0 share a key (they compare equal), and so do all NaNs, so with a strict `>` the first
+/// of equal values keeps the window.
+///
+/// Why integers: which pixel wins depends on the data, so a branch on it is mispredicted
+/// about once per window, and a float comparison feeding a select compiles to exactly such a
+/// branch. An integer select is a conditional move.
 #[inline(always)]
-fn beats<T: Element>(v: T, best: T) -> bool {
-    (v > best) | (v.is_nan() & !best.is_nan())
-}
-
-/// Kernel column `j` reads a real input column for output columns `lo..hi`.
-struct ColumnTap {
-    j: usize,
-    lo: usize,
-    hi: usize,
+fn order_key<T: Element>(v: T) -> i64 {
+    // Adding +0 turns -0 into +0 and leaves every other value alone.
+    let bits = (v.to_f64() + 0.0).to_bits() as i64;
+    // Negative floats count down as their bits count up: flip all but the sign.
+    let key = bits ^ (((bits >> 63) as u64) >> 1) as i64;
+    select_unpredictable(v.is_nan(), i64::MAX, key)
 }
 
 /// Planes per parallel task: enough work (about 16k inputs) that a task costs more than
@@ -80,11 +81,11 @@ fn planes_per_task(inp: usize) -> usize {
 /// first maximum in row-major window order (a NaN wins, as in PyTorch).
 ///
 /// Separable, like a max filter: each input row is first reduced over every output column's
-/// window (`row_max`, `[in_h, out_w]`), then each output row takes the first maximum down its
-/// window's rows. Taking the first maximum along rows, then the first along columns, is the
-/// first in row-major order, so ties and NaNs resolve exactly as a window-at-a-time loop; the
-/// column pass runs along whole rows and vectorizes, and a 3x3 window costs 3 + 3 comparisons
-/// per output instead of 9.
+/// window (`[in_h, out_w]` keys and positions), then each output row takes the first maximum
+/// down its window's rows. The first maximum along rows, then the first along columns, is the
+/// first in row-major order, so ties and NaNs resolve exactly as a window-at-a-time loop, and
+/// a 3x3 window costs 3 + 2 comparisons per output instead of 9. Values are compared as
+/// [`order_key`]s, without branches; each output then reads its value at its argmax.
 ///
 /// # Panics
 /// If the geometry is invalid or x's length does not match it.
@@ -99,18 +100,6 @@ pub fn max_forward<T: Element>(g: &Pool2dGeometry, x: &[T]) -> (Vec<T>, Vec<u32>
     let cols: Vec<(usize, usize)> = (0..wo)
         .map(|o| window(o, g.stride.1, g.padding.1, g.kernel.1, g.in_w))
         .collect();
-    // Output columns `lo..hi` for which kernel column j reads a real (unpadded) input column.
-    let taps: Vec<ColumnTap> = (0..g.kernel.1)
-        .map(|j| {
-            let real = |ow: &usize| {
-                let iw = ow * g.stride.1 + j;
-                iw >= g.padding.1 && iw - g.padding.1 < g.in_w
-            };
-            let lo = (0..wo).find(real).unwrap_or(wo);
-            let hi = (lo..wo).rev().find(real).map_or(lo, |h| h + 1);
-            ColumnTap { j, lo, hi }
-        })
-        .collect();
     let mut y = vec![T::zero(); n_planes * p.out];
     let mut arg = vec![0u32; n_planes * p.out];
     let per = planes_per_task(p.inp);
@@ -118,51 +107,52 @@ pub fn max_forward<T: Element>(g: &Pool2dGeometry, x: &[T]) -> (Vec<T>, Vec<u32>
         .zip(arg.par_chunks_mut(per * p.out))
         .zip(x.par_chunks(per * p.inp))
         .for_each_init(
-            || (vec![T::zero(); g.in_h * wo], vec![0u32; g.in_h * wo]),
-            |(row_max, row_arg), ((y_t, a_t), x_t)| {
+            || {
+                let plane_keys = vec![0i64; p.inp];
+                (vec![0i64; g.in_h * wo], vec![0u32; g.in_h * wo], plane_keys)
+            },
+            |(row_key, row_arg, plane_keys), ((y_t, a_t), x_t)| {
                 let planes = y_t
                     .chunks_mut(p.out)
                     .zip(a_t.chunks_mut(p.out))
                     .zip(x_t.chunks(p.inp));
                 for ((y_p, a_p), x_p) in planes {
-                    // Pass 1: every input row's maximum over each output column's window,
-                    // tap by tap: tap j of output column ow reads input column
-                    // `ow * stride + j - pad`. Starting from (-inf, first real column) gives
-                    // the same first maximum as starting from the window's first pixel.
+                    // Every pixel's key, in one pass that vectorizes.
+                    for (k, &v) in plane_keys.iter_mut().zip(x_p) {
+                        *k = order_key(v);
+                    }
+                    // Pass 1: every input row's first maximum over each output column's window.
                     for ih in 0..g.in_h {
-                        let line = &x_p[ih * g.in_w..][..g.in_w];
-                        let m = &mut row_max[ih * wo..][..wo];
-                        let a = &mut row_arg[ih * wo..][..wo];
-                        for (ow, (m, a)) in m.iter_mut().zip(a.iter_mut()).enumerate() {
-                            *m = T::neg_infinity();
-                            *a = (ih * g.in_w + cols[ow].0) as u32;
-                        }
-                        for tap in &taps {
-                            let base = (ih * g.in_w) as u32;
-                            for ow in tap.lo..tap.hi {
-                                let iw = ow * g.stride.1 + tap.j - g.padding.1;
-                                let v = line[iw];
-                                let take = beats(v, m[ow]);
-                                m[ow] = select_unpredictable(take, v, m[ow]);
-                                a[ow] = select_unpredictable(take, base + iw as u32, a[ow]);
+                        let line = &plane_keys[ih * g.in_w..][..g.in_w];
+                        let keys = row_key[ih * wo..][..wo].iter_mut();
+                        let args = row_arg[ih * wo..][..wo].iter_mut();
+                        for ((k, a), &(w0, w1)) in keys.zip(args).zip(&cols) {
+                            // validate() guarantees a non-empty window.
+                            let (mut best, mut at) = (line[w0], w0);
+                            for (iw, &key) in line[..w1].iter().enumerate().skip(w0 + 1) {
+                                let take = key > best;
+                                best = select_unpredictable(take, key, best);
+                                at = select_unpredictable(take, iw, at);
                             }
+                            *k = best;
+                            *a = (ih * g.in_w + at) as u32;
                         }
                     }
-                    // Pass 2: down each output row's window rows, a whole row at a time.
+                    // Pass 2: down each output row's window rows.
                     for (oh, &(h0, h1)) in rows.iter().enumerate() {
-                        let y_r = &mut y_p[oh * wo..][..wo];
                         let a_r = &mut a_p[oh * wo..][..wo];
-                        y_r.copy_from_slice(&row_max[h0 * wo..][..wo]);
-                        a_r.copy_from_slice(&row_arg[h0 * wo..][..wo]);
-                        for ih in h0 + 1..h1 {
-                            let cand = row_max[ih * wo..][..wo].iter();
-                            let cand_at = row_arg[ih * wo..][..wo].iter();
-                            let best = y_r.iter_mut().zip(a_r.iter_mut());
-                            for ((b, ba), (&v, &va)) in best.zip(cand.zip(cand_at)) {
-                                let take = beats(v, *b);
-                                *b = select_unpredictable(take, v, *b);
-                                *ba = select_unpredictable(take, va, *ba);
+                        for (ow, a) in a_r.iter_mut().enumerate() {
+                            let (mut best, mut at) = (row_key[h0 * wo + ow], row_arg[h0 * wo + ow]);
+                            for ih in h0 + 1..h1 {
+                                let (key, cand) = (row_key[ih * wo + ow], row_arg[ih * wo + ow]);
+                                let take = key > best;
+                                best = select_unpredictable(take, key, best);
+                                at = select_unpredictable(take, cand, at);
                             }
+                            *a = at;
+                        }
+                        for (y, &a) in y_p[oh * wo..][..wo].iter_mut().zip(a_r.iter()) {
+                            *y = x_p[a as usize];
                         }
                     }
                 }
@@ -331,13 +321,15 @@ mod tests {
     #[test]
     fn max_pool_takes_the_first_nan_of_each_window() {
         // Several NaNs per window: the separable passes must still pick the first one in
-        // row-major order, as the reference does.
+        // row-major order, as the reference does; and of -0 and +0 (equal), the first.
         let mut rng = StdRng::seed_from_u64(9);
         for g in senet_spec::cases::pool2d_cases() {
             let n_in = g.batch * g.channels * g.in_h * g.in_w;
             let x: Vec<f32> = (0..n_in)
-                .map(|_| match rng.random_range(0..4) {
+                .map(|_| match rng.random_range(0..6) {
                     0 => f32::NAN,
+                    1 => -0.0,
+                    2 => 0.0,
                     k => k as f32,
                 })
                 .collect();
