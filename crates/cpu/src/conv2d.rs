@@ -45,7 +45,20 @@ struct Dims {
     taps: Vec<Tap>,
     /// For each tap index `i * kw + j`, its place in `taps` (None: it only reads padding).
     tap_at: Vec<Option<usize>>,
+    /// Small output planes only (empty otherwise): for tap index t and output position q,
+    /// `gather[t * p + q]` is the input pixel (`ih * in_w + iw`) that position reads, or
+    /// `NO_PIXEL` for padding. See [`SMALL_PLANE`].
+    gather: Vec<u32>,
 }
+
+/// Output planes of at most this many positions (8x8 and below) unfold through `Dims::gather`:
+/// copying a tap's run of a row costs a slice split, two fills and a copy per output row, which
+/// for rows of 2 to 8 values cost more than the values themselves (a 3x3/2 conv over 4x4 maps
+/// spent longer in im2col than in its GEMM). A table lookup per value has no per-row cost.
+const SMALL_PLANE: usize = 64;
+
+/// A padding position in `Dims::gather`.
+const NO_PIXEL: u32 = u32::MAX;
 
 /// Where kernel tap (i, j) reads: output rows `oh_lo..oh_hi` read input row
 /// `oh * stride_h + off_h`, and output columns `ow_lo..ow_hi` read input columns from `iw0` on,
@@ -94,16 +107,31 @@ impl Dims {
         for (at, t) in taps.iter().enumerate() {
             tap_at[t.index] = Some(at);
         }
+        let p = ho * wo;
+        let mut gather = Vec::new();
+        if p <= SMALL_PLANE {
+            gather = vec![NO_PIXEL; kh * kw * p];
+            for t in &taps {
+                for oh in t.oh_lo..t.oh_hi {
+                    let ih = ((oh * g.stride.0) as isize + t.off_h) as usize;
+                    for ow in t.ow_lo..t.ow_hi {
+                        let iw = t.iw0 + (ow - t.ow_lo) * g.stride.1;
+                        gather[t.index * p + oh * wo + ow] = (ih * g.in_w + iw) as u32;
+                    }
+                }
+            }
+        }
         Dims {
             cin_g,
             cout_g: g.out_channels / g.groups,
             hw: g.in_h * g.in_w,
             wo,
-            p: ho * wo,
+            p,
             k: cin_g * g.kernel.0 * g.kernel.1,
             pointwise: g.kernel == (1, 1) && g.stride == (1, 1) && g.padding == (0, 0),
             taps,
             tap_at,
+            gather,
         }
     }
 }
@@ -153,6 +181,22 @@ fn for_each_tap_row(
 fn im2col<T: Element>(g: &Conv2dGeometry, d: &Dims, x: &[T], cols: &mut [T], ld: usize) {
     let (sw, ho, zero) = (g.stride.1, d.p / d.wo.max(1), T::zero());
     let taps_per_channel = g.kernel.0 * g.kernel.1;
+    if !d.gather.is_empty() {
+        for (c, plane) in x.chunks_exact(d.hw).take(d.cin_g).enumerate() {
+            let table = d.gather.chunks_exact(d.p);
+            for (t, offsets) in table.enumerate() {
+                let row = &mut cols[(c * taps_per_channel + t) * ld..][..d.p];
+                for (o, &i) in row.iter_mut().zip(offsets) {
+                    *o = if i == NO_PIXEL {
+                        zero
+                    } else {
+                        plane[i as usize]
+                    };
+                }
+            }
+        }
+        return;
+    }
     for c in 0..d.cin_g {
         for (t, at) in d.tap_at.iter().enumerate() {
             let row = &mut cols[(c * taps_per_channel + t) * ld..][..d.p];
@@ -187,6 +231,22 @@ fn im2col<T: Element>(g: &Conv2dGeometry, d: &Dims, x: &[T], cols: &mut [T], ld:
 /// in `dx` = `[cin_g, in_h, in_w]` (overlapping windows add up).
 fn col2im<T: Element>(g: &Conv2dGeometry, d: &Dims, cols: &[T], ld: usize, dx: &mut [T]) {
     let sw = g.stride.1;
+    if !d.gather.is_empty() {
+        // The same order as below (channel, tap, position), so the same sums.
+        let taps_per_channel = g.kernel.0 * g.kernel.1;
+        for (c, plane) in dx.chunks_exact_mut(d.hw).take(d.cin_g).enumerate() {
+            let table = d.gather.chunks_exact(d.p);
+            for (t, offsets) in table.enumerate() {
+                let row = &cols[(c * taps_per_channel + t) * ld..][..d.p];
+                for (&v, &i) in row.iter().zip(offsets) {
+                    if i != NO_PIXEL {
+                        plane[i as usize] += v;
+                    }
+                }
+            }
+        }
+        return;
+    }
     for_each_tap_row(g, d, |row, dst, oh, lo, hi, iw0| {
         let src = &cols[row * ld + oh * d.wo..][lo..hi];
         let dst = &mut dx[dst + iw0..];
