@@ -14,7 +14,7 @@
 //! A 1x1 convolution with stride 1 and no padding needs no im2col at all: the input plane of a
 //! sample already is its `cols` matrix.
 use crate::gemm::{gemm, Mat, MatMut};
-use crate::lane_sums;
+use crate::{copy_short, lane_sums};
 use rayon::prelude::*;
 use senet_spec::conv2d::Conv2dGeometry;
 use senet_spec::{check_len, Element};
@@ -216,7 +216,7 @@ fn im2col<T: Element>(g: &Conv2dGeometry, d: &Dims, x: &[T], cols: &mut [T], ld:
                 out[..lo].fill(zero);
                 out[hi..].fill(zero);
                 if sw == 1 {
-                    out[lo..hi].copy_from_slice(&src[..hi - lo]);
+                    copy_short(&mut out[lo..hi], &src[..hi - lo]);
                 } else {
                     for (o, s) in out[lo..hi].iter_mut().zip(src.iter().step_by(sw)) {
                         *o = *s;
@@ -318,7 +318,7 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
                         let x_g = &x_c[s * x_n + grp * d.cin_g * d.hw..][..d.cin_g * d.hw];
                         if d.pointwise {
                             for (dst, src) in cols.chunks_mut(mp).zip(x_g.chunks(d.hw)) {
-                                dst[s * d.p..][..d.p].copy_from_slice(src);
+                                copy_short(&mut dst[s * d.p..][..d.p], src);
                             }
                         } else {
                             im2col(g, &d, x_g, &mut cols[s * d.p..], mp);
@@ -334,7 +334,7 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
                     for s in 0..m {
                         let y_g = &mut y_c[s * y_n + grp * d.cout_g * d.p..][..d.cout_g * d.p];
                         for (dst, src) in y_g.chunks_mut(d.p).zip(out.chunks(mp)) {
-                            dst.copy_from_slice(&src[s * d.p..][..d.p]);
+                            copy_short(dst, &src[s * d.p..][..d.p]);
                         }
                     }
                 }
@@ -381,7 +381,7 @@ pub fn backward_input<T: Element>(g: &Conv2dGeometry, w: &[T], dy: &[T]) -> Vec<
                 for s in 0..m {
                     let dy_g = &dy_c[s * y_n + grp * d.cout_g * d.p..][..d.cout_g * d.p];
                     for (dst, src) in dyp.chunks_mut(mp).zip(dy_g.chunks(d.p)) {
-                        dst[s * d.p..][..d.p].copy_from_slice(src);
+                        copy_short(&mut dst[s * d.p..][..d.p], src);
                     }
                 }
                 let w_t = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k]).t();
@@ -390,7 +390,7 @@ pub fn backward_input<T: Element>(g: &Conv2dGeometry, w: &[T], dy: &[T]) -> Vec<
                     let dx_g = &mut dx_c[s * x_n + grp * d.cin_g * d.hw..][..d.cin_g * d.hw];
                     if d.pointwise {
                         for (dst, src) in dx_g.chunks_mut(d.hw).zip(dcols.chunks(mp)) {
-                            dst.copy_from_slice(&src[s * d.p..][..d.p]);
+                            copy_short(dst, &src[s * d.p..][..d.p]);
                         }
                     } else {
                         col2im(g, &d, &dcols[s * d.p..], mp, dx_g);
@@ -486,11 +486,11 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
                 let x_g = &x[(n * g.in_channels + grp * d.cin_g) * d.hw..][..d.cin_g * d.hw];
                 let dy_g = &dy[(n * g.out_channels + grp * d.cout_g) * d.p..][..d.cout_g * d.p];
                 for (dst, src) in dyp[..d.cout_g * mp].chunks_mut(mp).zip(dy_g.chunks(d.p)) {
-                    dst[s * d.p..][..d.p].copy_from_slice(src);
+                    copy_short(&mut dst[s * d.p..][..d.p], src);
                 }
                 if d.pointwise {
                     for (dst, src) in cols[..d.k * mp].chunks_mut(mp).zip(x_g.chunks(d.hw)) {
-                        dst[s * d.p..][..d.p].copy_from_slice(src);
+                        copy_short(&mut dst[s * d.p..][..d.p], src);
                     }
                 } else {
                     im2col(g, &d, x_g, &mut cols[s * d.p..], mp);

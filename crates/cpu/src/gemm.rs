@@ -543,7 +543,7 @@ fn pack_a<T: Element>(a: &Mat<T>, i0: usize, pc: usize, kc: usize, mr: usize, ou
         // A transposed view: the `mr` values of each `p` are contiguous.
         for (p, dst) in out.chunks_exact_mut(mr).enumerate() {
             let base = i0 + (pc + p) * a.cs;
-            dst[..rows].copy_from_slice(&a.data[base..base + rows]);
+            crate::copy_short(&mut dst[..rows], &a.data[base..base + rows]);
             dst[rows..].fill(T::zero());
         }
         return;
@@ -575,7 +575,7 @@ fn pack_b<T: Element>(b: &Mat<T>, pc: usize, kc: usize, j0: usize, nr: usize, ou
     if b.cs == 1 {
         for (p, dst) in out.chunks_exact_mut(nr).enumerate() {
             let base = (pc + p) * b.rs + j0;
-            dst[..cols].copy_from_slice(&b.data[base..base + cols]);
+            crate::copy_short(&mut dst[..cols], &b.data[base..base + cols]);
             dst[cols..].fill(T::zero());
         }
     } else {

@@ -69,6 +69,20 @@ pub(crate) fn lane_sums<T: Element, const N: usize>(
     total
 }
 
+/// `dst.copy_from_slice(src)` for the short runs that packing and unfolding copy (2 to 32
+/// values): written as a loop the compiler vectorizes in place, where `copy_from_slice` calls
+/// `memcpy`, whose call and size dispatch cost more than moving so few values.
+///
+/// # Panics
+/// If the lengths differ.
+#[inline(always)]
+pub(crate) fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    assert_eq!(dst.len(), src.len(), "copy_short: lengths differ");
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = *s;
+    }
+}
+
 /// Threads the parallel kernels run on (rayon's pool: `RAYON_NUM_THREADS`, else one per core).
 pub fn threads() -> usize {
     rayon::current_num_threads()
