@@ -294,6 +294,9 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
     if let Some(b) = bias {
         check_len("conv2d forward", "bias", b.len(), g.out_channels);
     }
+    if crate::winograd::pays(g) {
+        return crate::winograd::forward(g, x, w, bias);
+    }
     let mut y = vec![T::zero(); g.batch * g.out_channels * d.p];
     let chunk = chunk_samples(g.batch, d.p);
     let (x_n, y_n) = (g.in_channels * d.hw, g.out_channels * d.p);
@@ -658,6 +661,8 @@ mod tests {
         for g in [
             geom((13, 4, 9, 7, 6), (3, 3), (2, 1), (1, 1), (1, 1), 2),
             geom((10, 6, 5, 5, 8), (1, 1), (1, 1), (0, 0), (1, 1), 1),
+            // Winograd's forward and input gradient (16x16 planes).
+            geom((5, 8, 16, 16, 12), (3, 3), (1, 1), (1, 1), (1, 1), 1),
         ] {
             let x = rand_vec::<f32>(
                 &mut rng,

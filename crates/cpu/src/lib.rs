@@ -30,6 +30,7 @@ pub mod pool;
 pub mod reduce;
 pub mod simd;
 pub mod softmax;
+pub mod winograd;
 
 /// Lanes of [`lane_sums`]: enough independent additions to keep the adder busy.
 const LANES: usize = 8;
