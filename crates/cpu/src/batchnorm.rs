@@ -100,11 +100,11 @@ pub fn forward_train<T: Element>(
         .collect();
     let invstd: Vec<f64> = stats.iter().map(|&(_, v)| 1.0 / (v + eps).sqrt()).collect();
     let mean: Vec<T> = stats.iter().map(|&(mu, _)| T::from_f64(mu)).collect();
+    let (scale, shift) = affine(s.c, &invstd, weight, bias);
     let y = map_planes(s, x, x, |c, xp, _, yp| {
-        let scale = T::from_f64(invstd[c] * weight.map_or(1.0, |w| w[c].to_f64()));
-        let shift = bias.map_or(T::zero(), |b| b[c]);
+        let (mu, a, b) = (mean[c], scale[c], shift[c]);
         for (o, &v) in yp.iter_mut().zip(xp) {
-            *o = (v - mean[c]) * scale + shift;
+            *o = (v - mu) * a + b;
         }
     });
     BnTrainOut {
@@ -133,12 +133,15 @@ pub fn forward_eval<T: Element>(
     check_param("batch_norm2d forward_eval", "bias", bias, s.c);
     check_len("batch_norm2d forward_eval", "mean", mean.len(), s.c);
     check_len("batch_norm2d forward_eval", "var", var.len(), s.c);
+    let invstd: Vec<f64> = var
+        .iter()
+        .map(|&v| 1.0 / (Element::to_f64(v) + eps).sqrt())
+        .collect();
+    let (scale, shift) = affine(s.c, &invstd, weight, bias);
     map_planes(s, x, x, |c, xp, _, yp| {
-        let invstd = 1.0 / (var[c].to_f64() + eps).sqrt();
-        let scale = T::from_f64(invstd * weight.map_or(1.0, |w| w[c].to_f64()));
-        let shift = bias.map_or(T::zero(), |b| b[c]);
+        let (mu, a, b) = (mean[c], scale[c], shift[c]);
         for (o, &v) in yp.iter_mut().zip(xp) {
-            *o = (v - mean[c]) * scale + shift;
+            *o = (v - mu) * a + b;
         }
     })
 }
@@ -170,14 +173,19 @@ pub fn backward_train<T: Element>(
     );
     let m = (s.n * s.hw) as f64;
     let (dweight, dbias) = param_grads(s, x, dy, mean, invstd);
+    // Per channel: the factor a, mean(dy), and k with xhat * mean(dy * xhat) = (x - mean) * k.
+    let coef: Vec<(T, T, T)> = (0..s.c)
+        .map(|c| {
+            let is = invstd[c].to_f64();
+            let a = weight.map_or(1.0, |w| w[c].to_f64()) * is;
+            let k = is * dweight[c] / m;
+            (T::from_f64(a), T::from_f64(dbias[c] / m), T::from_f64(k))
+        })
+        .collect();
     let dx = map_planes(s, x, dy, |c, xp, dp, dxp| {
-        let is = invstd[c].to_f64();
-        let a = T::from_f64(weight.map_or(1.0, |w| w[c].to_f64()) * is);
-        let mean_dy = T::from_f64(dbias[c] / m);
-        // xhat * mean(dy * xhat) = (x - mean) * (invstd * mean(dy * xhat))
-        let k = T::from_f64(is * dweight[c] / m);
+        let ((a, mean_dy, k), mu) = (coef[c], mean[c]);
         for ((o, &v), &d) in dxp.iter_mut().zip(xp).zip(dp) {
-            *o = a * (d - mean_dy - (v - mean[c]) * k);
+            *o = a * (d - mean_dy - (v - mu) * k);
         }
     });
     (dx, to_t(dweight), to_t(dbias))
@@ -198,10 +206,12 @@ pub fn backward_eval<T: Element>(
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     check_lens("batch_norm2d backward_eval", s, x, dy, weight, mean, invstd);
     let (dweight, dbias) = param_grads(s, x, dy, mean, invstd);
+    let a: Vec<T> = (0..s.c)
+        .map(|c| T::from_f64(weight.map_or(1.0, |w| w[c].to_f64()) * invstd[c].to_f64()))
+        .collect();
     let dx = map_planes(s, dy, dy, |c, dp, _, dxp| {
-        let a = T::from_f64(weight.map_or(1.0, |w| w[c].to_f64()) * invstd[c].to_f64());
         for (o, &d) in dxp.iter_mut().zip(dp) {
-            *o = d * a;
+            *o = d * a[c];
         }
     });
     (dx, to_t(dweight), to_t(dbias))
@@ -238,6 +248,22 @@ fn param_grads<T: Element>(
             // invstd factored out of the sum: one multiply per channel instead of per element.
             let [dw, db] = channel_sums(s, x, dy, c, |v, d| [d * (v - mu), d]);
             (dw * is, db)
+        })
+        .unzip()
+}
+
+/// Per channel, `scale = invstd * weight` and `shift = bias`: computed once per channel, not
+/// once per (sample, channel) plane, which on 1x1 planes meant once per value.
+fn affine<T: Element>(
+    c: usize,
+    invstd: &[f64],
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+) -> (Vec<T>, Vec<T>) {
+    (0..c)
+        .map(|c| {
+            let scale = T::from_f64(invstd[c] * weight.map_or(1.0, |w| w[c].to_f64()));
+            (scale, bias.map_or(T::zero(), |b| b[c]))
         })
         .unzip()
 }

@@ -488,8 +488,12 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
                 let n = first + s;
                 let x_g = &x[(n * g.in_channels + grp * d.cin_g) * d.hw..][..d.cin_g * d.hw];
                 let dy_g = &dy[(n * g.out_channels + grp * d.cout_g) * d.p..][..d.cout_g * d.p];
-                for (dst, src) in dyp[..d.cout_g * mp].chunks_mut(mp).zip(dy_g.chunks(d.p)) {
-                    copy_short(&mut dst[s * d.p..][..d.p], src);
+                // (A lone sample's dy is read in place below.)
+                if m > 1 {
+                    let rows = dyp[..d.cout_g * mp].chunks_mut(mp);
+                    for (dst, src) in rows.zip(dy_g.chunks(d.p)) {
+                        copy_short(&mut dst[s * d.p..][..d.p], src);
+                    }
                 }
                 if d.pointwise {
                     for (dst, src) in cols[..d.k * mp].chunks_mut(mp).zip(x_g.chunks(d.hw)) {
@@ -503,7 +507,12 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
             // A, read in place, and only dy (cout_g rows rather than k) needs the transposing
             // pack. Each element is the same sum in the same order as dy @ cols^T, so the
             // bits are the same; the partials stay transposed until the end.
-            let dy_t = mat(d.cout_g, mp, &dyp[..d.cout_g * mp]).t();
+            let dy_m = if m == 1 {
+                &dy[(first * g.out_channels + grp * d.cout_g) * d.p..][..d.cout_g * d.p]
+            } else {
+                &dyp[..d.cout_g * mp]
+            };
+            let dy_t = mat(d.cout_g, mp, dy_m).t();
             let dw_t = &mut dw_t[grp * d.cout_g * d.k..][..d.cout_g * d.k];
             gemm(
                 mat(d.k, mp, &cols[..d.k * mp]),

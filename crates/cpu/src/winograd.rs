@@ -132,73 +132,70 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
         .max(1);
     y.par_chunks_mut(chunk * y_n)
         .zip(x.par_chunks(chunk * x_n))
-        .for_each_init(
-            Scratch::default,
-            |sc: &mut Scratch<T>, (y_c, x_c)| {
-                let samples = x_c.len() / x_n;
-                let n = samples * tiles;
-                sc.size(16 * cin * n, 16 * cout * n, hp * half, tw);
-                let Scratch {
-                    v,
-                    m,
-                    even,
-                    odd,
-                    t,
-                    out,
-                    ce,
-                    co,
-                } = sc;
-                // V `[16, cin, n]`: column s * tiles + t is tile t of sample s.
-                for s in 0..samples {
-                    for c in 0..cin {
-                        let plane = &x_c[s * x_n + c * g.in_h * g.in_w..][..g.in_h * g.in_w];
-                        split_padded(g, plane, even, odd, half);
-                        for tr in 0..th {
-                            input_tile_row(even, odd, half, tr, tw, t, ce, co);
-                            let col0 = s * tiles + tr * tw;
-                            for (xi, vals) in t.chunks_exact(tw).enumerate() {
-                                crate::copy_short(&mut v[(xi * cin + c) * n + col0..][..tw], vals);
+        .for_each_init(Scratch::default, |sc: &mut Scratch<T>, (y_c, x_c)| {
+            let samples = x_c.len() / x_n;
+            let n = samples * tiles;
+            sc.size(16 * cin * n, 16 * cout * n, hp * half, tw);
+            let Scratch {
+                v,
+                m,
+                even,
+                odd,
+                t,
+                out,
+                ce,
+                co,
+            } = sc;
+            // V `[16, cin, n]`: column s * tiles + t is tile t of sample s.
+            for s in 0..samples {
+                for c in 0..cin {
+                    let plane = &x_c[s * x_n + c * g.in_h * g.in_w..][..g.in_h * g.in_w];
+                    split_padded(g, plane, even, odd, half);
+                    for tr in 0..th {
+                        input_tile_row(even, odd, half, tr, tw, t, ce, co);
+                        let col0 = s * tiles + tr * tw;
+                        for (xi, vals) in t.chunks_exact(tw).enumerate() {
+                            crate::copy_short(&mut v[(xi * cin + c) * n + col0..][..tw], vals);
+                        }
+                    }
+                }
+            }
+            // M_ξ = U_ξ @ V_ξ: 16 products of [cout, cin] by [cin, n].
+            for xi in 0..16 {
+                gemm(
+                    Mat::new(&u[xi * cout * cin..][..cout * cin], cout, cin),
+                    Mat::new(&v[xi * cin * n..][..cin * n], cin, n),
+                    MatMut::new(&mut m[xi * cout * n..][..cout * n], cout, n),
+                );
+            }
+            // Y = A^T M A, a row of tiles at a time: each of the 16 values of the row's
+            // tiles is a contiguous run of M.
+            for s in 0..samples {
+                for co in 0..cout {
+                    let y_co = &mut y_c[s * y_n + co * ho * wo..][..ho * wo];
+                    let b = bias.map_or(T::zero(), |b| b[co]);
+                    for tr in 0..th {
+                        let col0 = s * tiles + tr * tw;
+                        let runs: [&[T]; 16] =
+                            std::array::from_fn(|xi| &m[(xi * cout + co) * n + col0..][..tw]);
+                        output_tile_row(&runs, b, out);
+                        // out: rows 2tr and 2tr + 1, each as tw even then tw odd columns.
+                        for i in 0..2.min(ho - 2 * tr) {
+                            let line = &mut y_co[(2 * tr + i) * wo..][..wo];
+                            let (ev, od) = out[2 * i * tw..][..2 * tw].split_at(tw);
+                            let mut pairs = line.chunks_exact_mut(2);
+                            for ((pair, &e), &o) in (&mut pairs).zip(ev).zip(od) {
+                                pair[0] = e;
+                                pair[1] = o;
+                            }
+                            if let [last] = pairs.into_remainder() {
+                                *last = ev[tw - 1];
                             }
                         }
                     }
                 }
-                // M_ξ = U_ξ @ V_ξ: 16 products of [cout, cin] by [cin, n].
-                for xi in 0..16 {
-                    gemm(
-                        Mat::new(&u[xi * cout * cin..][..cout * cin], cout, cin),
-                        Mat::new(&v[xi * cin * n..][..cin * n], cin, n),
-                        MatMut::new(&mut m[xi * cout * n..][..cout * n], cout, n),
-                    );
-                }
-                // Y = A^T M A, a row of tiles at a time: each of the 16 values of the row's
-                // tiles is a contiguous run of M.
-                for s in 0..samples {
-                    for co in 0..cout {
-                        let y_co = &mut y_c[s * y_n + co * ho * wo..][..ho * wo];
-                        let b = bias.map_or(T::zero(), |b| b[co]);
-                        for tr in 0..th {
-                            let col0 = s * tiles + tr * tw;
-                            let runs: [&[T]; 16] =
-                                std::array::from_fn(|xi| &m[(xi * cout + co) * n + col0..][..tw]);
-                            output_tile_row(&runs, b, out);
-                            // out: rows 2tr and 2tr + 1, each as tw even then tw odd columns.
-                            for i in 0..2.min(ho - 2 * tr) {
-                                let line = &mut y_co[(2 * tr + i) * wo..][..wo];
-                                let (ev, od) = out[2 * i * tw..][..2 * tw].split_at(tw);
-                                let mut pairs = line.chunks_exact_mut(2);
-                                for ((pair, &e), &o) in (&mut pairs).zip(ev).zip(od) {
-                                    pair[0] = e;
-                                    pair[1] = o;
-                                }
-                                if let [last] = pairs.into_remainder() {
-                                    *last = ev[tw - 1];
-                                }
-                            }
-                        }
-                    }
-                }
-            },
-        );
+            }
+        });
     y
 }
 
