@@ -12,7 +12,9 @@
 //! results do not depend on the number of threads.
 //!
 //! A 1x1 convolution with stride 1 and no padding needs no im2col at all: the input plane of a
-//! sample already is its `cols` matrix.
+//! sample already is its `cols` matrix. A stride-1 input gradient runs as the forward
+//! convolution of dy by the flipped weight ([`backward_input`]), and 3x3 stride-1 forward
+//! passes over 16x16 maps and up go to [`crate::winograd`] instead of im2col.
 use crate::gemm::{gemm, Mat, MatMut};
 use crate::{copy_short, lane_sums};
 use rayon::prelude::*;
