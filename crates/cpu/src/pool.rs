@@ -85,7 +85,7 @@ fn planes_per_task(inp: usize) -> usize {
 /// down its window's rows. The first maximum along rows, then the first along columns, is the
 /// first in row-major order, so ties and NaNs resolve exactly as a window-at-a-time loop, and
 /// a 3x3 window costs 3 + 2 comparisons per output instead of 9. Values are compared as
-/// [`order_key`]s, without branches; each output then reads its value at its argmax.
+/// `order_key`s, without branches; each output then reads its value at its argmax.
 ///
 /// # Panics
 /// If the geometry is invalid or x's length does not match it.
