@@ -2,12 +2,13 @@
 //!
 //! The input is viewed as `[n, c, hw]` (hw = H*W) and each channel is normalized with the mean
 //! and variance of its `n * hw` values (training) or with running statistics (eval). Per-channel
-//! sums are accumulated in f64 over eight lanes, in a fixed order (samples, then positions), with
-//! channels in parallel. Mean and variance come from one pass of sums around the channel's first
-//! value k (E[(x-k)²] - E[x-k]²), not E[x²] - E[x]², which loses everything to cancellation
-//! when the mean is large; the backward pass gets both its sums in one pass too. Elementwise passes run in parallel
-//! over (sample, channel) planes. No sum ever spans threads, so results do not depend on the
-//! thread count.
+//! sums are accumulated in f64 in a fixed order: over eight lanes per plane with channels in
+//! parallel, or, for small planes, per position over the samples and then over the channel's
+//! positions. Mean and variance come from one pass of sums around the channel's first value k
+//! (`E[(x-k)²] - E[x-k]²`), not `E[x²] - E[x]²`, which loses everything to cancellation when
+//! the mean is large; the backward pass gets both its sums in one pass too. Elementwise passes
+//! run in parallel over planes, or over whole samples when planes are small. No sum ever spans
+//! threads, so results do not depend on the thread count.
 use crate::lane_sums;
 use rayon::prelude::*;
 use senet_spec::batchnorm::{BnShape, BnTrainOut};
@@ -24,56 +25,133 @@ fn channel<T>(s: BnShape, x: &[T], c: usize) -> impl Iterator<Item = &[T]> {
     (0..s.n).map(move |n| &x[(n * s.c + c) * s.hw..][..s.hw])
 }
 
-/// The `N` sums of `f(x, dy)` over one channel, in f64, in one pass.
+/// Planes of fewer values than this (late layers: 1x1 and 2x2 per sample) are walked sample by
+/// sample across all channels at once (see [`channel_sums`] and [`map_elements`]). From 4x4 up
+/// the plane-by-plane loops were as fast or faster (measured with `senet bench --profile`).
+const SMALL_PLANE: usize = 16;
+
+/// Positions per task in [`channel_sums`]' small-plane path: their f64 sums stay in L1.
+const SUM_BLOCK: usize = 1024;
+
+/// Per channel c, the `N` sums of `f(k[c], x, dy)` over its values, in f64, in one pass.
+///
+/// Large planes: channels in parallel, each plane summed over eight lanes
+/// ([`lane_sums`]), planes in order. Small planes would spend that per-plane setup on one to
+/// four values, so there each position of a sample's `[c, hw]` block gets its own f64 sum
+/// over the samples (in order; positions in parallel, vectorized), and a channel's sum then
+/// adds its `hw` positions in order. Either way every sum has a fixed order.
 fn channel_sums<T: Element, const N: usize>(
     s: BnShape,
-    x: &[T],
-    dy: &[T],
-    c: usize,
-    f: impl Fn(f64, f64) -> [f64; N],
-) -> [f64; N] {
-    let mut total = [0f64; N];
-    for (xs, ds) in channel(s, x, c).zip(channel(s, dy, c)) {
-        for (t, v) in total.iter_mut().zip(lane_sums(xs, ds, &f)) {
-            *t += v;
-        }
+    (x, dy): (&[T], &[T]),
+    k: &[f64],
+    f: impl Fn(f64, f64, f64) -> [f64; N] + Sync,
+) -> Vec<[f64; N]> {
+    if s.hw >= SMALL_PLANE {
+        return (0..s.c)
+            .into_par_iter()
+            .map(|c| {
+                let mut total = [0f64; N];
+                for (xs, ds) in channel(s, x, c).zip(channel(s, dy, c)) {
+                    let sums = lane_sums(xs, ds, |v, d| f(k[c], v, d));
+                    for (t, v) in total.iter_mut().zip(sums) {
+                        *t += v;
+                    }
+                }
+                total
+            })
+            .collect();
     }
-    total
+    let row = s.c * s.hw;
+    // Each task owns a block of whole channels' positions.
+    let block = SUM_BLOCK.div_ceil(s.hw) * s.hw;
+    let mut per_position = vec![[0f64; N]; row];
+    per_position
+        .par_chunks_mut(block)
+        .enumerate()
+        .for_each(|(t, acc)| {
+            let first = t * block;
+            let ks: Vec<f64> = (first..first + acc.len()).map(|i| k[i / s.hw]).collect();
+            for n in 0..s.n {
+                let xs = &x[n * row + first..][..acc.len()];
+                let ds = &dy[n * row + first..][..acc.len()];
+                for (((a, &kc), &v), &d) in acc.iter_mut().zip(&ks).zip(xs).zip(ds) {
+                    for (a, t) in a.iter_mut().zip(f(kc, v.to_f64(), d.to_f64())) {
+                        *a += t;
+                    }
+                }
+            }
+        });
+    per_position
+        .chunks_exact(s.hw)
+        .map(|positions| {
+            let mut total = [0f64; N];
+            for p in positions {
+                for (t, v) in total.iter_mut().zip(p) {
+                    *t += v;
+                }
+            }
+            total
+        })
+        .collect()
 }
 
 /// Planes are handed to threads in groups of at least this many elements, so that a layer
 /// with 1x1 planes is not split into one task per value.
 const MIN_TASK: usize = 4096;
 
-/// Applies `f(channel, x_plane, dy_plane, out_plane)` to every (sample, channel) plane in
-/// parallel. `dy` may be `x` when there is no second input.
-fn map_planes<T: Element>(
+/// `out[i] = f(x[i], dy[i], coef[c])` for every element, c being its channel and `coef[j][c]`
+/// the channel's j-th coefficient. `dy` may be `x` when there is no second input.
+///
+/// Large planes run plane by plane with the channel's coefficients held fixed. Small planes
+/// run a whole sample's `[c, hw]` block as one loop over coefficients spread to every
+/// position: a 1x1 plane is one value, and a loop per plane cost more than the value.
+fn map_elements<T: Element, const K: usize>(
     s: BnShape,
-    x: &[T],
-    dy: &[T],
-    f: impl Fn(usize, &[T], &[T], &mut [T]) + Sync,
+    (x, dy): (&[T], &[T]),
+    coef: [&[T]; K],
+    f: impl Fn(T, T, [T; K]) -> T + Sync,
 ) -> Vec<T> {
     let mut out = vec![T::zero(); s.numel()];
-    if s.hw > 0 {
+    if s.hw == 0 || s.n == 0 {
+        return out;
+    }
+    if s.hw >= SMALL_PLANE {
         let per_task = MIN_TASK.div_ceil(s.hw) * s.hw;
         out.par_chunks_mut(per_task)
             .zip(x.par_chunks(per_task))
             .zip(dy.par_chunks(per_task))
             .enumerate()
             .for_each(|(t, ((o, xs), ds))| {
-                // The channel counts up plane by plane: a `%` per plane was a division per
-                // value on 1x1 planes, most of the pass's time.
                 let mut c = (t * per_task / s.hw) % s.c;
                 let planes = o.chunks_mut(s.hw).zip(xs.chunks(s.hw)).zip(ds.chunks(s.hw));
-                for ((op, xp), dp) in planes {
-                    f(c, xp, dp, op);
+                for ((o, xp), dp) in planes {
+                    let k: [T; K] = std::array::from_fn(|j| coef[j][c]);
+                    for ((o, &v), &d) in o.iter_mut().zip(xp).zip(dp) {
+                        *o = f(v, d, k);
+                    }
+                    // The channel counts up plane by plane (no division per plane).
                     c += 1;
                     if c == s.c {
                         c = 0;
                     }
                 }
             });
+        return out;
     }
+    let row = s.c * s.hw;
+    let spread: [Vec<T>; K] =
+        std::array::from_fn(|j| (0..row).map(|i| coef[j][i / s.hw]).collect());
+    let rows = MIN_TASK.div_ceil(row).max(1);
+    out.par_chunks_mut(rows * row)
+        .zip(x.par_chunks(rows * row))
+        .zip(dy.par_chunks(rows * row))
+        .for_each(|((o, xs), ds)| {
+            for ((o, xr), dr) in o.chunks_mut(row).zip(xs.chunks(row)).zip(ds.chunks(row)) {
+                for i in 0..row {
+                    o[i] = f(xr[i], dr[i], std::array::from_fn(|j| spread[j][i]));
+                }
+            }
+        });
     out
 }
 
@@ -92,14 +170,17 @@ pub fn forward_train<T: Element>(
     check_param("batch_norm2d forward_train", "weight", weight, s.c);
     check_param("batch_norm2d forward_train", "bias", bias, s.c);
     let m = (s.n * s.hw) as f64;
-    let stats: Vec<(f64, f64)> = (0..s.c)
-        .into_par_iter()
-        .map(|c| {
-            // One pass: sums of x - k and (x - k)^2 around k, the channel's first value. With
-            // k near the data, E[(x-k)^2] - E[x-k]^2 loses nothing to cancellation in f64
-            // (unlike E[x^2] - E[x]^2 around 0 when the mean is large).
-            let k = x.get(c * s.hw).map_or(0.0, |&v| Element::to_f64(v));
-            let [s1, s2] = channel_sums(s, x, x, c, |v, _| [v - k, (v - k) * (v - k)]);
+    // One pass: sums of x - k and (x - k)^2 around k, the channel's first value. With k near
+    // the data, E[(x-k)^2] - E[x-k]^2 loses nothing to cancellation in f64 (unlike
+    // E[x^2] - E[x]^2 around 0 when the mean is large).
+    let k: Vec<f64> = (0..s.c)
+        .map(|c| x.get(c * s.hw).map_or(0.0, |&v| Element::to_f64(v)))
+        .collect();
+    let sums = channel_sums(s, (x, x), &k, |k, v, _| [v - k, (v - k) * (v - k)]);
+    let stats: Vec<(f64, f64)> = sums
+        .iter()
+        .zip(&k)
+        .map(|(&[s1, s2], &k)| {
             let (d, sq) = (s1 / m, s2 / m);
             (k + d, (sq - d * d).max(0.0))
         })
@@ -107,11 +188,8 @@ pub fn forward_train<T: Element>(
     let invstd: Vec<f64> = stats.iter().map(|&(_, v)| 1.0 / (v + eps).sqrt()).collect();
     let mean: Vec<T> = stats.iter().map(|&(mu, _)| T::from_f64(mu)).collect();
     let (scale, shift) = affine(s.c, &invstd, weight, bias);
-    let y = map_planes(s, x, x, |c, xp, _, yp| {
-        let (mu, a, b) = (mean[c], scale[c], shift[c]);
-        for (o, &v) in yp.iter_mut().zip(xp) {
-            *o = (v - mu) * a + b;
-        }
+    let y = map_elements(s, (x, x), [&mean, &scale, &shift], |v, _, [mu, a, b]| {
+        (v - mu) * a + b
     });
     BnTrainOut {
         y,
@@ -144,11 +222,8 @@ pub fn forward_eval<T: Element>(
         .map(|&v| 1.0 / (Element::to_f64(v) + eps).sqrt())
         .collect();
     let (scale, shift) = affine(s.c, &invstd, weight, bias);
-    map_planes(s, x, x, |c, xp, _, yp| {
-        let (mu, a, b) = (mean[c], scale[c], shift[c]);
-        for (o, &v) in yp.iter_mut().zip(xp) {
-            *o = (v - mu) * a + b;
-        }
+    map_elements(s, (x, x), [mean, &scale, &shift], |v, _, [mu, a, b]| {
+        (v - mu) * a + b
     })
 }
 
@@ -180,19 +255,16 @@ pub fn backward_train<T: Element>(
     let m = (s.n * s.hw) as f64;
     let (dweight, dbias) = param_grads(s, x, dy, mean, invstd);
     // Per channel: the factor a, mean(dy), and k with xhat * mean(dy * xhat) = (x - mean) * k.
-    let coef: Vec<(T, T, T)> = (0..s.c)
-        .map(|c| {
-            let is = invstd[c].to_f64();
-            let a = weight.map_or(1.0, |w| w[c].to_f64()) * is;
-            let k = is * dweight[c] / m;
-            (T::from_f64(a), T::from_f64(dbias[c] / m), T::from_f64(k))
-        })
-        .collect();
-    let dx = map_planes(s, x, dy, |c, xp, dp, dxp| {
-        let ((a, mean_dy, k), mu) = (coef[c], mean[c]);
-        for ((o, &v), &d) in dxp.iter_mut().zip(xp).zip(dp) {
-            *o = a * (d - mean_dy - (v - mu) * k);
-        }
+    let (mut a, mut mean_dy, mut k) = (Vec::new(), Vec::new(), Vec::new());
+    for c in 0..s.c {
+        let is = invstd[c].to_f64();
+        a.push(T::from_f64(weight.map_or(1.0, |w| w[c].to_f64()) * is));
+        mean_dy.push(T::from_f64(dbias[c] / m));
+        k.push(T::from_f64(is * dweight[c] / m));
+    }
+    let coef = [&a[..], &mean_dy[..], &k[..], mean];
+    let dx = map_elements(s, (x, dy), coef, |v, d, [a, mean_dy, k, mu]| {
+        a * (d - mean_dy - (v - mu) * k)
     });
     (dx, to_t(dweight), to_t(dbias))
 }
@@ -215,11 +287,7 @@ pub fn backward_eval<T: Element>(
     let a: Vec<T> = (0..s.c)
         .map(|c| T::from_f64(weight.map_or(1.0, |w| w[c].to_f64()) * invstd[c].to_f64()))
         .collect();
-    let dx = map_planes(s, dy, dy, |c, dp, _, dxp| {
-        for (o, &d) in dxp.iter_mut().zip(dp) {
-            *o = d * a[c];
-        }
-    });
+    let dx = map_elements(s, (dy, dy), [&a], |d, _, [a]| d * a);
     (dx, to_t(dweight), to_t(dbias))
 }
 
@@ -247,14 +315,12 @@ fn param_grads<T: Element>(
     mean: &[T],
     invstd: &[T],
 ) -> (Vec<f64>, Vec<f64>) {
-    (0..s.c)
-        .into_par_iter()
-        .map(|c| {
-            let (mu, is) = (mean[c].to_f64(), invstd[c].to_f64());
-            // invstd factored out of the sum: one multiply per channel instead of per element.
-            let [dw, db] = channel_sums(s, x, dy, c, |v, d| [d * (v - mu), d]);
-            (dw * is, db)
-        })
+    let mu: Vec<f64> = mean.iter().map(|&v| Element::to_f64(v)).collect();
+    // invstd factored out of the sum: one multiply per channel instead of per element.
+    let sums = channel_sums(s, (x, dy), &mu, |mu, v, d| [d * (v - mu), d]);
+    sums.iter()
+        .zip(invstd)
+        .map(|(&[dw, db], &is)| (dw * is.to_f64(), db))
         .unzip()
 }
 
@@ -372,24 +438,39 @@ mod tests {
     #[test]
     fn results_do_not_depend_on_thread_count() {
         let mut rng = StdRng::seed_from_u64(8);
-        let s = BnShape { n: 9, c: 5, hw: 49 };
-        let x = rand_vec::<f32>(&mut rng, s.n * s.c * s.hw, -1.0, 2.0);
-        let dy = rand_vec::<f32>(&mut rng, s.n * s.c * s.hw, -1.0, 1.0);
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let out = forward_train(s, &x, None, None, 1e-5);
-                let (dx, dw, db) = backward_train(s, &x, &dy, None, &out.mean, &out.invstd);
-                [out.y, out.var, dx, dw, db]
-                    .concat()
-                    .into_iter()
-                    .map(f32::to_bits)
-                    .collect::<Vec<_>>()
-            })
-        };
-        assert_eq!(run(1), run(2));
+        // Small planes in one task and in several, and large planes.
+        for s in [
+            BnShape { n: 9, c: 5, hw: 49 },
+            BnShape {
+                n: 6,
+                c: 300,
+                hw: 16,
+            },
+            BnShape {
+                n: 4,
+                c: 3,
+                hw: 100,
+            },
+        ] {
+            let x = rand_vec::<f32>(&mut rng, s.n * s.c * s.hw, -1.0, 2.0);
+            let dy = rand_vec::<f32>(&mut rng, s.n * s.c * s.hw, -1.0, 1.0);
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let out = forward_train(s, &x, None, None, 1e-5);
+                    let (dx, dw, db) = backward_train(s, &x, &dy, None, &out.mean, &out.invstd);
+                    [out.y, out.var, dx, dw, db]
+                        .concat()
+                        .into_iter()
+                        .map(f32::to_bits)
+                        .collect::<Vec<_>>()
+                })
+            };
+            assert_eq!(run(1), run(2), "{s:?}");
+            assert_eq!(run(1), run(3), "{s:?}");
+        }
     }
 }
