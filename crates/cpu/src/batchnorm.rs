@@ -455,11 +455,7 @@ mod tests {
             let x = rand_vec::<f32>(&mut rng, s.n * s.c * s.hw, -1.0, 2.0);
             let dy = rand_vec::<f32>(&mut rng, s.n * s.c * s.hw, -1.0, 1.0);
             let run = |threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                pool.install(|| {
+                crate::on_threads(threads, || {
                     let out = forward_train(s, &x, None, None, 1e-5);
                     let (dx, dw, db) = backward_train(s, &x, &dy, None, &out.mean, &out.invstd);
                     [out.y, out.var, dx, dw, db]

@@ -157,8 +157,8 @@ fn valid_range(out_len: usize, in_len: usize, stride: usize, offset: isize) -> (
 
 /// Calls `f(row, plane_offset, oh, ow_lo, ow_hi, iw0)` for each (cols row, output row) pair
 /// that reads real pixels: `cols[row, oh*wo + ow]` for `ow` in `ow_lo..ow_hi` corresponds to
-/// input `x[plane_offset + iw0 + (ow - ow_lo) * stride_w]`. Shared by im2col and col2im so that
-/// the two stay exact mirrors.
+/// input `x[plane_offset + iw0 + (ow - ow_lo) * stride_w]`. col2im walks the real pixels with it;
+/// im2col walks the same `Tap`s row by row, writing the padding's zeros as it goes.
 fn for_each_tap_row(
     g: &Conv2dGeometry,
     d: &Dims,
@@ -479,7 +479,8 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
     // one GEMM with inner dimension m*p covers the chunk: when the output plane is small (late
     // layers) a GEMM per sample would mostly re-read and re-write dW.
     let col_len = d.k * per * d.p;
-    let dy_len = d.cout_g * per * d.p;
+    // A lone sample's dy is read in place, with no buffer.
+    let dy_len = if per > 1 { d.cout_g * per * d.p } else { 0 };
     let partial = |(cols, dyp): &mut (Vec<T>, Vec<T>), chunk: usize| -> Vec<T> {
         let first = chunk * per;
         let m = per.min(g.batch - first);
@@ -689,11 +690,7 @@ mod tests {
                 1.0,
             );
             let run = |threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                pool.install(|| {
+                crate::on_threads(threads, || {
                     let mut all = backward_weight(&g, &x, &dy);
                     all.extend(backward_bias(&g, &dy));
                     all.extend(backward_input(&g, &w, &dy));

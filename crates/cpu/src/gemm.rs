@@ -734,12 +734,8 @@ mod tests {
         let a = rand_vec::<f32>(&mut rng, m * k, -1.0, 1.0);
         let b = rand_vec::<f32>(&mut rng, k * n, -1.0, 1.0);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
             let mut c = vec![0f32; m * n];
-            pool.install(|| {
+            crate::on_threads(threads, || {
                 gemm(
                     Mat::new(&a, m, k),
                     Mat::new(&b, k, n),

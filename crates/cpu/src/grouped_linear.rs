@@ -234,11 +234,7 @@ mod tests {
         );
         let dy = rand_vec::<f32>(&mut rng, s.batch * s.y_row(), -1.0, 1.0);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            crate::on_threads(threads, || {
                 let (dx, dw, db) = backward(s, &x, &w, &dy, true);
                 [forward(s, &x, &w, None), dx, dw, db]
                     .concat()

@@ -84,6 +84,17 @@ pub(crate) fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
+/// Runs `f` on a rayon pool of `threads` threads: the kernels' thread-independence tests call
+/// each kernel on 1, 2 and 3 threads and compare the bits.
+#[cfg(test)]
+pub(crate) fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool")
+        .install(f)
+}
+
 /// Threads the parallel kernels run on (rayon's pool: `RAYON_NUM_THREADS`, else one per core).
 pub fn threads() -> usize {
     rayon::current_num_threads()
