@@ -78,8 +78,13 @@ pub fn bench(config: &ModelConfig, o: &BenchOptions) -> Result<ExitCode> {
         .collect();
     let mut opt = Optimizer::sgd(0.9, true, 5e-4);
     let mut train_step = |model: &mut Model| -> Result<()> {
-        let loss = model.forward(&x, true)?.cross_entropy(&labels, 0.0)?;
-        let grads = loss.backward()?;
+        // The graph goes at the end of the block: its saved activations are freed before the
+        // update, and each parameter is left with one handle, which the update then changes
+        // in place rather than copying.
+        let (grads, loss) = {
+            let loss = model.forward(&x, true)?.cross_entropy(&labels, 0.0)?;
+            (loss.backward()?, loss.detach())
+        };
         opt.step(model, &grads, 0.05)?;
         sync(&loss)
     };

@@ -588,8 +588,16 @@ fn pack_b<T: Element>(b: &Mat<T>, pc: usize, kc: usize, j0: usize, nr: usize, ou
                 continue;
             }
             let base = pc * b.rs + (j0 + j) * b.cs;
-            for p in 0..kc {
-                out[p * nr + j] = b.data[base + p * b.rs];
+            if b.rs == 1 {
+                // The common case, spelled out so that the loop has no multiply or bounds test.
+                let src = &b.data[base..base + kc];
+                for (dst, &v) in out.chunks_exact_mut(nr).zip(src) {
+                    dst[j] = v;
+                }
+            } else {
+                for p in 0..kc {
+                    out[p * nr + j] = b.data[base + p * b.rs];
+                }
             }
         }
     }

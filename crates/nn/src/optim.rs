@@ -66,16 +66,19 @@ impl Optimizer {
                             weight_decay: wd,
                             nesterov,
                         };
-                        let (np, v) = p.sgd_update(g, state.get(name).map(|s| &s[0]), h)?;
+                        // The parameter and its velocity are handed over, not cloned, so
+                        // that their buffers can be updated in place (see `sgd_update`).
+                        let velocity = state.remove(name).and_then(|s| s.into_iter().next());
+                        let (np, v) = take(p).sgd_update(g, velocity, h)?;
                         *p = np.requires_grad();
                         if let Some(v) = v {
                             state.insert(name.to_string(), vec![v]);
                         }
                     }
                     OptimizerKind::AdamW { beta1, beta2, eps } => {
-                        let (m, v) = match state.get(name) {
-                            Some(s) => (s[0].clone(), s[1].clone()),
-                            None => (p.zeros_like()?, p.zeros_like()?),
+                        let (m, v) = match state.remove(name).as_deref() {
+                            Some([m, v]) => (m.clone(), v.clone()),
+                            _ => (p.zeros_like()?, p.zeros_like()?),
                         };
                         let h = AdamWStep {
                             lr,
@@ -85,7 +88,7 @@ impl Optimizer {
                             weight_decay: wd,
                             step,
                         };
-                        let (np, m, v) = p.adamw_update(g, &m, &v, h)?;
+                        let (np, m, v) = take(p).adamw_update(g, m, v, h)?;
                         *p = np.requires_grad();
                         state.insert(name.to_string(), vec![m, v]);
                     }
@@ -146,4 +149,10 @@ impl Optimizer {
         self.steps = steps;
         Ok(())
     }
+}
+
+/// The parameter out of its slot, leaving a scalar in its place until the step puts the
+/// updated one back: the slot's handle would otherwise keep the buffer shared.
+fn take(p: &mut Tensor) -> Tensor {
+    std::mem::replace(p, Tensor::scalar(0.0))
 }

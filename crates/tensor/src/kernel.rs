@@ -264,31 +264,37 @@ fn produced<V, I>(
 /// its optimizer state) changes in place, reading `inputs` (the gradient).
 pub(crate) trait Update {
     const NAME: &'static str;
-    fn cpu<T: CpuElement>(&self, state: &mut [Vec<T>], inputs: &[&[T]]);
+    fn cpu<T: CpuElement>(&self, state: &mut [&mut [T]], inputs: &[&[T]]);
     fn gpu(&self, state: &[&GpuBuffer], inputs: &[&GpuBuffer]) -> senet_gpu::Result<()>;
 }
 
 /// Runs `update` and returns the updated state buffers. On a GPU they are the very buffers of
 /// `state`, changed in place (every handle sees the new values, as with PyTorch's in-place
-/// `step()`); on the CPU, whose buffers other tensors may share, they are new buffers.
+/// `step()`). On the CPU a state tensor that is the only handle on its buffer gives the buffer
+/// up and it is updated in place; one whose buffer is shared (a caller kept a clone) is copied
+/// first, so no other handle sees its values change. Copying every parameter and its velocity
+/// each step had been half of the SGD update's time.
 /// Every tensor must be ready for a kernel (`contiguous_detached`): on a GPU its buffer is
 /// then exactly its elements, which is what the update walks.
 pub(crate) fn run_update<U: Update>(
     update: &U,
-    state: &[&Tensor],
+    state: Vec<Tensor>,
     inputs: &[&Tensor],
 ) -> Result<Vec<Arc<Storage>>> {
-    let all: Vec<Option<&Tensor>> = state.iter().chain(inputs).map(|&t| Some(t)).collect();
-    let first = state[0];
-    for t in state.iter().chain(inputs) {
-        crate::ops::check_same(U::NAME, first, t)?;
+    for t in state.iter().chain(inputs.iter().copied()) {
+        crate::ops::check_same(U::NAME, &state[0], t)?;
     }
-    debug_assert!(all
+    debug_assert!(state
         .iter()
-        .flatten()
+        .chain(inputs.iter().copied())
         .all(|t| t.storage().kernel_ready(t.layout())));
-    match first.storage() {
+    match state[0].storage() {
         Storage::Gpu(_) => {
+            let all: Vec<Option<&Tensor>> = state
+                .iter()
+                .chain(inputs.iter().copied())
+                .map(Some)
+                .collect();
             let bufs = args(&all, |s| match s {
                 Storage::Gpu(b) => Some(b),
                 Storage::Cpu(_) => None,
@@ -303,19 +309,46 @@ pub(crate) fn run_update<U: Update>(
             )?;
             Ok(state.iter().map(|t| t.storage_arc()).collect())
         }
-        Storage::Cpu(_) => with_dtype!(first.dtype(), T => {
-            let x = CpuIn::<T> { tensors: args(&all, |s| match s {
+        Storage::Cpu(_) => with_dtype!(state[0].dtype(), T => {
+            let inputs: Vec<Option<&Tensor>> = inputs.iter().copied().map(Some).collect();
+            let x = CpuIn::<T> { tensors: args(&inputs, |s| match s {
                 Storage::Cpu(c) => T::slice(c),
                 Storage::Gpu(_) => None,
             })?, indices: Vec::new() };
-            let new_state = profile::timed(|| (U::NAME.to_string(), None), || {
-                let mut new_state: Vec<Vec<T>> =
-                    (0..state.len()).map(|i| x.get(i).to_vec()).collect();
-                let read: Vec<&[T]> = (state.len()..all.len()).map(|i| x.get(i)).collect();
-                update.cpu(&mut new_state, &read);
-                new_state
-            });
-            Ok(new_state.into_iter().map(|v| Arc::new(Storage::cpu(T::wrap(v)))).collect())
+            let read: Vec<&[T]> = (0..inputs.len()).map(|i| x.get(i)).collect();
+            profile::timed(|| (U::NAME.to_string(), None), || -> Result<Vec<Arc<Storage>>> {
+                let mut bufs = state.into_iter().map(own_buffer::<T>).collect::<Result<Vec<_>>>()?;
+                let mut slices: Vec<&mut [T]> = bufs
+                    .iter_mut()
+                    .map(|b| match Arc::get_mut(b) {
+                        Some(Storage::Cpu(c)) => T::slice_mut(c).ok_or_else(wrong_device),
+                        _ => Err(wrong_device()),
+                    })
+                    .collect::<Result<_>>()?;
+                update.cpu(&mut slices, &read);
+                Ok(bufs)
+            })
         }),
     }
+}
+
+fn wrong_device() -> Error {
+    Error::invalid("kernel", "an argument is on another device or dtype")
+}
+
+/// `t`'s buffer, uniquely ours: itself when `t` was its only handle and covers it exactly,
+/// else a copy of `t`'s elements.
+fn own_buffer<T: CpuElement>(t: Tensor) -> Result<Arc<Storage>> {
+    let (mut storage, layout) = t.into_storage();
+    let whole = layout.is_contiguous() && layout.offset() == 0 && storage.len() == layout.numel();
+    if whole && Arc::get_mut(&mut storage).is_some() {
+        return Ok(storage);
+    }
+    let buf = match &*storage {
+        Storage::Cpu(c) => T::slice(c).ok_or_else(wrong_device)?,
+        Storage::Gpu(_) => return Err(wrong_device()),
+    };
+    Ok(Arc::new(Storage::cpu(T::wrap(
+        dense_slice(buf, &layout).to_vec(),
+    ))))
 }

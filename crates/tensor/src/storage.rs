@@ -56,6 +56,7 @@ pub trait CpuElement: Element {
     const DTYPE: DType;
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
     fn wrap(v: Vec<Self>) -> CpuStorage;
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
 }
 
 impl CpuElement for f32 {
@@ -69,6 +70,12 @@ impl CpuElement for f32 {
     fn wrap(v: Vec<f32>) -> CpuStorage {
         CpuStorage::F32(v)
     }
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [f32]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 impl CpuElement for f64 {
@@ -81,6 +88,12 @@ impl CpuElement for f64 {
     }
     fn wrap(v: Vec<f64>) -> CpuStorage {
         CpuStorage::F64(v)
+    }
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [f64]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
     }
 }
 

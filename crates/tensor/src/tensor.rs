@@ -89,6 +89,13 @@ impl Tensor {
         }
     }
 
+    /// This tensor's buffer and layout, letting go of the tensor itself: when it was the only
+    /// handle, the buffer's `Arc` is then unique and can be changed in place (what the
+    /// optimizer steps do).
+    pub(crate) fn into_storage(self) -> (Arc<Storage>, Layout) {
+        (self.0.storage.clone(), self.0.layout.clone())
+    }
+
     /// A view sharing this tensor's buffer with another layout.
     pub(crate) fn view(&self, layout: Layout, op: Op) -> Tensor {
         Tensor::from_storage(self.0.storage.clone(), layout, Some(op))

@@ -183,9 +183,14 @@ impl<'a> Trainer<'a> {
     /// One optimizer step on batch `b` at learning rate `lr`, counted in the running sums.
     fn step(&mut self, b: &Batch, lr: f64) -> Result<()> {
         let x = batch_tensor(b, self.ds.image_size, self.device)?;
-        let logits = self.model.forward(&x, true)?;
-        let loss = logits.cross_entropy(&b.labels, self.o.label_smoothing)?;
-        let grads = loss.backward()?;
+        // The graph goes at the end of the block: its saved activations are freed before the
+        // update, and each parameter is left with one handle, which the update then changes
+        // in place rather than copying.
+        let (grads, loss, logits) = {
+            let logits = self.model.forward(&x, true)?;
+            let loss = logits.cross_entropy(&b.labels, self.o.label_smoothing)?;
+            (loss.backward()?, loss.detach(), logits.detach())
+        };
         self.opt.step(&mut self.model, &grads, lr)?;
         // Checked after the step so the device is not stalled mid-step; the weights this
         // step spoiled are never saved, so the checkpoint on disk stays the last good one.

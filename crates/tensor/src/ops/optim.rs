@@ -1,7 +1,9 @@
 //! Optimizer updates of one parameter tensor (the math is in `senet_cpu::optim` and
 //! `shaders/optim.wgsl`). On the GPU the parameter and its state are updated in place — every
-//! handle to them sees the new values, as with PyTorch's in-place `step()`; on the CPU new
-//! tensors are returned (the caller stores them in place of the old ones).
+//! handle to them sees the new values, as with PyTorch's in-place `step()`. On the CPU the
+//! update returns tensors that the caller stores in place of the old ones: a buffer no other
+//! tensor holds is reused (updated in place), a shared one is copied first, so no other handle
+//! ever sees its values change.
 use crate::kernel::{run_update, Update};
 use crate::layout::Layout;
 use crate::{CpuElement, Error, Result, Tensor};
@@ -38,12 +40,12 @@ struct Sgd {
 
 impl Update for Sgd {
     const NAME: &'static str = "sgd_update";
-    fn cpu<T: CpuElement>(&self, state: &mut [Vec<T>], grad: &[&[T]]) {
+    fn cpu<T: CpuElement>(&self, state: &mut [&mut [T]], grad: &[&[T]]) {
         let Sgd { h, first, .. } = *self;
         let (param, velocity) = match state {
-            [p, v] => (p, &mut v[..]),
+            [p, v] => (&mut **p, &mut **v),
             // Without momentum there is no velocity, and the kernel does not touch it.
-            [p] => (p, &mut [][..]),
+            [p] => (&mut **p, &mut [][..]),
             _ => unreachable!("sgd_update passes [param] or [param, velocity]"),
         };
         let (lr, mu, wd) = (h.lr, h.momentum, h.weight_decay);
@@ -66,7 +68,7 @@ struct AdamW {
 
 impl Update for AdamW {
     const NAME: &'static str = "adamw_update";
-    fn cpu<T: CpuElement>(&self, state: &mut [Vec<T>], grad: &[&[T]]) {
+    fn cpu<T: CpuElement>(&self, state: &mut [&mut [T]], grad: &[&[T]]) {
         let h = self.h;
         let [p, m, v] = state else {
             unreachable!("adamw_update passes [param, m, v]")
@@ -103,77 +105,139 @@ fn check(param: &Tensor, others: &[&Tensor]) -> Result<()> {
 impl Tensor {
     /// One SGD step of this parameter given its gradient and velocity (`None` before the
     /// first step). Returns the new parameter and velocity (`None` without momentum).
+    ///
+    /// Takes the parameter and velocity by value: on the CPU, a buffer that no other tensor
+    /// holds is then updated in place instead of copied (drop other handles first to get
+    /// that). On an error they are dropped.
     pub fn sgd_update(
-        &self,
+        self,
         grad: &Tensor,
-        velocity: Option<&Tensor>,
+        velocity: Option<Tensor>,
         h: SgdStep,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        check(self, &[grad])?;
+        check(&self, &[grad])?;
         let first = velocity.is_none();
         let velocity = match (velocity, h.momentum != 0.0) {
             (_, false) => None,
-            (Some(v), true) => Some(v.clone()),
+            (Some(v), true) => Some(v),
             (None, true) => Some(self.zeros_like()?),
         };
         if let Some(v) = &velocity {
-            check(self, &[v])?;
+            check(&self, &[v])?;
         }
-        let (p, g) = (self.contiguous_detached()?, grad.contiguous_detached()?);
-        let v = velocity
-            .as_ref()
-            .map(|v| v.contiguous_detached())
-            .transpose()?;
-        let state: Vec<&Tensor> = std::iter::once(&p).chain(&v).collect();
-        let mut new = run_update(
-            &Sgd {
-                h,
-                first,
-                numel: p.numel(),
-            },
-            &state,
-            &[&g],
-        )?
-        .into_iter();
-        let mut next = || self.updated(new.next());
-        Ok((next(), v.map(|_| next())))
+        let (shape, numel) = (self.shape().to_vec(), self.numel());
+        let g = grad.contiguous_detached()?;
+        let with_velocity = velocity.is_some();
+        let mut state = vec![into_detached(self)?];
+        if let Some(v) = velocity {
+            state.push(into_detached(v)?);
+        }
+        let mut new = run_update(&Sgd { h, first, numel }, state, &[&g])?.into_iter();
+        let mut next = || updated(&shape, new.next());
+        Ok((next(), with_velocity.then(next)))
     }
 
     /// One AdamW step of this parameter given its gradient and moments (zeros before the
-    /// first step). Returns the new parameter, first and second moments.
+    /// first step). Returns the new parameter, first and second moments. Takes them by value,
+    /// as [`Tensor::sgd_update`] does.
     pub fn adamw_update(
-        &self,
+        self,
         grad: &Tensor,
-        m: &Tensor,
-        v: &Tensor,
+        m: Tensor,
+        v: Tensor,
         h: AdamWStep,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        check(self, &[grad, m, v])?;
+        check(&self, &[grad, &m, &v])?;
         if h.step == 0 {
             return Err(Error::invalid("adamw_update", "step counts from 1"));
         }
-        let (p, g, m, v) = (
-            self.contiguous_detached()?,
-            grad.contiguous_detached()?,
-            m.contiguous_detached()?,
-            v.contiguous_detached()?,
-        );
-        let mut new = run_update(
-            &AdamW {
-                h,
-                numel: p.numel(),
-            },
-            &[&p, &m, &v],
-            &[&g],
-        )?
-        .into_iter();
-        let mut next = || self.updated(new.next());
+        let (shape, numel) = (self.shape().to_vec(), self.numel());
+        let g = grad.contiguous_detached()?;
+        let state = vec![into_detached(self)?, into_detached(m)?, into_detached(v)?];
+        let mut new = run_update(&AdamW { h, numel }, state, &[&g])?.into_iter();
+        let mut next = || updated(&shape, new.next());
         Ok((next(), next(), next()))
     }
+}
 
-    /// A new tensor of this parameter's shape over an updated buffer.
-    fn updated(&self, storage: Option<std::sync::Arc<crate::Storage>>) -> Tensor {
-        let storage = storage.expect("run_update returns one buffer per state tensor");
-        Tensor::from_storage(storage, Layout::contiguous(self.shape()), None)
+/// `t` ready for a kernel, without keeping `t` itself: a tensor that already is stays the
+/// only handle on its buffer (when it was), so the update can take the buffer over.
+fn into_detached(t: Tensor) -> Result<Tensor> {
+    let d = t.contiguous_detached()?;
+    drop(t);
+    Ok(d)
+}
+
+/// A new tensor of the parameter's shape over an updated buffer.
+fn updated(shape: &[usize], storage: Option<std::sync::Arc<crate::Storage>>) -> Tensor {
+    let storage = storage.expect("run_update returns one buffer per state tensor");
+    Tensor::from_storage(storage, Layout::contiguous(shape), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: SgdStep = SgdStep {
+        lr: 0.5,
+        momentum: 0.5,
+        weight_decay: 0.0,
+        nesterov: false,
+    };
+
+    /// Where a tensor's buffer lives (the handle made here is dropped at once).
+    fn buffer_at(t: &Tensor) -> *const crate::Storage {
+        std::sync::Arc::as_ptr(&t.storage_arc())
+    }
+
+    #[test]
+    fn a_buffer_only_the_update_holds_is_updated_in_place() {
+        let p = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap();
+        let g = Tensor::from_vec(vec![0.5f32, -1.0], &[2]).unwrap();
+        let at = buffer_at(&p);
+        // Step 1: v = g; p -= 0.5 v.
+        let (p, v) = p.sgd_update(&g, None, H).unwrap();
+        assert_eq!(buffer_at(&p), at, "the parameter's buffer was copied");
+        assert_eq!(p.to_vec::<f32>().unwrap(), [0.75, 2.5]);
+        let v = v.unwrap();
+        let v_at = buffer_at(&v);
+        // Step 2: v = 0.5 v + g = 1.5 g; p -= 0.5 v.
+        let (p, v) = p.sgd_update(&g, Some(v), H).unwrap();
+        let v = v.unwrap();
+        assert_eq!((buffer_at(&p), buffer_at(&v)), (at, v_at));
+        assert_eq!(p.to_vec::<f32>().unwrap(), [0.375, 3.25]);
+        assert_eq!(v.to_vec::<f32>().unwrap(), [0.75, -1.5]);
+    }
+
+    #[test]
+    fn a_shared_buffer_is_copied_and_its_other_handles_keep_their_values() {
+        let p = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap();
+        let g = Tensor::from_vec(vec![0.5f32, -1.0], &[2]).unwrap();
+        let (kept_p, view) = (p.clone(), p.reshape(&[1, 2]).unwrap());
+        let (p, v) = p.sgd_update(&g, None, H).unwrap();
+        assert_ne!(buffer_at(&p), buffer_at(&kept_p));
+        assert_eq!(p.to_vec::<f32>().unwrap(), [0.75, 2.5]);
+        let v = v.unwrap();
+        let kept_v = v.clone();
+        let (p, _) = p.sgd_update(&g, Some(v), H).unwrap();
+        assert_eq!(p.to_vec::<f32>().unwrap(), [0.375, 3.25]);
+        for old in [&kept_p, &view] {
+            assert_eq!(old.to_vec::<f32>().unwrap(), [1.0, 2.0]);
+        }
+        assert_eq!(kept_v.to_vec::<f32>().unwrap(), [0.5, -1.0]);
+        // AdamW takes the same path for its three buffers.
+        let (m, v2) = (p.zeros_like().unwrap(), p.zeros_like().unwrap());
+        let kept_m = m.clone();
+        let h = AdamWStep {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            step: 1,
+        };
+        let (_, m, _) = p.adamw_update(&g, m, v2, h).unwrap();
+        assert_eq!(kept_m.to_vec::<f32>().unwrap(), [0.0, 0.0]);
+        assert_ne!(m.to_vec::<f32>().unwrap(), [0.0, 0.0]);
     }
 }
