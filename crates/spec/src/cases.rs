@@ -62,6 +62,10 @@ pub fn conv2d_cases() -> Vec<Conv2dGeometry> {
         // Stride 1 with more padding than the kernel spans: the CPU's input gradient cannot
         // run as a flipped convolution and takes the col2im path.
         g((2, 3, 5, 6, 4), (2, 2), (1, 1), (2, 1), (1, 1), 1),
+        // "Same" stride-1 convolutions at least 8 wide (the CPU unfolds them by shifted
+        // copies): a 5x5 kernel (column shifts of 2) and a 1x3 one.
+        g((2, 3, 9, 11, 4), (5, 5), (1, 1), (2, 2), (1, 1), 1),
+        g((3, 2, 5, 8, 3), (1, 3), (1, 1), (0, 1), (1, 1), 1),
         // One output position per sample (the CPU's samples-as-rows path), grouped: a 1x1/2
         // over 2x2 maps, and a 3x3 window as large as the input.
         g((3, 4, 2, 2, 6), (1, 1), (2, 2), (0, 0), (1, 1), 2),
