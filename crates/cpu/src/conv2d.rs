@@ -42,10 +42,11 @@ struct Dims {
     k: usize,
     /// 1x1, stride 1, no padding: `cols` is the input itself.
     pointwise: bool,
-    /// Stride 1, no dilation, the output plane the input's size ("same" padding) and at least
-    /// [`SAME_MIN_WIDTH`] wide: each tap's row of `cols` is then the plane shifted, see
+    /// Equal strides s, no dilation, an input plane s times the output's in each direction
+    /// ("same" padding) and an output at least [`SHIFT_MIN_WIDTH`] wide (twice that when
+    /// strided): each tap's row of `cols` is then one of the plane's s x s phases shifted, see
     /// [`im2col_channel`].
-    same: bool,
+    shifted: bool,
     /// One entry per kernel tap (i, j) that reads any real pixel, the same for every channel
     /// and sample.
     taps: Vec<Tap>,
@@ -63,10 +64,10 @@ struct Dims {
 /// spent longer in im2col than in its GEMM). A table lookup per value has no per-row cost.
 const SMALL_PLANE: usize = 64;
 
-/// The narrowest plane [`im2col_channel`] unfolds by shifted copies: on 4x4 planes the
+/// The narrowest output plane [`im2col_channel`] unfolds by shifted copies: on 4x4 planes the
 /// per-row fix-ups of the shifted copy cost more than the table lookups (512 channels at 4x4
 /// ran 10% slower), from 8x8 up they are 10-25% faster.
-const SAME_MIN_WIDTH: usize = 8;
+const SHIFT_MIN_WIDTH: usize = 8;
 
 /// A padding position in `Dims::gather`.
 const NO_PIXEL: u32 = u32::MAX;
@@ -140,10 +141,16 @@ impl Dims {
             p,
             k: cin_g * g.kernel.0 * g.kernel.1,
             pointwise: g.kernel == (1, 1) && g.stride == (1, 1) && g.padding == (0, 0),
-            same: g.stride == (1, 1)
+            shifted: g.stride.0 == g.stride.1
                 && g.dilation == (1, 1)
-                && (ho, wo) == (g.in_h, g.in_w)
-                && wo >= SAME_MIN_WIDTH,
+                && (ho * g.stride.0, wo * g.stride.1) == (g.in_h, g.in_w)
+                && if g.stride.0 == 1 {
+                    wo >= SHIFT_MIN_WIDTH
+                } else {
+                    // Splitting the phases is a pass more: it pays for a kernel of several
+                    // taps over 16x16 outputs and up, not for 1x1 or over 8x8.
+                    wo >= 2 * SHIFT_MIN_WIDTH && g.kernel.0 * g.kernel.1 > 1
+                },
             taps,
             tap_at,
             gather,
@@ -193,49 +200,97 @@ fn for_each_tap_row(
 /// row `r` starts at `cols[r * ld]` (`ld` = p when dense; larger when samples are packed side by
 /// side). Every value is written once: padding positions get their zero as the row is filled,
 /// rather than zeroing all of `cols` first and writing most of it again.
-fn im2col<T: Element>(g: &Conv2dGeometry, d: &Dims, x: &[T], cols: &mut [T], ld: usize) {
+fn im2col<T: Element>(
+    g: &Conv2dGeometry,
+    d: &Dims,
+    x: &[T],
+    cols: &mut [T],
+    ld: usize,
+    phases: &mut Vec<T>,
+) {
     let taps_per_channel = g.kernel.0 * g.kernel.1;
     for (c, plane) in x.chunks_exact(d.hw).take(d.cin_g).enumerate() {
-        im2col_channel(g, d, plane, &mut cols[c * taps_per_channel * ld..], ld);
+        im2col_channel(
+            g,
+            d,
+            plane,
+            &mut cols[c * taps_per_channel * ld..],
+            ld,
+            phases,
+        );
     }
 }
 
 /// [`im2col`] of one channel's plane: its `kh * kw` rows of `cols`, row `t` at `cols[t * ld]`.
+/// `phases` is scratch for strided planes.
 fn im2col_channel<T: Element>(
     g: &Conv2dGeometry,
     d: &Dims,
     plane: &[T],
     cols: &mut [T],
     ld: usize,
+    phases: &mut Vec<T>,
 ) {
     let (sw, ho, zero) = (g.stride.1, d.p / d.wo.max(1), T::zero());
-    if d.same {
-        // Output q = oh * w + ow reads input q + delta, delta = di * w + dj for the tap's shift
-        // (di, dj): one contiguous copy per tap, whatever the plane's size. Sources before the
-        // plane's start or past its end are rows of padding (zeros); a column shift also
-        // wraps each row's first or last |dj| values round from the neighbouring row, and
-        // those are padding too. A per-value table lookup cost more than the multiply on
-        // 8x8 and 4x4 planes.
-        let (w, p) = (g.in_w as isize, d.p as isize);
+    if d.shifted {
+        // With stride s, input row s * oh + r (r = i - padding for tap row i) is row
+        // oh + floor(r / s) of the plane's phase r mod s (its rows r mod s, s apart); the same
+        // for columns. Each of the s x s phases is a plane of the output's size, so output
+        // q = oh * wo + ow reads its tap's phase at q + delta, delta = floor(r / s) * wo +
+        // floor(c / s): one contiguous copy per tap. Sources before the phase's start or past
+        // its end are rows of padding (zeros); a column shift also wraps each row's first or
+        // last values round from the neighbouring row, and those are padding too. A
+        // per-value table lookup or a strided copy per output row cost more than the
+        // multiply on small planes, and the 7x7/2 stem spent 40% of its time unfolding.
+        let s = g.stride.0;
+        let phases: &[T] = if s == 1 {
+            plane
+        } else {
+            phases.resize(d.hw, zero);
+            // (Only the phases some tap reads: a 1x1/2 kernel reads one of the four.)
+            let (ph0, pw0) = (g.padding.0 as isize, g.padding.1 as isize);
+            let used = |b: usize, k: usize, pad: isize| {
+                (0..k as isize).any(|i| (i - pad).rem_euclid(s as isize) == b as isize)
+            };
+            for (ph, dst) in phases.chunks_exact_mut(d.p).enumerate() {
+                let (bh, bw) = (ph / s, ph % s);
+                if !used(bh, g.kernel.0, ph0) || !used(bw, g.kernel.1, pw0) {
+                    continue;
+                }
+                for (oh, line) in dst.chunks_exact_mut(d.wo).enumerate() {
+                    let src = &plane[(s * oh + bh) * g.in_w + bw..];
+                    for (o, &v) in line.iter_mut().zip(src.iter().step_by(s)) {
+                        *o = v;
+                    }
+                }
+            }
+            phases
+        };
+        let (wo, p, s) = (d.wo as isize, d.p as isize, s as isize);
         for (t, row) in cols.chunks_mut(ld).take(d.tap_at.len()).enumerate() {
             let row = &mut row[..d.p];
             let (i, j) = (t / g.kernel.1, t % g.kernel.1);
-            let (di, dj) = (
+            let (ri, rj) = (
                 i as isize - g.padding.0 as isize,
                 j as isize - g.padding.1 as isize,
             );
-            let delta = di * w + dj;
+            let phase = (ri.rem_euclid(s) * s + rj.rem_euclid(s)) as usize;
+            let src = &phases[phase * d.p..][..d.p];
+            let (di, dj) = (ri.div_euclid(s), rj.div_euclid(s));
+            let delta = di * wo + dj;
             let lo = (-delta).clamp(0, p) as usize;
             let hi = (p - delta).clamp(lo as isize, p) as usize;
             row[..lo].fill(zero);
             row[hi..].fill(zero);
-            let from = (lo as isize + delta) as usize;
-            copy_short(&mut row[lo..hi], &plane[from..from + (hi - lo)]);
-            // Columns ow with ow + dj outside 0..w.
-            let (c_lo, c_hi) = ((-dj).clamp(0, w) as usize, (w - dj).clamp(0, w) as usize);
+            if lo < hi {
+                let from = (lo as isize + delta) as usize;
+                copy_short(&mut row[lo..hi], &src[from..from + (hi - lo)]);
+            }
+            // Columns ow with ow + dj outside 0..wo.
+            let (c_lo, c_hi) = ((-dj).clamp(0, wo) as usize, (wo - dj).clamp(0, wo) as usize);
             let c_hi = c_hi.max(c_lo);
-            if c_lo > 0 || c_hi < g.in_w {
-                for line in row.chunks_exact_mut(g.in_w) {
+            if c_lo > 0 || c_hi < d.wo {
+                for line in row.chunks_exact_mut(d.wo) {
                     line[..c_lo].fill(zero);
                     line[c_hi..].fill(zero);
                 }
@@ -362,8 +417,8 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
         // Buffers live as long as a rayon job, across its chunks; im2col and the GEMM
         // overwrite every value they read.
         .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(cols, out): &mut (Vec<T>, Vec<T>), (y_c, x_c)| {
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(cols, out, phases): &mut (Vec<T>, Vec<T>, Vec<T>), (y_c, x_c)| {
                 let m = x_c.len() / x_n;
                 let mp = m * d.p;
                 // cols `[k, m*p]`: sample s fills columns s*p..(s+1)*p.
@@ -381,7 +436,7 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
                                 copy_short(&mut dst[s * d.p..][..d.p], src);
                             }
                         } else {
-                            im2col(g, &d, x_g, &mut cols[s * d.p..], mp);
+                            im2col(g, &d, x_g, &mut cols[s * d.p..], mp, phases);
                         }
                     }
                     let w_g = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k]);
@@ -547,7 +602,7 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
     let col_len = d.k * per * d.p;
     // A lone sample's dy is read in place, with no buffer.
     let dy_len = if per > 1 { d.cout_g * per * d.p } else { 0 };
-    let partial = |(cols, dyp): &mut (Vec<T>, Vec<T>), chunk: usize| -> Vec<T> {
+    let partial = |(cols, dyp, phases): &mut (Vec<T>, Vec<T>, Vec<T>), chunk: usize| -> Vec<T> {
         let first = chunk * per;
         let m = per.min(g.batch - first);
         let mp = m * d.p;
@@ -569,7 +624,7 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
                         copy_short(&mut dst[s * d.p..][..d.p], src);
                     }
                 } else {
-                    im2col(g, &d, x_g, &mut cols[s * d.p..], mp);
+                    im2col(g, &d, x_g, &mut cols[s * d.p..], mp, phases);
                 }
             }
             // dW_g^T = cols @ dy^T `[k, cout_g]`: cols, the larger operand, is then GEMM's
@@ -599,7 +654,13 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
         let partials: Vec<Vec<T>> = (start..(start + window).min(chunks))
             .into_par_iter()
             .map_init(
-                || (vec![T::zero(); col_len], vec![T::zero(); dy_len]),
+                || {
+                    (
+                        vec![T::zero(); col_len],
+                        vec![T::zero(); dy_len],
+                        Vec::new(),
+                    )
+                },
                 partial,
             )
             .collect();
@@ -679,7 +740,14 @@ fn backward_weight_one_position<T: Element>(
     let mut cols = vec![T::zero(); g.batch * d.k];
     for (grp, dw_g) in dw.chunks_mut(d.cout_g * d.k).enumerate() {
         cols.par_chunks_mut(d.k).enumerate().for_each(|(n, row)| {
-            im2col(g, d, &x[n * x_n + grp * d.cin_g * d.hw..], row, 1);
+            im2col(
+                g,
+                d,
+                &x[n * x_n + grp * d.cin_g * d.hw..],
+                row,
+                1,
+                &mut Vec::new(),
+            );
         });
         // dy's columns of this group, `[batch, cout_g]`, transposed as a view.
         let dy_g = Mat::strided(&dy[grp * d.cout_g..], g.batch, d.cout_g, g.out_channels, 1);

@@ -15,6 +15,10 @@ pub fn reduce<T: Element>(
     op: ReduceOp,
 ) -> Vec<T> {
     debug_assert_eq!(x.len(), outer * reduced * inner);
+    if reduced == 1 && op == ReduceOp::Sum {
+        // The sum of one value is that value (the squeeze of a 1x1 plane).
+        return x.to_vec();
+    }
     let init = match op {
         ReduceOp::Sum => T::zero(),
         ReduceOp::Max => T::neg_infinity(),
@@ -39,7 +43,10 @@ pub fn reduce<T: Element>(
         }
     };
     if x.len() >= 1 << 15 && outer > 1 {
+        // (At least 64 outputs per task: a squeeze has one per channel and sample, each the
+        // sum of a few values.)
         out.par_chunks_mut(inner)
+            .with_min_len(64)
             .enumerate()
             .for_each(|(o, dst)| one(o, dst));
     } else {

@@ -66,6 +66,13 @@ pub fn conv2d_cases() -> Vec<Conv2dGeometry> {
         // copies): a 5x5 kernel (column shifts of 2) and a 1x3 one.
         g((2, 3, 9, 11, 4), (5, 5), (1, 1), (2, 2), (1, 1), 1),
         g((3, 2, 5, 8, 3), (1, 3), (1, 1), (0, 1), (1, 1), 1),
+        // A single row: the taps above and below read nothing but padding.
+        g((2, 2, 1, 9, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        // And stride 2 over outputs 16 wide, from the plane's four phases: 3x3, a 7x7 stem-like
+        // kernel with padding 3, and 2x2 with no padding (each phase read once).
+        g((2, 2, 6, 32, 3), (3, 3), (2, 2), (1, 1), (1, 1), 1),
+        g((1, 2, 4, 32, 2), (7, 7), (2, 2), (3, 3), (1, 1), 1),
+        g((2, 3, 4, 32, 2), (2, 2), (2, 2), (0, 0), (1, 1), 1),
         // One output position per sample (the CPU's samples-as-rows path), grouped: a 1x1/2
         // over 2x2 maps, and a 3x3 window as large as the input.
         g((3, 4, 2, 2, 6), (1, 1), (2, 2), (0, 0), (1, 1), 2),
