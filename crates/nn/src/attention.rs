@@ -27,13 +27,15 @@ impl Combine {
     }
 
     fn apply(self, x: &Tensor, s: &Tensor) -> Result<Tensor> {
+        // `x + x * s` is computed as `x * (1 + s)`: one pass over the large x instead of two
+        // (and one saved activation fewer), with `1 + s` on the small [B, C]. It differs from
+        // the official code's order of operations by rounding only.
+        let s = match self {
+            Combine::Residual => s.add_scalar(1.0)?,
+            Combine::Scale => s.clone(),
+        };
         // s [B, C] broadcasts over H and W as [B, C, 1, 1].
-        let s = s.reshape(&[s.shape()[0], s.shape()[1], 1, 1])?;
-        let xs = x.mul(&s)?;
-        Ok(match self {
-            Combine::Residual => x.add(&xs)?,
-            Combine::Scale => xs,
-        })
+        Ok(x.mul(&s.reshape(&[s.shape()[0], s.shape()[1], 1, 1])?)?)
     }
 }
 
