@@ -93,15 +93,21 @@ fn split_padded<T: Element>(
         // Padded column q = iw + pw goes to even[q / 2] or odd[q / 2]; with odd padding the
         // first input column is an odd one.
         let (first, second) = if pw % 2 == 0 { (e, o) } else { (o, e) };
-        for (dst, &v) in first[pw / 2..].iter_mut().zip(line.iter().step_by(2)) {
-            *dst = v;
+        let pairs = line.len() / 2;
+        let (first, second) = (&mut first[pw / 2..], &mut second[pw.div_ceil(2)..]);
+        if line.len() % 2 == 1 {
+            first[pairs] = line[2 * pairs];
         }
-        let skip = pw.div_ceil(2);
-        for (dst, &v) in second[skip..]
-            .iter_mut()
-            .zip(line.iter().skip(1).step_by(2))
-        {
-            *dst = v;
+        // Exactly sized slices and plain indices: the compiler turns this into vector
+        // shuffles (through `step_by(2)` it was a scalar loop).
+        let (first, second, line) = (
+            &mut first[..pairs],
+            &mut second[..pairs],
+            &line[..2 * pairs],
+        );
+        for i in 0..pairs {
+            first[i] = line[2 * i];
+            second[i] = line[2 * i + 1];
         }
     }
 }
@@ -255,12 +261,19 @@ fn input_tile_row<T: Element>(
         let (d0, rest) = dst.split_at_mut(tw);
         let (d1, rest) = rest.split_at_mut(tw);
         let (d2, d3) = rest.split_at_mut(tw);
-        for tc in 0..tw {
-            let (c0, c1, c2, c3) = (ce[tc], co[tc], ce[tc + 1], co[tc + 1]);
-            d0[tc] = c0 - c2;
-            d1[tc] = c1 + c2;
-            d2[tc] = c2 - c1;
-            d3[tc] = c1 - c3;
+        // Slices of exactly tw values zipped together: no bounds test in the loop, which
+        // therefore vectorizes.
+        let (c0, c1, c2, c3) = (&ce[..tw], &co[..tw], &ce[1..=tw], &co[1..=tw]);
+        let outs = d0
+            .iter_mut()
+            .zip(d1.iter_mut())
+            .zip(d2.iter_mut().zip(d3.iter_mut()));
+        let ins = c0.iter().zip(c1).zip(c2.iter().zip(c3));
+        for (((o0, o1), (o2, o3)), ((&c0, &c1), (&c2, &c3))) in outs.zip(ins) {
+            *o0 = c0 - c2;
+            *o1 = c1 + c2;
+            *o2 = c2 - c1;
+            *o3 = c1 - c3;
         }
     }
 }
@@ -284,6 +297,14 @@ fn output_tile_row<T: Element>(runs: &[&[T]; 16], b: T, out: &mut [T]) {
     let (r0e, rest) = out.split_at_mut(tw);
     let (r0o, rest) = rest.split_at_mut(tw);
     let (r1e, r1o) = rest.split_at_mut(tw);
+    let (r0e, r0o, r1e, r1o) = (
+        &mut r0e[..tw],
+        &mut r0o[..tw],
+        &mut r1e[..tw],
+        &mut r1o[..tw],
+    );
+    // Every run cut to exactly tw values, so that the loop's reads need no bounds tests.
+    let runs: [&[T]; 16] = std::array::from_fn(|xi| &runs[xi][..tw]);
     for tc in 0..tw {
         let m = |xi: usize| runs[xi][tc];
         // A^T M: rows m0c + m1c + m2c and m1c - m2c - m3c for each column c.
