@@ -30,12 +30,15 @@ pub fn applies(g: &Conv2dGeometry) -> bool {
     g.kernel == (3, 3) && g.stride == (1, 1) && g.dilation == (1, 1) && g.groups == 1
 }
 
-/// True where it is also the faster way: output planes of 16x16 and up. On smaller planes
-/// the transformed input and output (16 values per 2x2 tile) outweigh im2col's columns, and
-/// the row loops are too short to vectorize (the kernels bench ran 256 channels at 8x8 and
-/// 512 at 4x4 15% slower, 64 at 32x32 and 128 at 16x16 15-20% faster).
+/// True where it is also the faster way: output planes of 16x16 and up, and 16 input channels
+/// and more. On smaller planes the transformed input and output (16 values per 2x2
+/// tile) outweigh im2col's columns, and the row loops are too short to vectorize (the kernels
+/// bench ran 256 channels at 8x8 and 512 at 4x4 15% slower, 64 at 32x32 and 128 at 16x16
+/// 15-20% faster). With few input channels the 16 GEMMs (inner dimension: the channels) are
+/// too thin to repay the transforms: the CIFAR stem's 3 -> 64 at batch 64 took 3.1 ms through
+/// Winograd and takes 1.1 ms through im2col.
 pub fn pays(g: &Conv2dGeometry) -> bool {
-    applies(g) && g.out_h() * g.out_w() >= 256
+    applies(g) && g.out_h() * g.out_w() >= 256 && g.in_channels >= 16
 }
 
 /// Tiles (columns of each GEMM) a chunk of samples should give at least.

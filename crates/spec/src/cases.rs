@@ -77,6 +77,9 @@ pub fn conv2d_cases() -> Vec<Conv2dGeometry> {
         // over 2x2 maps, and a 3x3 window as large as the input.
         g((3, 4, 2, 2, 6), (1, 1), (2, 2), (0, 0), (1, 1), 2),
         g((2, 6, 3, 3, 4), (3, 3), (1, 1), (0, 0), (1, 1), 2),
+        // 16 input channels over a 16x16 plane: the CPU's Winograd path, and its transposed
+        // input gradient (4 -> 16) through im2col.
+        g((1, 16, 16, 16, 4), (3, 3), (1, 1), (1, 1), (1, 1), 1),
         // batch*positions 800: the GPU weight gradient splits K in 3 by itself.
         g((2, 2, 20, 20, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1),
     ]
