@@ -15,7 +15,7 @@
 //! sample already is its `cols` matrix. A stride-1 input gradient runs as the forward
 //! convolution of dy by the flipped weight ([`backward_input`]), and 3x3 stride-1 forward
 //! passes over 16x16 maps and up go to [`crate::winograd`] instead of im2col.
-use crate::gemm::{gemm, Mat, MatMut};
+use crate::gemm::{chunk_gemm, gemm, Mat, MatMut};
 use crate::{copy_short, lane_sums};
 use rayon::prelude::*;
 use senet_spec::conv2d::Conv2dGeometry;
@@ -411,6 +411,7 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
     }
     let mut y = vec![T::zero(); g.batch * g.out_channels * d.p];
     let chunk = chunk_samples(g.batch, d.p);
+    let one_thread = g.batch.div_ceil(chunk) >= rayon::current_num_threads();
     let (x_n, y_n) = (g.in_channels * d.hw, g.out_channels * d.p);
     y.par_chunks_mut(chunk * y_n)
         .zip(x.par_chunks(chunk * x_n))
@@ -442,10 +443,16 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
                     let w_g = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k]);
                     if m == 1 {
                         let y_g = &mut y_c[grp * d.cout_g * d.p..][..d.cout_g * d.p];
-                        gemm(w_g, mat(d.k, mp, cols), mat_mut(d.cout_g, d.p, y_g));
+                        let y_g = mat_mut(d.cout_g, d.p, y_g);
+                        chunk_gemm(one_thread, w_g, mat(d.k, mp, cols), y_g);
                         continue;
                     }
-                    gemm(w_g, mat(d.k, mp, cols), mat_mut(d.cout_g, mp, out));
+                    chunk_gemm(
+                        one_thread,
+                        w_g,
+                        mat(d.k, mp, cols),
+                        mat_mut(d.cout_g, mp, out),
+                    );
                     for s in 0..m {
                         let y_g = &mut y_c[s * y_n + grp * d.cout_g * d.p..][..d.cout_g * d.p];
                         for (dst, src) in y_g.chunks_mut(d.p).zip(out.chunks(mp)) {
@@ -483,6 +490,7 @@ pub fn backward_input<T: Element>(g: &Conv2dGeometry, w: &[T], dy: &[T]) -> Vec<
     }
     let mut dx = vec![T::zero(); g.batch * g.in_channels * d.hw];
     let chunk = chunk_samples(g.batch, d.p);
+    let one_thread = g.batch.div_ceil(chunk) >= rayon::current_num_threads();
     let (x_n, y_n) = (g.in_channels * d.hw, g.out_channels * d.p);
     dx.par_chunks_mut(chunk * x_n)
         .zip(dy.par_chunks(chunk * y_n))
@@ -500,7 +508,8 @@ pub fn backward_input<T: Element>(g: &Conv2dGeometry, w: &[T], dy: &[T]) -> Vec<
                     }
                 }
                 let w_t = mat(d.cout_g, d.k, &w[grp * d.cout_g * d.k..][..d.cout_g * d.k]).t();
-                gemm(w_t, mat(d.cout_g, mp, &dyp), mat_mut(d.k, mp, &mut dcols));
+                let dcols_m = mat_mut(d.k, mp, &mut dcols);
+                chunk_gemm(one_thread, w_t, mat(d.cout_g, mp, &dyp), dcols_m);
                 for s in 0..m {
                     let dx_g = &mut dx_c[s * x_n + grp * d.cin_g * d.hw..][..d.cin_g * d.hw];
                     if d.pointwise {
@@ -596,6 +605,10 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
     // Fixed (thread-independent) chunks: the partial sums are added in chunk order.
     let per = TARGET_COLS.div_ceil(d.p).max(BATCH_CHUNK).min(g.batch);
     let chunks = g.batch.div_ceil(per);
+    // Chunks run a window of `2 x threads` at a time (below): with a full window's worth,
+    // each product runs on its own thread.
+    let window = 2 * rayon::current_num_threads().max(1);
+    let one_thread = chunks >= window;
     // Each chunk's samples are packed side by side, cols `[k, m*p]` and dy `[cout_g, m*p]`, so
     // one GEMM with inner dimension m*p covers the chunk: when the output plane is small (late
     // layers) a GEMM per sample would mostly re-read and re-write dW.
@@ -638,7 +651,8 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
             };
             let dy_t = mat(d.cout_g, mp, dy_m).t();
             let dw_t = &mut dw_t[grp * d.cout_g * d.k..][..d.cout_g * d.k];
-            gemm(
+            chunk_gemm(
+                one_thread,
                 mat(d.k, mp, &cols[..d.k * mp]),
                 dy_t,
                 mat_mut(d.k, d.cout_g, dw_t),
@@ -648,7 +662,6 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
     };
     // Partials are computed a window at a time to bound memory; the window only changes how
     // many are alive at once, not the order in which they are added.
-    let window = 2 * rayon::current_num_threads().max(1);
     let mut dw_t: Option<Vec<T>> = None;
     for start in (0..chunks).step_by(window) {
         let partials: Vec<Vec<T>> = (start..(start + window).min(chunks))

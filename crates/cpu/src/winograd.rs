@@ -20,7 +20,7 @@
 //! [`crate::conv2d`] uses this for 3x3, stride 1, undilated, ungrouped convolutions over
 //! planes of 16x16 and up ([`pays`]): the forward pass, and the input gradient, which is such
 //! a convolution of dy.
-use crate::gemm::{gemm, Mat, MatMut};
+use crate::gemm::{chunk_gemm, Mat, MatMut};
 use rayon::prelude::*;
 use senet_spec::conv2d::Conv2dGeometry;
 use senet_spec::Element;
@@ -139,6 +139,7 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
         .div_ceil(tiles)
         .min(g.batch.div_ceil(threads))
         .max(1);
+    let one_thread = g.batch.div_ceil(chunk) >= threads;
     y.par_chunks_mut(chunk * y_n)
         .zip(x.par_chunks(chunk * x_n))
         .for_each_init(Scratch::default, |sc: &mut Scratch<T>, (y_c, x_c)| {
@@ -171,7 +172,8 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
             }
             // M_ξ = U_ξ @ V_ξ: 16 products of [cout, cin] by [cin, n].
             for xi in 0..16 {
-                gemm(
+                chunk_gemm(
+                    one_thread,
                     Mat::new(&u[xi * cout * cin..][..cout * cin], cout, cin),
                     Mat::new(&v[xi * cin * n..][..cin * n], cin, n),
                     MatMut::new(&mut m[xi * cout * n..][..cout * n], cout, n),
