@@ -800,6 +800,19 @@ mod tests {
         };
         assert_eq!(run(1), run(2));
         assert_eq!(run(1), run(5));
+        // And inside `serial`, on a pool of four, with the flag put back afterwards.
+        let mut c = vec![0f32; m * n];
+        crate::on_threads(4, || {
+            serial(|| {
+                gemm(
+                    Mat::new(&a, m, k),
+                    Mat::new(&b, k, n),
+                    MatMut::new(&mut c, m, n),
+                )
+            });
+            assert!(!SERIAL.with(Cell::get));
+        });
+        assert_eq!(c.into_iter().map(f32::to_bits).collect::<Vec<_>>(), run(4));
     }
 
     #[test]
