@@ -235,9 +235,9 @@ fn im2col_channel<T: Element>(
     if d.shifted {
         // With stride s, input row s * oh + r (r = i - padding for tap row i) is row
         // oh + floor(r / s) of the plane's phase r mod s (its rows r mod s, s apart); the same
-        // for columns. Each of the s x s phases is a plane of the output's size, so output
-        // q = oh * wo + ow reads its tap's phase at q + delta, delta = floor(r / s) * wo +
-        // floor(c / s): one contiguous copy per tap. Sources before the phase's start or past
+        // for columns, with r' = j - padding for tap column j. Each of the s x s phases is a
+        // plane of the output's size, so output q = oh * wo + ow reads its tap's phase at
+        // q + delta, delta = floor(r / s) * wo + floor(r' / s): one contiguous copy per tap. Sources before the phase's start or past
         // its end are rows of padding (zeros); a column shift also wraps each row's first or
         // last values round from the neighbouring row, and those are padding too. A
         // per-value table lookup or a strided copy per output row cost more than the
