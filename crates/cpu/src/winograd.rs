@@ -18,8 +18,8 @@
 //! way whatever the chunking, so results do not depend on the thread count.
 //!
 //! [`crate::conv2d`] uses this for 3x3, stride 1, undilated, ungrouped convolutions over
-//! planes of 16x16 and up ([`pays`]): the forward pass, and the input gradient, which is such
-//! a convolution of dy.
+//! planes of 16x16 and up, and 8x8 ones with many channels ([`pays`]): the forward pass, and
+//! the input gradient, which is such a convolution of dy.
 use crate::gemm::{chunk_gemm, Mat, MatMut};
 use rayon::prelude::*;
 use senet_spec::conv2d::Conv2dGeometry;
@@ -30,15 +30,21 @@ pub fn applies(g: &Conv2dGeometry) -> bool {
     g.kernel == (3, 3) && g.stride == (1, 1) && g.dilation == (1, 1) && g.groups == 1
 }
 
-/// True where it is also the faster way: output planes of 16x16 and up, and 16 input channels
-/// and more. On smaller planes the transformed input and output (16 values per 2x2
-/// tile) outweigh im2col's columns, and the row loops are too short to vectorize (the kernels
-/// bench ran 256 channels at 8x8 and 512 at 4x4 15% slower, 64 at 32x32 and 128 at 16x16
-/// 15-20% faster). With few input channels the 16 GEMMs (inner dimension: the channels) are
-/// too thin to repay the transforms: the CIFAR stem's 3 -> 64 at batch 64 took 3.1 ms through
-/// Winograd and takes 1.1 ms through im2col.
+/// True where it is also the faster way, as measured on the kernels of the benchmark networks
+/// (batch 64-128):
+/// - output planes of 16x16 and up, from 16 input channels: 64 channels at 32x32 and 128 at
+///   16x16 ran 15-20% faster;
+/// - 8x8 planes from 256 input channels: 256 channels at 8x8 ran 11% faster (forward and input
+///   gradient each), where 64 channels at 8x8 ran 15% slower;
+/// - not 4x4 planes: 512 channels at 4x4 ran 15% slower.
+///
+/// On small planes the transformed input and output (16 values per 2x2 tile) outweigh
+/// im2col's columns unless the GEMMs are deep. With few input channels the 16 GEMMs (inner
+/// dimension: the channels) are too thin to repay the transforms: the CIFAR stem's 3 -> 64 at
+/// batch 64 took 3.1 ms through Winograd and takes 1.1 ms through im2col.
 pub fn pays(g: &Conv2dGeometry) -> bool {
-    applies(g) && g.out_h() * g.out_w() >= 256 && g.in_channels >= 16
+    let plane = g.out_h() * g.out_w();
+    applies(g) && g.in_channels >= 16 && (plane >= 256 || (plane >= 64 && g.in_channels >= 256))
 }
 
 /// Tiles (columns of each GEMM) a chunk of samples should give at least.

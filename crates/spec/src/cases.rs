@@ -80,6 +80,8 @@ pub fn conv2d_cases() -> Vec<Conv2dGeometry> {
         // 16 input channels over a 16x16 plane: the CPU's Winograd path, and its transposed
         // input gradient (4 -> 16) through im2col.
         g((1, 16, 16, 16, 4), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        // And 256 input channels over 8x8 (Winograd there too).
+        g((1, 256, 8, 8, 2), (3, 3), (1, 1), (1, 1), (1, 1), 1),
         // batch*positions 800: the GPU weight gradient splits K in 3 by itself.
         g((2, 2, 20, 20, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1),
     ]
