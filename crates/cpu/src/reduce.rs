@@ -2,13 +2,13 @@
 //! `[outer, reduced, inner]` (moving the reduced axes together first when they are not), and the
 //! result is `[outer, inner]`. Each output is accumulated in a fixed order (in index order, or
 //! over eight lanes for long contiguous runs), so results do not depend on threading.
+use crate::LANES;
 use rayon::prelude::*;
 use senet_spec::reduce::ReduceOp;
 use senet_spec::Element;
 
 /// Runs at least this long are summed over [`LANES`] lanes.
 const LANE_MIN: usize = 256;
-const LANES: usize = 8;
 
 /// The sum of a contiguous run: value `i` goes to lane `i % LANES`, each lane adds in order,
 /// and the lanes are added in order at the end. One running sum is a chain of dependent adds

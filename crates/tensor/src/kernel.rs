@@ -224,9 +224,7 @@ fn args<'a, B: ?Sized>(
         .iter()
         .map(|t| {
             t.map(|t| {
-                let buf = get(t.storage()).ok_or_else(|| {
-                    Error::invalid("kernel", "an argument is on another device or dtype")
-                })?;
+                let buf = get(t.storage()).ok_or_else(wrong_device)?;
                 Ok((buf, t.layout()))
             })
             .transpose()
@@ -340,8 +338,7 @@ fn wrong_device() -> Error {
 /// else a copy of `t`'s elements.
 fn own_buffer<T: CpuElement>(t: Tensor) -> Result<Arc<Storage>> {
     let (mut storage, layout) = t.into_storage();
-    let whole = layout.is_contiguous() && layout.offset() == 0 && storage.len() == layout.numel();
-    if whole && Arc::get_mut(&mut storage).is_some() {
+    if crate::tensor::covers_whole(&storage, &layout) && Arc::get_mut(&mut storage).is_some() {
         return Ok(storage);
     }
     let buf = match &*storage {

@@ -74,9 +74,7 @@ impl Tensor {
             Ok(inner) => inner,
             Err(shared) => return Err(Tensor(shared)),
         };
-        let whole = inner.layout.is_contiguous()
-            && inner.layout.offset() == 0
-            && inner.storage.len() == inner.layout.numel();
+        let whole = covers_whole(&inner.storage, &inner.layout);
         match Arc::get_mut(&mut inner.storage) {
             Some(Storage::Cpu(c)) if whole => {
                 f(c);
@@ -371,4 +369,10 @@ impl fmt::Debug for Tensor {
         }
         write!(f, ")")
     }
+}
+
+/// True when `layout` covers all of `storage` in order (contiguous, from offset 0, every
+/// element): a buffer that may then be changed in place as the tensor's own.
+pub(crate) fn covers_whole(storage: &Storage, layout: &Layout) -> bool {
+    layout.is_contiguous() && layout.offset() == 0 && storage.len() == layout.numel()
 }
