@@ -14,8 +14,9 @@
 //! A 1x1 convolution with stride 1 and no padding needs no im2col at all: the input plane of a
 //! sample already is its `cols` matrix. A stride-1 input gradient runs as the forward
 //! convolution of dy by the flipped weight ([`backward_input`]), and 3x3 stride-1 forward
-//! passes over 16x16 maps and up go to [`crate::winograd`] instead of im2col.
+//! passes go to [`crate::winograd`] instead of im2col where that pays.
 use crate::gemm::{chunk_gemm, gemm, Mat, MatMut};
+use crate::winograd::Layout;
 use crate::{copy_short, lane_sums};
 use rayon::prelude::*;
 use senet_spec::conv2d::Conv2dGeometry;
@@ -406,8 +407,10 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
     if let Some(b) = bias {
         check_len("conv2d forward", "bias", b.len(), g.out_channels);
     }
-    if crate::winograd::pays(g) {
-        return crate::winograd::forward(g, x, w, bias);
+    match crate::winograd::choose(g) {
+        Some(Layout::Planes) => return crate::winograd::forward(g, x, w, bias),
+        Some(Layout::ChannelsLast) => return crate::winograd::forward_channels_last(g, x, w, bias),
+        None => {}
     }
     let mut y = vec![T::zero(); g.batch * g.out_channels * d.p];
     let chunk = chunk_samples(g.batch, d.p);
@@ -601,6 +604,9 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
     if d.p == 1 {
         return backward_weight_one_position(g, &d, x, dy);
     }
+    if crate::winograd::weight_grad_pays(g) {
+        return crate::winograd::backward_weight_channels_last(g, x, dy);
+    }
     let wlen = g.weight_len();
     // Fixed (thread-independent) chunks: the partial sums are added in chunk order.
     let per = TARGET_COLS.div_ceil(d.p).max(BATCH_CHUNK).min(g.batch);
@@ -702,35 +708,67 @@ pub fn backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec
 }
 
 /// `dst` `[cols, rows]` = the transpose of `src` `[rows, cols]`, dst's rows `ld` apart (`ld >=
-/// rows`), in parallel strips of 16 rows of `dst`. Within a strip, a 16 x 16 block of `src` is
-/// read into a small tile, row by row, and each of its columns written out as a contiguous run
-/// of `dst`. Transposing element by element, either the reads or the writes jump a whole row
-/// each time; with power-of-two rows (1024 and more floats here) those 16 jumps all land in
-/// one L1 cache set, which holds fewer, so every write missed L1: the 1024 x 2048 weight
-/// gradient took 3.5 ms to transpose.
+/// rows`), in parallel strips of [`STRIP`] rows of `dst` (see [`transpose_strip`]).
 fn transpose<T: Element>(src: &[T], rows: usize, cols: usize, dst: &mut [T], ld: usize) {
-    const B: usize = 16;
     assert!(ld >= rows && src.len() >= rows * cols);
     assert!(cols == 0 || dst.len() >= (cols - 1) * ld + rows);
-    dst.par_chunks_mut(B * ld)
+    dst.par_chunks_mut(STRIP * ld)
         .enumerate()
-        .take(cols.div_ceil(B))
-        .for_each(|(strip, dst_rows)| {
-            let (c0, nc) = (strip * B, B.min(cols - strip * B));
-            let mut tile = [[T::zero(); B]; B];
-            for r0 in (0..rows).step_by(B) {
-                let nr = B.min(rows - r0);
-                for r in 0..nr {
-                    let row = &src[(r0 + r) * cols + c0..][..nc];
-                    for (c, &v) in row.iter().enumerate() {
-                        tile[c][r] = v;
-                    }
-                }
-                for (c, t) in tile[..nc].iter().enumerate() {
-                    dst_rows[c * ld + r0..][..nr].copy_from_slice(&t[..nr]);
-                }
+        .take(cols.div_ceil(STRIP))
+        .for_each(|(strip, dst_rows)| transpose_strip(src, rows, cols, strip, dst_rows, ld));
+}
+
+/// [`transpose`] on this thread alone, for callers that already run in parallel.
+pub(crate) fn transpose_serial<T: Element>(
+    src: &[T],
+    rows: usize,
+    cols: usize,
+    dst: &mut [T],
+    ld: usize,
+) {
+    assert!(ld >= rows && src.len() >= rows * cols);
+    assert!(cols == 0 || dst.len() >= (cols - 1) * ld + rows);
+    for (strip, dst_rows) in dst
+        .chunks_mut(STRIP * ld)
+        .enumerate()
+        .take(cols.div_ceil(STRIP))
+    {
+        transpose_strip(src, rows, cols, strip, dst_rows, ld);
+    }
+}
+
+/// Rows of `dst` (columns of `src`) per strip of a transpose.
+const STRIP: usize = 16;
+
+/// One strip of a transpose: dst rows `strip * STRIP..` (in `dst_rows`). A 16 x 16 block of
+/// `src` is read into a small tile, row by row, and each of its columns written out as a
+/// contiguous run of `dst`. Transposing element by element, either the reads or the writes
+/// jump a whole row each time; with power-of-two rows (1024 and more floats here) those 16
+/// jumps all land in one L1 cache set, which holds fewer, so every write missed L1: the 1024 x
+/// 2048 weight gradient took 3.5 ms to transpose.
+fn transpose_strip<T: Element>(
+    src: &[T],
+    rows: usize,
+    cols: usize,
+    strip: usize,
+    dst_rows: &mut [T],
+    ld: usize,
+) {
+    const B: usize = STRIP;
+    let (c0, nc) = (strip * B, B.min(cols - strip * B));
+    let mut tile = [[T::zero(); B]; B];
+    for r0 in (0..rows).step_by(B) {
+        let nr = B.min(rows - r0);
+        for r in 0..nr {
+            let row = &src[(r0 + r) * cols + c0..][..nc];
+            for (c, &v) in row.iter().enumerate() {
+                tile[c][r] = v;
             }
-        });
+        }
+        for (c, t) in tile[..nc].iter().enumerate() {
+            dst_rows[c * ld + r0..][..nr].copy_from_slice(&t[..nr]);
+        }
+    }
 }
 
 /// The weight gradient of layers with one output position per sample (1x1 outputs, such as
@@ -879,8 +917,11 @@ mod tests {
         for g in [
             geom((13, 4, 9, 7, 6), (3, 3), (2, 1), (1, 1), (1, 1), 2),
             geom((10, 6, 5, 5, 8), (1, 1), (1, 1), (0, 0), (1, 1), 1),
-            // Winograd's forward and input gradient (16x16 planes).
-            geom((5, 8, 16, 16, 12), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            // Winograd by planes (forward and input gradient, 16x16), and its weight gradient
+            // over two chunks of samples.
+            geom((18, 32, 16, 16, 33), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            // Winograd channels last: forward, input and weight gradients.
+            geom((3, 32, 6, 6, 40), (3, 3), (1, 1), (1, 1), (1, 1), 1),
         ] {
             let x = rand_vec::<f32>(
                 &mut rng,

@@ -17,9 +17,9 @@
 //! the direct sum by rounding alone (a few ulps in f32); every output is computed the same
 //! way whatever the chunking, so results do not depend on the thread count.
 //!
-//! [`crate::conv2d`] uses this for 3x3, stride 1, undilated, ungrouped convolutions over
-//! planes of 16x16 and up, and 8x8 ones with many channels ([`pays`]): the forward pass, and
-//! the input gradient, which is such a convolution of dy.
+//! [`crate::conv2d`] uses this for 3x3, stride 1, undilated, ungrouped convolutions where it
+//! pays ([`choose`]): the forward pass, and the input gradient, which is such a convolution
+//! of dy; and, on small planes, the weight gradient ([`backward_weight_channels_last`]).
 use crate::gemm::{chunk_gemm, Mat, MatMut};
 use rayon::prelude::*;
 use senet_spec::conv2d::Conv2dGeometry;
@@ -30,50 +30,142 @@ pub fn applies(g: &Conv2dGeometry) -> bool {
     g.kernel == (3, 3) && g.stride == (1, 1) && g.dilation == (1, 1) && g.groups == 1
 }
 
-/// True where it is also the faster way, as measured on the kernels of the benchmark networks
-/// (batch 64-128):
-/// - output planes of 16x16 and up, from 16 input channels: 64 channels at 32x32 and 128 at
-///   16x16 ran 15-20% faster;
-/// - 8x8 planes from 256 input channels: 256 channels at 8x8 ran 11% faster (forward and input
-///   gradient each), where 64 channels at 8x8 ran 15% slower;
-/// - not 4x4 planes: 512 channels at 4x4 ran 15% slower.
+/// The two ways this module lays a convolution out (same results, to the bit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// [`forward`]: transforms along rows of tiles of each channel's plane.
+    Planes,
+    /// [`forward_channels_last`]: transforms along the channels of each tile.
+    ChannelsLast,
+}
+
+/// Where Winograd is also the faster way, and in which layout; `None`: im2col. As measured on
+/// the 3x3 layers of the benchmark networks at batch 64 and 128 (`mp` kernels harness):
+/// - channels last on planes of 2x2 to 8x8 from 32 input channels: 512 channels at 4x4 and
+///   256 at 8x8 ran 34% and 25-30% faster than im2col, 64 at 8x8 and 128 at 4x4 40-50%
+///   faster. On 2x2 planes the weight transform (16 values per channel pair) must be repaid
+///   by enough tiles: 512 channels at 2x2 ran 28% slower at batch 64, 14% faster at 128.
+/// - channels last also on 16x16 planes from 128 channels (8% faster than by planes);
+/// - by planes on 16x16 planes and up from 16 channels: 64 channels at 32x32 and at 16x16
+///   ran 15-20% faster than im2col, and as fast as or faster than channels last.
 ///
-/// On small planes the transformed input and output (16 values per 2x2 tile) outweigh
-/// im2col's columns unless the GEMMs are deep. With few input channels the 16 GEMMs (inner
-/// dimension: the channels) are too thin to repay the transforms: the CIFAR stem's 3 -> 64 at
-/// batch 64 took 3.1 ms through Winograd and takes 1.1 ms through im2col.
-pub fn pays(g: &Conv2dGeometry) -> bool {
+/// With few input channels the 16 GEMMs (inner dimension: the channels) are too thin to repay
+/// the transforms: the CIFAR stem's 3 -> 64 at batch 64 took 3.1 ms through Winograd and takes
+/// 1.1 ms through im2col. The choice depends on the geometry alone, never the thread count.
+pub fn choose(g: &Conv2dGeometry) -> Option<Layout> {
+    if !applies(g) {
+        return None;
+    }
+    let (plane, cin) = (g.out_h() * g.out_w(), g.in_channels);
+    let tiles = g.batch * g.out_h().div_ceil(2) * g.out_w().div_ceil(2);
+    let small = cin >= 32 && (4..=64).contains(&plane) && 4 * tiles >= cin;
+    let mid = cin >= 128 && (65..=256).contains(&plane);
+    if small || mid {
+        Some(Layout::ChannelsLast)
+    } else if cin >= 16 && plane >= 256 {
+        Some(Layout::Planes)
+    } else {
+        None
+    }
+}
+
+/// Where [`backward_weight_channels_last`] is faster than im2col: planes of 2x2 to 16x16
+/// between at least 32 channels. Measured at batch 64 and 128: 30-40% faster on 512 channels
+/// at 4x4, 256 at 8x8 and 128 at 16x16, 17-35% on 64 at 8x8 and 16x16; on 64 channels at
+/// 32x32 it ran 50% slower at batch 64 (its transformed input and gradient, 4x the size of x
+/// and dy, no longer stay in cache), and the CIFAR stem's 3 input channels are far too few.
+pub fn weight_grad_pays(g: &Conv2dGeometry) -> bool {
     let plane = g.out_h() * g.out_w();
-    applies(g) && g.in_channels >= 16 && (plane >= 256 || (plane >= 64 && g.in_channels >= 256))
+    applies(g) && g.in_channels >= 32 && g.out_channels >= 32 && (4..=256).contains(&plane)
 }
 
 /// Tiles (columns of each GEMM) a chunk of samples should give at least.
 const TARGET_TILES: usize = 256;
 
-/// `U_ξ = G g G^T` for every (output, input) channel pair: `[16, cout, cin]`, so that each
-/// `U_ξ` is a row-major `[cout, cin]` matrix, GEMM's A read in place.
-fn transform_weight<T: Element>(g: &Conv2dGeometry, w: &[T]) -> Vec<T> {
-    let (cout, cin) = (g.out_channels, g.in_channels);
+/// The transformed weight: `U_ξ = G g G^T` for every (output, input) channel pair, laid out
+/// `[cout, 16, cin]`, so that `U_ξ` is a row-major `[cout, cin]` matrix with rows `16 cin`
+/// apart, GEMM's A read in place ([`Self::u`]); or, `channels_last`, `[cin, 16, cout]`, and
+/// `U_ξ^T` a `[cin, cout]` matrix ([`Self::u_t`]) for [`forward_channels_last`]. Either way one
+/// channel's 16 values are together, so the channels are transformed in parallel, each
+/// writing its own contiguous block.
+struct Transformed<T> {
+    u: Vec<T>,
+    cin: usize,
+    cout: usize,
+}
+
+impl<T: Element> Transformed<T> {
+    fn new(g: &Conv2dGeometry, w: &[T], channels_last: bool) -> Self {
+        let (cout, cin) = (g.out_channels, g.in_channels);
+        let mut u = vec![T::zero(); 16 * cout * cin];
+        if channels_last {
+            // Block ci: `[16, cout]`, from the kernels w[co][ci] for every co.
+            u.par_chunks_mut(16 * cout)
+                .enumerate()
+                .for_each(|(ci, u_ci)| {
+                    for co in 0..cout {
+                        let k = &w[(co * cin + ci) * 9..][..9];
+                        for (xi, v) in transform_kernel(k).into_iter().enumerate() {
+                            u_ci[xi * cout + co] = v;
+                        }
+                    }
+                });
+        } else {
+            // Block co: `[16, cin]`, from the kernels w[co][ci], contiguous in w.
+            u.par_chunks_mut(16 * cin)
+                .zip(w.par_chunks(9 * cin))
+                .for_each(|(u_co, w_co)| {
+                    for (ci, k) in w_co.chunks_exact(9).enumerate() {
+                        for (xi, v) in transform_kernel(k).into_iter().enumerate() {
+                            u_co[xi * cin + ci] = v;
+                        }
+                    }
+                });
+        }
+        Transformed { u, cin, cout }
+    }
+
+    /// `U_ξ` `[cout, cin]` (the layout that is not `channels_last`).
+    fn u(&self, xi: usize) -> Mat<'_, T> {
+        Mat::strided(
+            &self.u[xi * self.cin..],
+            self.cout,
+            self.cin,
+            16 * self.cin,
+            1,
+        )
+    }
+
+    /// `U_ξ^T` `[cin, cout]` (the `channels_last` layout).
+    fn u_t(&self, xi: usize) -> Mat<'_, T> {
+        Mat::strided(
+            &self.u[xi * self.cout..],
+            self.cin,
+            self.cout,
+            16 * self.cout,
+            1,
+        )
+    }
+}
+
+/// `G k G^T` for one 3x3 kernel `k` (row-major): the 16 values, row-major 4x4.
+fn transform_kernel<T: Element>(k: &[T]) -> [T; 16] {
     let half = T::from_f64(0.5);
-    let mut u = vec![T::zero(); 16 * cout * cin];
-    for (pair, k) in w.chunks_exact(9).enumerate() {
-        // G k: 4 rows of 3, G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]].
-        let mut gk = [[T::zero(); 3]; 4];
-        for c in 0..3 {
-            let (k0, k1, k2) = (k[c], k[3 + c], k[6 + c]);
-            gk[0][c] = k0;
-            gk[1][c] = (k0 + k1 + k2) * half;
-            gk[2][c] = (k0 - k1 + k2) * half;
-            gk[3][c] = k2;
-        }
-        // (G k) G^T: the same combination along each row.
-        for (i, row) in gk.iter().enumerate() {
-            let [k0, k1, k2] = *row;
-            let vals = [k0, (k0 + k1 + k2) * half, (k0 - k1 + k2) * half, k2];
-            for (j, v) in vals.into_iter().enumerate() {
-                u[(i * 4 + j) * cout * cin + pair] = v;
-            }
-        }
+    // G k: 4 rows of 3, G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]].
+    let mut gk = [[T::zero(); 3]; 4];
+    for c in 0..3 {
+        let (k0, k1, k2) = (k[c], k[3 + c], k[6 + c]);
+        gk[0][c] = k0;
+        gk[1][c] = (k0 + k1 + k2) * half;
+        gk[2][c] = (k0 - k1 + k2) * half;
+        gk[3][c] = k2;
+    }
+    // (G k) G^T: the same combination along each row.
+    let mut u = [T::zero(); 16];
+    for (i, row) in gk.iter().enumerate() {
+        let [k0, k1, k2] = *row;
+        let vals = [k0, (k0 + k1 + k2) * half, (k0 - k1 + k2) * half, k2];
+        u[i * 4..][..4].copy_from_slice(&vals);
     }
     u
 }
@@ -137,7 +229,7 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
     let tiles = th * tw;
     // The padded input each sample's tiles read: 2 * th + 2 rows, 2 * tw + 2 columns.
     let (hp, half) = (2 * th + 2, tw + 1);
-    let u = transform_weight(g, w);
+    let u = Transformed::new(g, w, false);
     let (x_n, y_n) = (cin * g.in_h * g.in_w, cout * ho * wo);
     let mut y = vec![T::zero(); g.batch * y_n];
     let threads = rayon::current_num_threads().max(1);
@@ -180,7 +272,7 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
             for xi in 0..16 {
                 chunk_gemm(
                     one_thread,
-                    Mat::new(&u[xi * cout * cin..][..cout * cin], cout, cin),
+                    u.u(xi),
                     Mat::new(&v[xi * cin * n..][..cin * n], cin, n),
                     MatMut::new(&mut m[xi * cout * n..][..cout * n], cout, n),
                 );
@@ -214,6 +306,300 @@ pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[
             }
         });
     y
+}
+
+/// Tiles (rows of each GEMM) a chunk of samples should give at least in
+/// [`forward_channels_last`].
+const CL_TARGET_TILES: usize = 512;
+
+/// [`forward`] for small planes, with the channels as the innermost dimension.
+///
+/// On a 4x4 or 8x8 plane a sample has only 4 or 16 tiles, so [`forward`]'s transforms, which
+/// run along a row of tiles, worked on runs of 2 or 4 values: on 512 channels at 4x4 they took
+/// as long as the 16 GEMMs. Here each sample's planes are first transposed to `[pixel,
+/// channel]`, so that every value of a tile is a vector of all its channels, and the
+/// transforms run along those vectors. The GEMMs then take the tiles as rows:
+/// `M_ξ^T [tiles, cout] = V_ξ^T [tiles, cin] @ U_ξ^T [cin, cout]`, and the output transform
+/// gives `[pixel, cout]`, transposed back into `y`. Each output is the same sum as in
+/// [`forward`], in the same order, so the two agree to the bit.
+pub fn forward_channels_last<T: Element>(
+    g: &Conv2dGeometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
+    assert!(
+        applies(g),
+        "winograd: not a 3x3 stride-1 ungrouped convolution"
+    );
+    let (cin, cout) = (g.in_channels, g.out_channels);
+    let (ho, wo) = (g.out_h(), g.out_w());
+    let (th, tw) = (ho.div_ceil(2), wo.div_ceil(2));
+    let tiles = th * tw;
+    let (in_hw, out_hw) = (g.in_h * g.in_w, ho * wo);
+    let (x_n, y_n) = (cin * in_hw, cout * out_hw);
+    let u = Transformed::new(g, w, true);
+    let mut y = vec![T::zero(); g.batch * y_n];
+    let no_bias = vec![T::zero(); cout];
+    let bias = bias.unwrap_or(&no_bias);
+    let chunk = CL_TARGET_TILES.div_ceil(tiles).min(g.batch).max(1);
+    let (mut v, mut m) = (Vec::new(), Vec::new());
+    // Chunks run one after the other, each step of a chunk in parallel: every output is
+    // computed the same way whatever the thread count.
+    for (y_c, x_c) in y.chunks_mut(chunk * y_n).zip(x.chunks(chunk * x_n)) {
+        let n = x_c.len() / x_n * tiles;
+        v.resize((16 * n * cin).max(v.len()), T::zero());
+        m.resize((16 * n * cout).max(m.len()), T::zero());
+        // V `[n, 16, cin]`: tile t's 16 transformed vectors side by side.
+        transform_inputs_channels_last(g, x_c, &mut v[..16 * n * cin]);
+        // M^T `[16, n, cout]`: the 16 products side by side, each on one thread.
+        let v = &v[..16 * n * cin];
+        m[..16 * n * cout]
+            .par_chunks_mut(n * cout)
+            .enumerate()
+            .for_each(|(xi, m_xi)| {
+                crate::gemm::serial(|| {
+                    crate::gemm::gemm(
+                        Mat::strided(&v[xi * cin..], n, cin, 16 * cin, 1),
+                        u.u_t(xi),
+                        MatMut::new(m_xi, n, cout),
+                    )
+                })
+            });
+        // Y = A^T M A per tile, into `[pixel, cout]`, then into the sample's planes.
+        let m = &m[..16 * n * cout];
+        y_c.par_chunks_mut(y_n).enumerate().for_each_init(
+            || (vec![T::zero(); y_n], vec![T::zero(); 4 * cout]),
+            |(yt, out), (s, y_s)| {
+                for t in 0..tiles {
+                    let (tr, tc) = (t / tw, t % tw);
+                    let row = s * tiles + t;
+                    let runs: [&[T]; 16] =
+                        std::array::from_fn(|xi| &m[(xi * n + row) * cout..][..cout]);
+                    output_tile_channels_last(&runs, bias, out);
+                    for (k, o) in out.chunks_exact(cout).enumerate() {
+                        let (oh, ow) = (2 * tr + k / 2, 2 * tc + k % 2);
+                        if oh < ho && ow < wo {
+                            yt[(oh * wo + ow) * cout..][..cout].copy_from_slice(o);
+                        }
+                    }
+                }
+                crate::conv2d::transpose_serial(yt, out_hw, cout, y_s, out_hw);
+            },
+        );
+    }
+    y
+}
+
+/// `V` `[n, 16, cin]` for a chunk of samples `x_c` (n: their tiles): each sample's planes
+/// transposed to `[pixel, cin]`, then `B^T d B` for each tile, along the channels. The samples
+/// run in parallel.
+fn transform_inputs_channels_last<T: Element>(g: &Conv2dGeometry, x_c: &[T], v: &mut [T]) {
+    let cin = g.in_channels;
+    let in_hw = g.in_h * g.in_w;
+    let tw = g.out_w().div_ceil(2);
+    let tiles = g.out_h().div_ceil(2) * tw;
+    // The vector a tile reads where its window lies on the padding.
+    let zeros = vec![T::zero(); cin];
+    let (ph, pw) = (g.padding.0 as isize, g.padding.1 as isize);
+    v.par_chunks_mut(16 * tiles * cin)
+        .zip(x_c.par_chunks(cin * in_hw))
+        .for_each_init(
+            || (vec![T::zero(); cin * in_hw], vec![T::zero(); 4 * cin]),
+            |(xt, bt), (v_s, x_s)| {
+                crate::conv2d::transpose_serial(x_s, cin, in_hw, xt, cin);
+                for (t, v_t) in v_s.chunks_exact_mut(16 * cin).enumerate() {
+                    let (tr, tc) = (t / tw, t % tw);
+                    // d[i * 4 + j]: the input pixel at row 2tr + i, column 2tc + j of the
+                    // padded plane.
+                    let d: [&[T]; 16] = std::array::from_fn(|ij| {
+                        let ih = (2 * tr + ij / 4) as isize - ph;
+                        let iw = (2 * tc + ij % 4) as isize - pw;
+                        let inside = (0..g.in_h as isize).contains(&ih)
+                            && (0..g.in_w as isize).contains(&iw);
+                        if inside {
+                            &xt[(ih as usize * g.in_w + iw as usize) * cin..][..cin]
+                        } else {
+                            &zeros[..]
+                        }
+                    });
+                    input_tile_channels_last(&d, bt, v_t, cin);
+                }
+            },
+        );
+}
+
+/// Tiles (the GEMMs' inner dimension) per chunk of samples in
+/// [`backward_weight_channels_last`]; fixed, so the chunks' sums are too.
+const WEIGHT_GRAD_TILES: usize = 1024;
+
+/// dw `[cout, cin, 3, 3]` of a convolution where [`applies`] holds, by Winograd's algorithm
+/// run backwards, channels last.
+///
+/// The forward pass computes `M_ξ = U_ξ V_ξ` per tile and `Y = A^T M A`, so the gradient of
+/// `M` is `dM = A dY A^T` per 2x2 block of dy, that of `U_ξ` is `dU_ξ = sum over tiles of dM_ξ
+/// V_ξ^T`, and that of the kernel `g` is `G^T dU G`. The sum over every tile of the batch is
+/// 16 GEMMs `dU_ξ^T [cout, cin] += dM_ξ^T [cout, tiles] @ V_ξ [tiles, cin]`, with 16/36 of
+/// im2col's multiply-adds, and the batch is the GEMMs' inner dimension: chunks of samples
+/// (fixed by [`WEIGHT_GRAD_TILES`]) add into the same sum in order, so there are no
+/// per-chunk copies of dw to add up.
+pub fn backward_weight_channels_last<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
+    assert!(
+        applies(g),
+        "winograd: not a 3x3 stride-1 ungrouped convolution"
+    );
+    let (cin, cout) = (g.in_channels, g.out_channels);
+    let (ho, wo) = (g.out_h(), g.out_w());
+    let tw = wo.div_ceil(2);
+    let tiles = ho.div_ceil(2) * tw;
+    let (x_n, y_n) = (cin * g.in_h * g.in_w, cout * ho * wo);
+    let chunk = WEIGHT_GRAD_TILES.div_ceil(tiles).min(g.batch).max(1);
+    let zeros = vec![T::zero(); cout];
+    // dU^T `[16, cout, cin]`.
+    let mut du = vec![T::zero(); 16 * cout * cin];
+    let (mut v, mut dm) = (Vec::new(), Vec::new());
+    for (i, (x_c, dy_c)) in x
+        .chunks(chunk * x_n)
+        .zip(dy.chunks(chunk * y_n))
+        .enumerate()
+    {
+        let n = x_c.len() / x_n * tiles;
+        v.resize((16 * n * cin).max(v.len()), T::zero());
+        dm.resize((16 * n * cout).max(dm.len()), T::zero());
+        transform_inputs_channels_last(g, x_c, &mut v[..16 * n * cin]);
+        // dM `[n, 16, cout]` from each sample's dy, transposed to `[pixel, cout]`.
+        dm[..16 * n * cout]
+            .par_chunks_mut(16 * tiles * cout)
+            .zip(dy_c.par_chunks(y_n))
+            .for_each_init(
+                || vec![T::zero(); y_n],
+                |dyt, (dm_s, dy_s)| {
+                    crate::conv2d::transpose_serial(dy_s, cout, ho * wo, dyt, cout);
+                    for (t, dm_t) in dm_s.chunks_exact_mut(16 * cout).enumerate() {
+                        let (tr, tc) = (t / tw, t % tw);
+                        // The tile's 2x2 outputs; those cut off at the edge have no gradient.
+                        let d: [&[T]; 4] = std::array::from_fn(|k| {
+                            let (oh, ow) = (2 * tr + k / 2, 2 * tc + k % 2);
+                            if oh < ho && ow < wo {
+                                &dyt[(oh * wo + ow) * cout..][..cout]
+                            } else {
+                                &zeros[..]
+                            }
+                        });
+                        output_grad_tile_channels_last(&d, dm_t);
+                    }
+                },
+            );
+        let (v, dm) = (&v[..16 * n * cin], &dm[..16 * n * cout]);
+        du.par_chunks_mut(cout * cin)
+            .enumerate()
+            .for_each(|(xi, du_xi)| {
+                crate::gemm::serial(|| {
+                    crate::gemm::gemm_into(
+                        Mat::strided(&dm[xi * cout..], n, cout, 16 * cout, 1).t(),
+                        Mat::strided(&v[xi * cin..], n, cin, 16 * cin, 1),
+                        MatMut::new(du_xi, cout, cin),
+                        i > 0,
+                    )
+                })
+            });
+    }
+    // dw = G^T dU G for every channel pair; output channel co's kernels are contiguous.
+    let mut dw = vec![T::zero(); cout * cin * 9];
+    dw.par_chunks_mut(cin * 9)
+        .enumerate()
+        .for_each(|(co, dw_co)| {
+            for (ci, k) in dw_co.chunks_exact_mut(9).enumerate() {
+                let du_pair: [T; 16] = std::array::from_fn(|xi| du[(xi * cout + co) * cin + ci]);
+                k.copy_from_slice(&untransform_kernel(&du_pair));
+            }
+        });
+    dw
+}
+
+/// `A dY A^T` for one tile, whose 2x2 output gradients are the vectors `d` (one value per
+/// output channel each; (0, 0), (0, 1), (1, 0), (1, 1)), into `dm` `[16, cout]`. A's rows are
+/// (1, 0), (1, 1), (1, -1) and (0, -1), applied down the columns and then along the rows.
+fn output_grad_tile_channels_last<T: Element>(d: &[&[T]; 4], dm: &mut [T]) {
+    let c = d[0].len();
+    let mut rows = dm.chunks_exact_mut(c);
+    let out: [&mut [T]; 16] = std::array::from_fn(|_| rows.next().expect("16 rows"));
+    let d: [&[T]; 4] = std::array::from_fn(|k| &d[k][..c]);
+    for q in 0..c {
+        let (d00, d01, d10, d11) = (d[0][q], d[1][q], d[2][q], d[3][q]);
+        // A dY: 4 rows of 2.
+        let e = [
+            [d00, d01],
+            [d00 + d10, d01 + d11],
+            [d00 - d10, d01 - d11],
+            [-d10, -d11],
+        ];
+        // (A dY) A^T: the same combination along each row.
+        for (r, [e0, e1]) in e.into_iter().enumerate() {
+            out[r * 4][q] = e0;
+            out[r * 4 + 1][q] = e0 + e1;
+            out[r * 4 + 2][q] = e0 - e1;
+            out[r * 4 + 3][q] = -e1;
+        }
+    }
+}
+
+/// `G^T x G` for one channel pair's 16 values `x` (row-major 4x4): the 3x3 kernel's gradient,
+/// row-major. G^T's rows are (1, 1/2, 1/2, 0), (0, 1/2, -1/2, 0) and (0, 1/2, 1/2, 1).
+fn untransform_kernel<T: Element>(x: &[T; 16]) -> [T; 9] {
+    let half = T::from_f64(0.5);
+    let combine = |v: [T; 4]| {
+        let (s, d) = ((v[1] + v[2]) * half, (v[1] - v[2]) * half);
+        [v[0] + s, d, s + v[3]]
+    };
+    // G^T x: down each column.
+    let cols: [[T; 3]; 4] = std::array::from_fn(|c| combine([x[c], x[4 + c], x[8 + c], x[12 + c]]));
+    // Then G along each of the 3 rows.
+    let mut k = [T::zero(); 9];
+    for a in 0..3 {
+        k[a * 3..][..3].copy_from_slice(&combine([cols[0][a], cols[1][a], cols[2][a], cols[3][a]]));
+    }
+    k
+}
+
+/// `B^T d B` for one tile whose 16 input values are the channel vectors `d` (row-major 4x4),
+/// into `v` `[16, c]`, with `bt` scratch of `4 c`: the same additions as [`input_tile_row`],
+/// along the channels.
+fn input_tile_channels_last<T: Element>(d: &[&[T]; 16], bt: &mut [T], v: &mut [T], c: usize) {
+    for i in 0..4 {
+        // Row i of B^T d: column j combines the column's four values.
+        for (j, bt_j) in bt.chunks_exact_mut(c).enumerate() {
+            b_t_row(i, &[d[j], d[4 + j], d[8 + j], d[12 + j]], bt_j);
+        }
+        // Then B along the row: the same combinations of its four columns.
+        let cols = [&bt[..c], &bt[c..2 * c], &bt[2 * c..3 * c], &bt[3 * c..]];
+        for (j, v_ij) in v[i * 4 * c..][..4 * c].chunks_exact_mut(c).enumerate() {
+            b_t_row(j, &cols, v_ij);
+        }
+    }
+}
+
+/// `A^T M A` plus the bias for one tile, from its 16 transformed vectors `runs` (one value per
+/// output channel each), into `out`: outputs (0, 0), (0, 1), (1, 0) and (1, 1) of the tile,
+/// one after the other. The same additions as [`output_tile_row`], along the channels.
+fn output_tile_channels_last<T: Element>(runs: &[&[T]; 16], bias: &[T], out: &mut [T]) {
+    let c = bias.len();
+    let (o00, rest) = out.split_at_mut(c);
+    let (o01, rest) = rest.split_at_mut(c);
+    let (o10, o11) = rest.split_at_mut(c);
+    let (o10, o11) = (&mut o10[..c], &mut o11[..c]);
+    // Every run cut to exactly c values, so that the loop's reads need no bounds tests.
+    let runs: [&[T]; 16] = std::array::from_fn(|xi| &runs[xi][..c]);
+    for q in 0..c {
+        let m = |xi: usize| runs[xi][q];
+        let a: [T; 4] = std::array::from_fn(|j| m(j) + m(4 + j) + m(8 + j));
+        let z: [T; 4] = std::array::from_fn(|j| m(4 + j) - m(8 + j) - m(12 + j));
+        let b = bias[q];
+        o00[q] = a[0] + a[1] + a[2] + b;
+        o01[q] = a[1] - a[2] - a[3] + b;
+        o10[q] = z[0] + z[1] + z[2] + b;
+        o11[q] = z[1] - z[2] - z[3] + b;
+    }
 }
 
 /// Buffers of one rayon job, reused across its chunks.
@@ -353,12 +739,61 @@ mod tests {
             let x = rand_vec::<f64>(&mut rng, n * cin * h * w, -1.0, 1.0);
             let wt = rand_vec::<f64>(&mut rng, g.weight_len(), -1.0, 1.0);
             let b = rand_vec::<f64>(&mut rng, cout, -1.0, 1.0);
+            let planes = forward(&g, &x, &wt, Some(&b));
             assert_close(
                 &format!("{g:?}"),
-                &forward(&g, &x, &wt, Some(&b)),
+                &planes,
                 &reference::conv2d_forward(&g, &x, &wt, Some(&b)),
                 1e-12,
             );
+            // The channels-last layout does the same additions in the same order.
+            let last = forward_channels_last(&g, &x, &wt, Some(&b));
+            assert_eq!(
+                last.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                planes.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "channels last, {g:?}"
+            );
         }
+    }
+
+    #[test]
+    fn weight_gradient_matches_the_direct_sum() {
+        // Paddings 0, 1 and 2, cut tiles, one sample, and (70 samples of 7x7, 16 tiles each,
+        // against chunks of 64 samples) two chunks of samples added into one sum.
+        let mut rng = StdRng::seed_from_u64(19);
+        for (n, cin, h, w, cout, pad) in [
+            (2, 3, 7, 5, 4, 1),
+            (1, 2, 6, 9, 3, 0),
+            (2, 4, 5, 4, 2, 2),
+            (1, 1, 1, 1, 1, 1),
+            (3, 40, 8, 8, 33, 1),
+            (70, 3, 7, 7, 2, 1),
+        ] {
+            let g = geom((n, cin, h, w, cout), (3, 3), (1, 1), (pad, pad), (1, 1), 1);
+            let x = rand_vec::<f64>(&mut rng, n * cin * h * w, -1.0, 1.0);
+            let dy = rand_vec::<f64>(&mut rng, n * cout * g.out_h() * g.out_w(), -1.0, 1.0);
+            assert_close(
+                &format!("{g:?}"),
+                &backward_weight_channels_last(&g, &x, &dy),
+                &reference::conv2d_backward_weight(&g, &x, &dy),
+                1e-11,
+            );
+        }
+    }
+
+    #[test]
+    fn choose_picks_the_layout_by_geometry() {
+        let g = |n, c, hw| geom((n, c, hw, hw, c), (3, 3), (1, 1), (1, 1), (1, 1), 1);
+        assert_eq!(choose(&g(64, 512, 4)), Some(Layout::ChannelsLast));
+        assert_eq!(choose(&g(64, 128, 16)), Some(Layout::ChannelsLast));
+        assert_eq!(choose(&g(64, 64, 32)), Some(Layout::Planes));
+        // Too few channels, too few tiles to repay the weight transform, a 1x1 plane.
+        assert_eq!(choose(&g(64, 3, 32)), None);
+        assert_eq!(choose(&g(64, 512, 2)), None);
+        assert_eq!(choose(&g(128, 512, 2)), Some(Layout::ChannelsLast));
+        assert_eq!(choose(&g(64, 512, 1)), None);
+        // Not 3x3 stride 1.
+        let strided = geom((64, 64, 32, 32, 64), (3, 3), (2, 2), (1, 1), (1, 1), 1);
+        assert_eq!(choose(&strided), None);
     }
 }

@@ -80,8 +80,11 @@ pub fn conv2d_cases() -> Vec<Conv2dGeometry> {
         // 16 input channels over a 16x16 plane: the CPU's Winograd path, and its transposed
         // input gradient (4 -> 16) through im2col.
         g((1, 16, 16, 16, 4), (3, 3), (1, 1), (1, 1), (1, 1), 1),
-        // And 256 input channels over 8x8 (Winograd there too).
-        g((1, 256, 8, 8, 2), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        // 32 input and 40 output channels over a 5x7 plane: the CPU's channels-last Winograd,
+        // for the forward pass and the input gradient, with tiles cut at the edges; and 128
+        // input channels over 9x12, channels last on a larger plane.
+        g((2, 32, 5, 7, 40), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        g((1, 128, 9, 12, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1),
         // batch*positions 800: the GPU weight gradient splits K in 3 by itself.
         g((2, 2, 20, 20, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1),
     ]
