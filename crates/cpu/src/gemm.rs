@@ -421,7 +421,12 @@ fn blocked<T: Element, K: Micro<T>>(a: Mat<T>, b: Mat<T>, c: MatMut<T>, accumula
     // copy of A per KC slice, is skipped. That copy cost as much as the multiply itself when
     // N is small (a 1x1 convolution over 1x1 maps: N is the batch). Only the last panel,
     // when fewer than MR rows remain, is packed, zero-padded to a full tile.
-    let in_place = a.rs == 1 || a.cs == 1;
+    //
+    // Except a transposed view whose columns lie 16 KiB and more apart (Winograd's weight
+    // gradient reads the tiles' transformed gradients that way): each of the microkernel's
+    // steps then loads from another page, and packing such an A first made the 512-channel
+    // 4x4 weight gradient about 12% faster.
+    let in_place = a.cs == 1 || (a.rs == 1 && a.cs < 4096);
     let packed_panels = if in_place {
         usize::from(m % mr != 0)
     } else {
@@ -754,6 +759,23 @@ mod tests {
     #[test]
     fn matches_reference_f32() {
         check::<f32>(2e-5);
+    }
+
+    #[test]
+    fn a_transposed_view_with_far_apart_columns_is_packed_and_matches() {
+        // A `[13, 300]` read as the transpose of rows 4100 apart (packed, not read in place).
+        let (m, k, n, ld) = (13, 300, 40, 4100);
+        let mut rng = StdRng::seed_from_u64(4);
+        let data = rand_vec::<f32>(&mut rng, (k - 1) * ld + m, -1.0, 1.0);
+        let a: Vec<f32> = (0..m * k).map(|i| data[(i % k) * ld + i / k]).collect();
+        let b = rand_vec::<f32>(&mut rng, k * n, -1.0, 1.0);
+        let mut c = vec![f32::NAN; m * n];
+        gemm(
+            Mat::strided(&data, m, k, 1, ld),
+            Mat::new(&b, k, n),
+            MatMut::new(&mut c, m, n),
+        );
+        assert_close("far-apart columns", &c, &reference(&a, &b, m, k, n), 2e-5);
     }
 
     #[test]
