@@ -67,6 +67,15 @@ pub fn bench(config: &ModelConfig, o: &BenchOptions) -> Result<ExitCode> {
     if size == 0 || size > 4096 {
         bail!("--input-size must be between 1 and 4096, got {size}");
     }
+    // Each flag is bounded; their product sizes the input batch, so it is bounded too.
+    const MAX_INPUT_VALUES: usize = 1 << 28;
+    if batch.saturating_mul(3 * size * size) > MAX_INPUT_VALUES {
+        bail!(
+            "--batch {batch} of {size}x{size} images is {} values, over the bench's cap of \
+             {MAX_INPUT_VALUES} (1 GiB): lower --batch or --input-size",
+            batch.saturating_mul(3 * size * size)
+        );
+    }
     let at_start = resident_bytes().map(|(now, _)| now);
     let device = Device::parse(&o.device).with_context(|| format!("--device {}", o.device))?;
     let mut model = build(config, 0)?;

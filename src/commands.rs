@@ -53,6 +53,45 @@ fn stats(meta: &checkpoint::Metadata, key: &str) -> Result<Option<[f32; 3]>> {
     })
 }
 
+/// The per-channel mean or std to normalize with: the checkpoint's stored values (the ones
+/// it was trained with), else the flag, else CIFAR-10's. A flag that differs from a stored
+/// value is an error, not silently ignored; every value must be finite, and a std positive.
+fn normalization(
+    meta: &checkpoint::Metadata,
+    key: &str,
+    flag: Option<Vec<f32>>,
+    default: [f32; 3],
+) -> Result<[f32; 3]> {
+    let name = format!("--{key}");
+    let flag: Option<[f32; 3]> = flag
+        .map(|v| {
+            v.try_into()
+                .map_err(|v: Vec<f32>| anyhow!("{name} takes 3 numbers, got {}", v.len()))
+        })
+        .transpose()?;
+    let stored = stats(meta, key)?;
+    let values = match (stored, flag) {
+        (Some(s), Some(f)) if s != f => bail!(
+            "{name} {f:?} differs from the {key} {s:?} stored in the checkpoint, which its \
+             weights were trained with: drop {name} (a described checkpoint always uses its own)"
+        ),
+        (Some(v), _) | (None, Some(v)) => v,
+        (None, None) => default,
+    };
+    let source = if stored.is_some() {
+        format!("checkpoint metadata {key}")
+    } else {
+        name
+    };
+    if values.iter().any(|v| !v.is_finite()) {
+        bail!("{source} must be finite numbers, got {values:?}");
+    }
+    if key == "std" && values.iter().any(|&v| v <= 0.0) {
+        bail!("{source} must be positive, got {values:?}");
+    }
+    Ok(values)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn predict(
     path: &Path,
@@ -86,19 +125,8 @@ pub fn predict(
             names.len()
         );
     }
-    let three = |v: Option<Vec<f32>>, flag: &str| -> Result<Option<[f32; 3]>> {
-        v.map(|v| v.try_into().map_err(|_| anyhow!("{flag} takes 3 numbers")))
-            .transpose()
-    };
-    let mean = stats(&meta, "mean")?
-        .or(three(mean, "--mean")?)
-        .unwrap_or(CIFAR10_MEAN);
-    let std = stats(&meta, "std")?
-        .or(three(std, "--std")?)
-        .unwrap_or(CIFAR10_STD);
-    if std.iter().any(|&s| s <= 0.0) {
-        bail!("std must be positive, got {std:?}");
-    }
+    let mean = normalization(&meta, "mean", mean, CIFAR10_MEAN)?;
+    let std = normalization(&meta, "std", std, CIFAR10_STD)?;
     let size: usize = match meta.get("input_size") {
         Some(s) => s
             .parse()
@@ -135,7 +163,18 @@ pub fn predict(
         }
         let _guard = NoGradGuard::new();
         let input = Tensor::from_vec(x, &[1, 3, size, size])?.to_device(device)?;
-        let probs = model.forward(&input, false)?.softmax(1)?.to_vec::<f32>()?;
+        let logits = model.forward(&input, false)?.to_vec::<f32>()?;
+        if let Some(bad) = logits.iter().find(|v| !v.is_finite()) {
+            bail!(
+                "{}: the model's output for {} is {bad}: the checkpoint's weights are broken \
+                 (a diverged run or a damaged file), so there is nothing to rank",
+                path.display(),
+                image_path.display()
+            );
+        }
+        let probs = Tensor::from_vec(logits, &[1, classes])?
+            .softmax(1)?
+            .to_vec::<f32>()?;
         let mut order: Vec<usize> = (0..classes).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
         println!("{}", image_path.display());

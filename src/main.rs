@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use senet::tensor::Device;
+use senet::train::args::{count_in, MAX_BATCH, MAX_IMAGE_SIZE};
 use senet::train::{DataArgs, ModelArgs, StopHandle, TrainArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,8 +36,8 @@ enum Command {
         /// cpu, gpu, auto (a hardware GPU, else the CPU) or an adapter name.
         #[arg(long, default_value = "auto")]
         device: String,
-        /// Images per evaluation batch.
-        #[arg(long, default_value_t = 500)]
+        /// Images per evaluation batch; 1 to 65536.
+        #[arg(long, default_value_t = 500, value_parser = count_in::<1, MAX_BATCH>)]
         batch: usize,
     },
     /// Classify PNG/JPEG images: five most likely classes per image.
@@ -52,10 +53,11 @@ enum Command {
         /// Class names, one per line (default: the checkpoint's, else CIFAR-10's).
         #[arg(long)]
         class_names: Option<PathBuf>,
-        /// Per-channel mean (default: the checkpoint's, else CIFAR-10's).
+        /// Per-channel mean, 3 finite numbers, for a checkpoint that stores none (one that does
+        /// is normalized with its own; a different value here is an error); default CIFAR-10's.
         #[arg(long, value_delimiter = ',')]
         mean: Option<Vec<f32>>,
-        /// Per-channel std (default: the checkpoint's, else CIFAR-10's).
+        /// Per-channel std, 3 positive numbers, likewise.
         #[arg(long, value_delimiter = ',')]
         std: Option<Vec<f32>>,
         /// Resize images whose size differs from the model's input size.
@@ -69,25 +71,25 @@ enum Command {
     Summary {
         #[command(flatten)]
         model: ModelArgs,
-        /// Input image size.
-        #[arg(long, default_value_t = 32)]
+        /// Input image size; 1 to 4096.
+        #[arg(long, default_value_t = 32, value_parser = count_in::<1, MAX_IMAGE_SIZE>)]
         input_size: usize,
     },
     /// Training and inference throughput (images/s) on random data.
     Bench {
         #[command(flatten)]
         model: ModelArgs,
-        /// Images per step.
-        #[arg(long, default_value_t = 128)]
+        /// Images per step; 1 to 65536.
+        #[arg(long, default_value_t = 128, value_parser = count_in::<1, MAX_BATCH>)]
         batch: usize,
-        /// Timed steps (after 2 warm-up steps).
-        #[arg(long, default_value_t = 10)]
+        /// Timed steps (after 2 warm-up steps); 1 to 100000.
+        #[arg(long, default_value_t = 10, value_parser = count_in::<1, 100_000>)]
         steps: usize,
         /// cpu, gpu, auto (a hardware GPU, else the CPU) or an adapter name.
         #[arg(long, default_value = "auto")]
         device: String,
-        /// Input image size.
-        #[arg(long, default_value_t = 32)]
+        /// Input image size; 1 to 4096.
+        #[arg(long, default_value_t = 32, value_parser = count_in::<1, MAX_IMAGE_SIZE>)]
         input_size: usize,
         /// Then run the steps again with every kernel timed and print where the time goes:
         /// one table for training (forward, backward, optimizer, data) and one for inference.
@@ -101,8 +103,8 @@ enum Command {
         /// else the CPU) or a substring of an adapter name (see `senet devices`).
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// Random cases per op.
-        #[arg(long, default_value_t = 4)]
+        /// Random cases per op; 1 to 10000.
+        #[arg(long, default_value_t = 4, value_parser = count_in::<1, 10_000>)]
         cases: usize,
         /// Seed of the random shapes and values (the same seed gives the same table).
         #[arg(long, default_value_t = 0)]

@@ -270,15 +270,83 @@ fn predict_mean_and_std_flags() {
     let expected = probabilities(&mut bare, &png, mean, std);
     check_predictions(&parse_predictions(&out)[0].1, &expected, &CIFAR10_CLASSES);
 
-    // A described checkpoint's own statistics come first (issue 4: metadata, else the flags,
-    // else CIFAR-10's): the flags do not change its predictions.
+    // A described checkpoint is normalized with its own statistics (metadata, else the
+    // flags, else CIFAR-10's): flags that differ from them are an error, never ignored...
     let mut args = strings(&["predict", "--device", "cpu", "--checkpoint"]);
     args.push(path_str(&described_ckpt));
     args.extend(stats);
     args.push(path_str(&png));
+    let err = failure(&senet(&args));
+    assert!(
+        err.contains("--mean") && err.contains("stored in the checkpoint"),
+        "{err}"
+    );
+    // ... and flags equal to them are accepted.
+    let mut args = strings(&["predict", "--device", "cpu", "--checkpoint"]);
+    args.push(path_str(&described_ckpt));
+    args.extend(strings(&["--mean", "0.5,0.4,0.3", "--std", "0.2,0.25,0.3"]));
+    args.push(path_str(&png));
     let out = success(&senet(&args));
     let expected = probabilities(&mut described, &png, MEAN, STD);
     check_predictions(&parse_predictions(&out)[0].1, &expected, &NAMES);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn predict_refuses_nonsense_normalization() {
+    let dir = scratch("cli-predict-bad-stats");
+    let (_, bare_ckpt, png, _) = bare_checkpoint(&dir);
+    for (flag, value, message) in [
+        ("--mean", "NaN,0.5,0.5", "--mean must be finite"),
+        ("--mean", "0.5,inf,0.5", "--mean must be finite"),
+        ("--std", "0.2,0,0.2", "--std must be positive"),
+        ("--std", "0.2,-1,0.2", "--std must be positive"),
+        ("--std", "0.2,0.2", "--std takes 3 numbers"),
+    ] {
+        let mut args = strings(&["predict", "--device", "cpu", "--checkpoint"]);
+        args.push(path_str(&bare_ckpt));
+        args.extend(model_flags(10));
+        args.push(format!("{flag}={value}"));
+        args.push(path_str(&png));
+        let err = failure(&senet(&args));
+        assert!(err.contains(message), "{flag} {value}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Sets every value of the final dense layer's weight and bias to `value`: NaN gives NaN
+/// logits, 0 gives the same logit for every class.
+fn set_fc(m: &mut Model, value: f32) {
+    m.visit("", &mut |name, slot| {
+        if let senet::nn::Slot::Param(t) = slot {
+            if name.starts_with("fc.") {
+                *t = Tensor::from_vec(vec![value; t.numel()], t.shape()).unwrap();
+            }
+        }
+    });
+}
+
+#[test]
+fn predict_refuses_a_checkpoint_whose_outputs_are_not_finite() {
+    let dir = scratch("cli-predict-nan");
+    let mut m = model(NAMES.len());
+    set_fc(&mut m, f32::NAN);
+    let ckpt = dir.join("nan.safetensors");
+    checkpoint::save(
+        &mut m,
+        &metadata(&config(NAMES.len()), &NAMES, MEAN, STD),
+        &ckpt,
+    )
+    .unwrap();
+    let png = dir.join("one.png");
+    picture(32, 32, 1).save(&png).unwrap();
+    let mut args = strings(&["predict", "--device", "cpu", "--checkpoint"]);
+    args.extend([path_str(&ckpt), path_str(&png)]);
+    let err = failure(&senet(&args));
+    assert!(
+        err.contains(&path_str(&ckpt)) && err.contains("NaN"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -432,6 +500,128 @@ fn eval_on_a_tiny_cifar10_folder() {
             ],
             "{out}"
         );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A tiny CIFAR-10 binary folder (4 random test images, labels 0-3; 2 training images) and
+/// the `senet eval` arguments for `ckpt` on it.
+fn tiny_eval(dir: &Path, ckpt: &Path) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut image = || -> Vec<u8> { (0..3072).map(|_| rng.random()).collect() };
+    let test: Vec<Vec<u8>> = (0..4).map(|l| record(l, &image())).collect();
+    let train: Vec<Vec<u8>> = (0..2).map(|_| record(3, &image())).collect();
+    write_cifar10(dir, &train, &test);
+    let mut args = strings(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--dataset",
+        "cifar10",
+        "--checkpoint",
+    ]);
+    args.extend([path_str(ckpt), "--data".into(), path_str(dir)]);
+    args
+}
+
+#[test]
+fn eval_cannot_be_fooled_by_broken_outputs_or_other_classes() {
+    let dir = scratch("cli-eval-fooled");
+    let ckpt = dir.join("model.safetensors");
+    let save = |m: &mut Model, names: &[&str]| {
+        checkpoint::save(
+            m,
+            &metadata(&config(10), names, CIFAR10_MEAN, CIFAR10_STD),
+            &ckpt,
+        )
+        .unwrap()
+    };
+    let args = tiny_eval(&dir, &ckpt);
+
+    // NaN outputs: an error naming the checkpoint, not a perfect top-1.
+    let mut m = model(10);
+    set_fc(&mut m, f32::NAN);
+    save(&mut m, &CIFAR10_CLASSES);
+    let err = failure(&senet(&args));
+    assert!(
+        err.contains(&path_str(&ckpt)) && err.contains("NaN"),
+        "{err}"
+    );
+
+    // The same output for every class: ties never count for the label, so top-1 is 0.
+    set_fc(&mut m, 0.0);
+    save(&mut m, &CIFAR10_CLASSES);
+    let out = success(&senet(&args));
+    assert!(
+        out.contains("top-1: 0.00%") && out.contains("top-5: 0.00%"),
+        "{out}"
+    );
+
+    // Ten classes, but not the dataset's.
+    save(&mut model(10), &THINGS);
+    let err = failure(&senet(&args));
+    assert!(err.contains("thing0") && err.contains("airplane"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sizes_from_flags_and_checkpoints_are_bounded() {
+    let dir = scratch("cli-bounds");
+    let png = dir.join("image.png");
+    picture(32, 32, 6).save(&png).unwrap();
+    // A small model's tensors under metadata that claims width 1000000: refused before the
+    // claimed model is built.
+    let huge = dir.join("huge.safetensors");
+    let mut meta = metadata(&config(10), &CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD);
+    meta.insert("width".into(), "1000000".into());
+    checkpoint::save(&mut model(10), &meta, &huge).unwrap();
+    let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (
+            strings(&[
+                "summary",
+                "--model",
+                "senetv2",
+                "--depth",
+                "9",
+                "--input-size",
+                "4294967296",
+            ]),
+            strings(&["--input-size", "1 to 4096"]),
+        ),
+        (
+            strings(&[
+                "summary", "--model", "senetv2", "--depth", "9", "--width", "1000000",
+            ]),
+            strings(&["--width", "1 to 1024"]),
+        ),
+        (
+            strings(&[
+                "bench",
+                "--model",
+                "senetv2",
+                "--depth",
+                "9",
+                "--batch",
+                "65536",
+                "--input-size",
+                "4096",
+            ]),
+            strings(&["--batch 65536", "cap"]),
+        ),
+        (
+            [
+                strings(&["predict", "--device", "cpu", "--checkpoint"]),
+                vec![path_str(&huge), path_str(&png)],
+            ]
+            .concat(),
+            strings(&["width must be 1 to 1024", "1000000"]),
+        ),
+    ];
+    for (args, parts) in cases {
+        let err = failure(&senet(&args));
+        for p in parts {
+            assert!(err.contains(&p), "{args:?}: {p:?} not in {err}");
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -612,6 +802,9 @@ fn train_stops_at_max_steps_and_resumes_to_the_end() {
     }
 
     let err = failure(&senet([args, strings(&["--epochs", "0"])].concat()));
-    assert!(err.contains("--epochs must be at least 1"), "{err}");
+    assert!(
+        err.contains("--epochs") && err.contains("1 to 100000"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

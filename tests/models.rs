@@ -341,15 +341,15 @@ fn invalid_configs_are_errors_that_name_the_option() {
     );
     assert_err(
         config("resnet", Some(18), "paper", 0, 10),
-        &["width", "at least 1"],
+        &["width", "1 to 1024"],
     );
     assert_err(
         config("mobilenet", None, "paper", 0, 10),
-        &["width", "at least 1"],
+        &["width", "1 to 1024"],
     );
     assert_err(
         config("resnet", Some(18), "paper", 64, 0),
-        &["classes", "at least 1"],
+        &["classes", "1 to 100000"],
     );
     assert_err(
         config("resnext", Some(50), "paper", 8, 10),
@@ -361,10 +361,10 @@ fn invalid_configs_are_errors_that_name_the_option() {
     );
     let mut c = config("senetv2", Some(9), "paper", 4, 10);
     c.reduction = Some(0);
-    assert_err(c, &["reduction", "at least 1"]);
+    assert_err(c, &["reduction", "1 to 65536"]);
     let mut c = config("senextv2", Some(9), "paper", 16, 10);
     c.cardinality = Some(0);
-    assert_err(c, &["cardinality", "at least 1"]);
+    assert_err(c, &["cardinality", "1 to 1024"]);
     // Options the family has no use for.
     let mut c = config("resnet", Some(9), "paper", 4, 10);
     c.reduction = Some(8);

@@ -163,6 +163,16 @@ impl Preset {
 /// Depths of the ResNet-style families (MobileNet has none).
 pub const DEPTHS: [usize; 6] = [9, 18, 26, 34, 50, 101];
 
+/// The largest base width a config may have: stage 3 then has 8192 channels (the published
+/// networks use 64). A width read from a checkpoint's metadata or a flag sizes every weight, so
+/// it is capped before anything is allocated.
+pub const MAX_WIDTH: usize = 1024;
+/// The most classes a config may have (ImageNet-21k has 21,841).
+pub const MAX_CLASSES: usize = 100_000;
+/// The most SaE branches, and the largest SE/SaE reduction ratio.
+pub const MAX_CARDINALITY: usize = 1024;
+pub const MAX_REDUCTION: usize = 1 << 16;
+
 /// Basic blocks (two 3x3 convs) or bottlenecks (1x1, 3x3, 1x1 with 4x expansion).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
@@ -331,11 +341,17 @@ impl ModelConfig {
     /// Checks everything [`crate::build`] needs; the message names the option to change.
     pub fn validate(&self) -> Result<()> {
         let family = self.family;
-        if self.classes == 0 {
-            return Err(config_error("classes must be at least 1"));
+        if !(1..=MAX_CLASSES).contains(&self.classes) {
+            return Err(config_error(format!(
+                "classes must be 1 to {MAX_CLASSES}, got {}",
+                self.classes
+            )));
         }
-        if self.width == 0 {
-            return Err(config_error("width must be at least 1"));
+        if !(1..=MAX_WIDTH).contains(&self.width) {
+            return Err(config_error(format!(
+                "width must be 1 to {MAX_WIDTH}, got {}",
+                self.width
+            )));
         }
         let depths = DEPTHS.map(|d| d.to_string()).join(", ");
         if family == Family::MobileNet {
@@ -376,11 +392,18 @@ impl ModelConfig {
                 )));
             }
         }
-        if self.reduction == Some(0) {
-            return Err(config_error("reduction must be at least 1, got 0"));
+        if let Some(r) = self.reduction.filter(|r| !(1..=MAX_REDUCTION).contains(r)) {
+            return Err(config_error(format!(
+                "reduction must be 1 to {MAX_REDUCTION}, got {r}"
+            )));
         }
-        if self.cardinality == Some(0) {
-            return Err(config_error("cardinality must be at least 1, got 0"));
+        if let Some(c) = self
+            .cardinality
+            .filter(|c| !(1..=MAX_CARDINALITY).contains(c))
+        {
+            return Err(config_error(format!(
+                "cardinality must be 1 to {MAX_CARDINALITY}, got {c}"
+            )));
         }
         // An option the family has no use for is an error, not a silent no-op.
         let unused = |option: &str, why: &str| {
@@ -512,6 +535,27 @@ mod tests {
             (s.bn_momentum, s.combine, s.init),
             (0.01, Combine::Residual, Init::Keras)
         );
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn sizes_are_capped_before_anything_is_built() {
+        let base = || ModelConfig::new(Family::SeNetV2, Some(9), Preset::Paper, 10);
+        let refused = |name: &str, value: &str| {
+            let mut c = base();
+            c.set(name, value).unwrap();
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(refused("width", "1000000").contains("width must be 1 to 1024"));
+        assert!(refused("width", "0").contains("width must be 1 to 1024"));
+        assert!(refused("classes", "100001").contains("classes must be 1 to 100000"));
+        assert!(refused("classes", "0").contains("classes must be 1 to 100000"));
+        assert!(refused("cardinality", "4096").contains("cardinality must be 1 to 1024"));
+        assert!(refused("reduction", "0").contains("reduction must be 1 to 65536"));
+        // The limits themselves are allowed.
+        let mut c = base();
+        c.set("width", "1024").unwrap();
+        c.set("classes", "100000").unwrap();
         assert!(c.validate().is_ok());
     }
 

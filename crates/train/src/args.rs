@@ -8,6 +8,31 @@ use senet_models::{ModelConfig, Preset};
 use senet_nn::schedule::ScheduleKind;
 use std::path::PathBuf;
 
+/// A clap value parser for a whole-number flag in `LO..=HI`. Every size a flag gives is
+/// bounded here, before it sizes anything; the range is also in the flag's `--help`.
+pub fn count_in<const LO: u64, const HI: u64>(s: &str) -> Result<usize, String> {
+    let v = steps_in::<LO, HI>(s)?;
+    usize::try_from(v).map_err(|_| format!("{v} does not fit this machine's sizes"))
+}
+
+/// [`count_in`] for a count that may pass `usize` on 32-bit machines (optimizer steps).
+pub fn steps_in<const LO: u64, const HI: u64>(s: &str) -> Result<u64, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number from {LO} to {HI}"))?;
+    if (LO..=HI).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is out of range: {LO} to {HI}"))
+    }
+}
+
+/// The largest image side any command takes (`--image-size`, `--input-size`).
+pub const MAX_IMAGE_SIZE: u64 = 4096;
+/// The most images in one batch (`--batch`).
+pub const MAX_BATCH: u64 = 1 << 16;
+
 /// Which network (see ../shared/MODELS.md).
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
@@ -20,11 +45,11 @@ pub struct ModelArgs {
     /// Preset: `paper` (the paper's ImageNet-style network) or `cifar` (a CIFAR-style one).
     #[arg(long, default_value = "paper")]
     pub preset: String,
-    /// Base width w: stage s has w*2^s channels (64 is the published network).
-    #[arg(long, default_value_t = 64)]
+    /// Base width w: stage s has w*2^s channels (64 is the published network); 1 to 1024.
+    #[arg(long, default_value_t = 64, value_parser = count_in::<1, 1024>)]
     pub width: usize,
-    /// Number of classes (default: the dataset's, or the checkpoint's).
-    #[arg(long)]
+    /// Number of classes (default: the dataset's, or the checkpoint's); 1 to 100000.
+    #[arg(long, value_parser = count_in::<1, 100_000>)]
     pub classes: Option<usize>,
     /// Any other model option as NAME=VALUE (stem, reduction, cardinality, combine, conv_bias,
     /// fc_bias, bn_eps, bn_momentum, init); repeat for several.
@@ -100,8 +125,8 @@ pub struct DataArgs {
     /// Expected md5 of the archive at --data-url.
     #[arg(long)]
     pub data_md5: Option<String>,
-    /// Image size of an image folder (other sizes are an error unless --resize).
-    #[arg(long, default_value_t = 32)]
+    /// Image size of an image folder (other sizes are an error unless --resize); 1 to 4096.
+    #[arg(long, default_value_t = 32, value_parser = count_in::<1, MAX_IMAGE_SIZE>)]
     pub image_size: usize,
     /// Resize image-folder images of another size to --image-size.
     #[arg(long)]
@@ -155,25 +180,26 @@ pub struct TrainArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Epochs to train.
-    #[arg(long, default_value_t = 15)]
+    /// Epochs to train; 1 to 100000.
+    #[arg(long, default_value_t = 15, value_parser = count_in::<1, 100_000>)]
     pub epochs: usize,
-    /// Stop after this many optimizer steps in total (may stop mid-epoch; writes last.safetensors).
-    #[arg(long)]
+    /// Stop after this many optimizer steps in total (may stop mid-epoch; writes
+    /// last.safetensors); at least 1.
+    #[arg(long, value_parser = steps_in::<1, { u64::MAX }>)]
     pub max_steps: Option<u64>,
-    /// Images per step.
-    #[arg(long, default_value_t = 128)]
+    /// Images per step; 1 to 65536.
+    #[arg(long, default_value_t = 128, value_parser = count_in::<1, MAX_BATCH>)]
     pub batch: usize,
-    /// Peak learning rate.
+    /// Peak learning rate: a positive number.
     #[arg(long, default_value_t = 0.1)]
     pub lr: f64,
-    /// SGD momentum (0: plain SGD).
+    /// SGD momentum (0: plain SGD); 0 to below 1.
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f64,
     /// Nesterov momentum for SGD (`--nesterov false` turns it off).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub nesterov: bool,
-    /// L2 weight decay (SGD) or decoupled weight decay (AdamW).
+    /// L2 weight decay (SGD) or decoupled weight decay (AdamW); 0 to 1.
     #[arg(long, default_value_t = 5e-4)]
     pub weight_decay: f64,
     /// SGD (with --momentum / --nesterov) or AdamW (betas 0.9, 0.999, eps 1e-8).
@@ -182,10 +208,10 @@ pub struct TrainArgs {
     /// Learning-rate schedule after the warm-up (step: x0.1 at 50% and 75%).
     #[arg(long, value_enum, default_value = "cosine")]
     pub schedule: ScheduleArg,
-    /// Epochs of linear warm-up (fractions allowed).
+    /// Epochs of linear warm-up (fractions allowed); 0 to --epochs.
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
-    /// Label smoothing of the cross-entropy (0 = none).
+    /// Label smoothing of the cross-entropy (0 = none); 0 to below 1.
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f64,
     /// Turn off random crop and flip (normalization stays).
@@ -209,8 +235,8 @@ pub struct TrainArgs {
     /// Continue the run in --out from last.safetensors.
     #[arg(long)]
     pub resume: bool,
-    /// Background threads preparing batches.
-    #[arg(long, default_value_t = 2)]
+    /// Background threads preparing batches; 0 to 64.
+    #[arg(long, default_value_t = 2, value_parser = count_in::<0, 64>)]
     pub workers: usize,
 }
 
@@ -274,6 +300,81 @@ mod tests {
         assert_eq!(o.optimizer, OptimizerChoice::Sgd);
         assert_eq!(o.schedule, ScheduleKind::Cosine);
         assert_eq!(o.out, PathBuf::from("runs/senetv2-9"));
+    }
+
+    #[test]
+    fn sizes_outside_their_range_are_refused_with_the_range() {
+        for (flag, value, range) in [
+            ("--batch", "0", "1 to 65536"),
+            ("--batch", "65537", "1 to 65536"),
+            ("--width", "1000000", "1 to 1024"),
+            ("--classes", "0", "1 to 100000"),
+            ("--epochs", "0", "1 to 100000"),
+            ("--max-steps", "0", "1 to"),
+            ("--image-size", "4294967296", "1 to 4096"),
+            ("--workers", "65", "0 to 64"),
+            ("--batch", "-3", "not a whole number"),
+            ("--batch", "18446744073709551616", "not a whole number"),
+        ] {
+            let arg = format!("{flag}={value}");
+            let err = Cli::try_parse_from(["senet", "--model", "senetv2", &arg])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} {value} was accepted"))
+                .to_string();
+            assert!(
+                err.contains(flag) && err.contains(range),
+                "{flag} {value}: {err}"
+            );
+        }
+        // The ends of each range are accepted.
+        let cli = Cli::try_parse_from([
+            "senet",
+            "--model",
+            "senetv2",
+            "--depth",
+            "9",
+            "--batch",
+            "65536",
+            "--width",
+            "1024",
+            "--workers",
+            "0",
+            "--max-steps",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!((cli.train.batch, cli.train.model.width), (65536, 1024));
+    }
+
+    #[test]
+    fn nonsense_numbers_are_refused_before_anything_runs() {
+        for (flag, value, message) in [
+            ("--lr", "NaN", "--lr must be a positive number"),
+            ("--lr", "inf", "--lr must be a positive number"),
+            ("--lr", "0", "--lr must be a positive number"),
+            ("--momentum", "1", "--momentum must be in [0, 1)"),
+            ("--momentum", "-0.1", "--momentum must be in [0, 1)"),
+            ("--weight-decay", "NaN", "--weight-decay must be in [0, 1]"),
+            ("--warmup", "16", "--warmup must be in [0, --epochs = 15]"),
+            ("--warmup", "NaN", "--warmup must be in"),
+            (
+                "--label-smoothing",
+                "1",
+                "--label-smoothing must be in [0, 1)",
+            ),
+        ] {
+            let arg = format!("{flag}={value}");
+            let cli =
+                Cli::try_parse_from(["senet", "--model", "senetv2", "--depth", "9", &arg]).unwrap();
+            let err = cli
+                .train
+                .options()
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(message), "{flag} {value}: {err}");
+        }
     }
 
     #[test]

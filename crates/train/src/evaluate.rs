@@ -52,8 +52,15 @@ pub(crate) fn topk(
     let mut pc = per_class;
     for (row, &label) in logits.chunks_exact(classes).zip(labels) {
         let target = row[label as usize];
-        // Rank of the label: how many classes score higher (ties count for the label).
-        let higher = row.iter().filter(|&&v| v > target).count();
+        // Rank of the label: how many other classes score at least as high. A tie counts
+        // against the label, so a model whose outputs are all equal scores 0%, not 100%. (NaN
+        // compares false with everything: callers refuse non-finite logits first, see
+        // [`check_finite`].)
+        let higher = row
+            .iter()
+            .enumerate()
+            .filter(|&(k, &v)| v > target || (v == target && k != label as usize))
+            .count();
         top1 += (higher == 0) as usize;
         top5 += (higher < 5) as usize;
         if let Some(pc) = pc.as_deref_mut() {
@@ -62,6 +69,21 @@ pub(crate) fn topk(
         }
     }
     (top1, top5)
+}
+
+/// An error when any logit is NaN or infinite: argmax and top-k over such values mean nothing
+/// (NaN compares false with everything, so it would never rank below the label).
+pub(crate) fn check_finite(logits: &[f32], classes: usize, first_image: usize) -> Result<()> {
+    if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "the model's output for image {} is {} (class {}): its weights are broken (a \
+             diverged run or a damaged checkpoint), so no accuracy can be given",
+            first_image + i / classes.max(1),
+            logits[i],
+            i % classes.max(1)
+        );
+    }
+    Ok(())
 }
 
 /// The loss value and the logits of a step in one readback: on a GPU each read waits for the
@@ -105,6 +127,7 @@ pub fn evaluate(
         let x = batch_tensor(&b, ds.image_size, device)?;
         let logits = model.forward(&x, false)?;
         let (batch_loss, logits) = read_back(&logits.cross_entropy(&b.labels, 0.0)?, &logits)?;
+        check_finite(&logits, classes, seen)?;
         loss += batch_loss * b.len as f64;
         let (t1, t5) = topk(&logits, classes, &b.labels, Some(&mut per_class));
         top1 += t1;
@@ -135,7 +158,7 @@ pub fn evaluate_checkpoint(
         bail!("--batch must be at least 1");
     }
     let device = Device::parse(device).with_context(|| format!("--device {device}"))?;
-    let (mut model, _) = load_model(path, flags, device)?;
+    let (mut model, meta) = load_model(path, flags, device)?;
     let ds = data
         .load()
         .with_context(|| format!("loading --data {}", data.dir.display()))?;
@@ -146,7 +169,21 @@ pub fn evaluate_checkpoint(
             ds.classes.len()
         );
     }
-    let e = evaluate(&mut model, &ds.test, &ds, batch, device)?;
+    // The same number of classes is not enough: per-class accuracy would be reported under the
+    // dataset's names for what the model learned as other classes.
+    if let Some(json) = meta.get("class_names") {
+        let names: Vec<String> = serde_json::from_str(json)
+            .with_context(|| format!("{}: checkpoint metadata class_names", path.display()))?;
+        if names != ds.classes {
+            bail!(
+                "{} was trained on the classes {names:?}, the dataset's are {:?}",
+                path.display(),
+                ds.classes
+            );
+        }
+    }
+    let e = evaluate(&mut model, &ds.test, &ds, batch, device)
+        .with_context(|| format!("evaluating --checkpoint {}", path.display()))?;
     Ok((e, ds.classes))
 }
 
@@ -161,6 +198,29 @@ mod tests {
         let mut pc = vec![(0, 0); 3];
         assert_eq!(topk(&logits, 3, &[2, 0], Some(&mut pc)), (1, 2));
         assert_eq!(pc, vec![(0, 1), (0, 0), (1, 1)]);
+    }
+
+    #[test]
+    fn ties_never_count_for_the_label() {
+        // Every output equal: no class is the answer, top-1 is 0 (top-5 counts 2 classes here).
+        let logits = [0.5f32; 6];
+        assert_eq!(topk(&logits, 6, &[3], None), (0, 0));
+        assert_eq!(topk(&[0.5f32; 3], 3, &[1], None), (0, 1));
+        // A tie with a lower-numbered class or a higher one counts the same.
+        assert_eq!(topk(&[1.0, 2.0, 2.0], 3, &[1], None), (0, 1));
+        assert_eq!(topk(&[1.0, 2.0, 2.0], 3, &[2], None), (0, 1));
+        assert_eq!(topk(&[1.0, 2.0, 1.5], 3, &[1], None), (1, 1));
+    }
+
+    #[test]
+    fn non_finite_logits_are_an_error() {
+        assert!(check_finite(&[0.1, 0.2, 0.3, 0.4], 2, 0).is_ok());
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let err = check_finite(&[0.1, 0.2, bad, 0.4], 2, 10)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("image 11") && err.contains("class 0"), "{err}");
+        }
     }
 
     #[test]

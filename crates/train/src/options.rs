@@ -125,6 +125,25 @@ impl TrainOptions {
         if self.lr <= 0.0 || !self.lr.is_finite() {
             bail!("--lr must be a positive number, got {}", self.lr);
         }
+        if !(0.0..1.0).contains(&self.momentum) {
+            bail!("--momentum must be in [0, 1), got {}", self.momentum);
+        }
+        if !(0.0..=1.0).contains(&self.weight_decay) {
+            bail!(
+                "--weight-decay must be in [0, 1], got {}",
+                self.weight_decay
+            );
+        }
+        if !(0.0..=self.epochs as f64).contains(&self.warmup) {
+            bail!(
+                "--warmup must be in [0, --epochs = {}], got {}",
+                self.epochs,
+                self.warmup
+            );
+        }
+        if self.max_steps == Some(0) {
+            bail!("--max-steps must be at least 1");
+        }
         Ok(())
     }
 

@@ -239,7 +239,15 @@ impl<'a> Trainer<'a> {
     /// the row, and writes the checkpoints, `metrics.csv` and `curves.png`.
     fn end_epoch(&mut self, lr: f64) -> Result<()> {
         let batch = 500.min(self.ds.test.len.max(1));
-        let eval = evaluate(&mut self.model, &self.ds.test, &self.ds, batch, self.device)?;
+        let eval = evaluate(&mut self.model, &self.ds.test, &self.ds, batch, self.device)
+            .with_context(|| {
+                format!(
+                    "evaluating epoch {} of the run in {} (its last saved checkpoint: {})",
+                    self.state.epoch + 1,
+                    self.o.out.display(),
+                    self.dir.last().display()
+                )
+            })?;
         let s = &self.state;
         let row = EpochMetrics {
             epoch: s.epoch + 1,
