@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
             md5: None,
         },
         epochs: 5,
+        save_every: None,
         max_steps: None,
         batch: 20,
         lr: 0.05,

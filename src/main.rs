@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use senet::tensor::Device;
 use senet::train::args::{count_in, MAX_BATCH, MAX_IMAGE_SIZE};
 use senet::train::{DataArgs, ModelArgs, StopHandle, TrainArgs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -116,8 +116,9 @@ enum Command {
 
 fn main() -> ExitCode {
     senet::keep_freed_memory();
-    quiet_mesa();
+    // Parsed first: a flag error or --help exits inside `parse`, before any folder is made.
     let cli = Cli::parse();
+    quiet_mesa();
     let result = match cli.command {
         Command::Train(args) => train(&args),
         Command::Eval {
@@ -181,6 +182,7 @@ fn main() -> ExitCode {
         } => selftest(&device, cases, seed),
         Command::Devices => Ok(devices()),
     };
+    remove_runtime_dir();
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -192,29 +194,79 @@ fn main() -> ExitCode {
 
 /// Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid or not set" on every device
 /// enumeration when it is unset (headless machines, CI); point it at a private folder instead,
-/// before any thread starts.
+/// before any thread starts. The folder is removed when the program ends ([`remove_runtime_dir`]),
+/// and one that a killed run left behind is removed at the next start.
 fn quiet_mesa() {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        let dir = std::env::temp_dir().join(format!("senet-runtime-{}", std::process::id()));
-        if std::fs::create_dir_all(&dir).is_ok() {
-            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    remove_stale_runtime_dirs();
+    let dir = std::env::temp_dir().join(format!("{RUNTIME_PREFIX}{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_ok() {
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        let _ = RUNTIME_DIR.set(dir);
+    }
+}
+
+const RUNTIME_PREFIX: &str = "senet-runtime-";
+static RUNTIME_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Removes this process's runtime folder, if it made one. Every way out of `main` calls it.
+fn remove_runtime_dir() {
+    if let Some(dir) = RUNTIME_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Runtime folders of processes that no longer run (killed before they could remove them).
+fn remove_stale_runtime_dirs() {
+    #[cfg(target_os = "linux")]
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(RUNTIME_PREFIX))
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
     }
 }
 
-/// `senet train`: runs the library's trainer with a Ctrl-C handler that asks it to stop.
+/// `senet train`: runs the library's trainer, with Ctrl-C (SIGINT) and SIGTERM asking it to
+/// stop: it finishes the step, saves a checkpoint and exits with 128 + the signal's number (130
+/// or 143), as a shell reports a process the signal ended. A second signal ends it at once.
 fn train(args: &TrainArgs) -> Result<ExitCode> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::Arc;
     let o = args.options()?;
     let stop = StopHandle::new();
-    let handler_stop = stop.clone();
-    // Ctrl-C: finish the current step, save a checkpoint, exit cleanly; a second Ctrl-C kills.
-    ctrlc::set_handler(move || {
-        eprintln!("\nCtrl-C: saving a checkpoint after this step (press again to kill)");
-        if handler_stop.stop() {
-            std::process::exit(130);
+    let received = Arc::new(AtomicI32::new(0));
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing the SIGINT and SIGTERM handlers")?;
+    let (handler_stop, handler_received) = (stop.clone(), received.clone());
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            let name = if signal == SIGINT {
+                "Ctrl-C"
+            } else {
+                "SIGTERM"
+            };
+            eprintln!("\n{name}: saving a checkpoint after this step (again to end at once)");
+            handler_received.store(signal, Ordering::SeqCst);
+            if handler_stop.stop() {
+                remove_runtime_dir();
+                std::process::exit(128 + signal);
+            }
         }
-    })
-    .context("installing the Ctrl-C handler")?;
+    });
     let (rows, outcome) = senet::train::train(&o, &stop)?;
     if let Some(r) = rows.last() {
         eprintln!(
@@ -223,6 +275,10 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
             r.test_top1,
             o.out.display()
         );
+    }
+    let signal = received.load(Ordering::SeqCst);
+    if outcome == senet::train::Outcome::Interrupted && signal > 0 {
+        return Ok(ExitCode::from(u8::try_from(128 + signal).unwrap_or(1)));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -627,6 +627,31 @@ fn sizes_from_flags_and_checkpoints_are_bounded() {
 }
 
 #[test]
+fn no_runtime_folder_outlives_the_program() {
+    let tmp = scratch("cli-runtime");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_senet"))
+            .args(args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("TMPDIR", &tmp)
+            .output()
+            .unwrap()
+    };
+    // One that a killed run left (pid 0 is never a user process's) is removed at the next start.
+    std::fs::create_dir_all(tmp.join("senet-runtime-0")).unwrap();
+    assert!(run(&["summary", "--model", "resnet", "--depth", "18"])
+        .status
+        .success());
+    assert!(!run(&["summary", "--model", "nope", "--depth", "18"])
+        .status
+        .success());
+    assert!(!run(&["summary", "--bogus"]).status.success());
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
 fn bad_flags_and_files_are_clear_errors() {
     let dir = scratch("cli-errors");
     let mut bare = model(10);

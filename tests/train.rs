@@ -182,6 +182,53 @@ fn init_loads_every_tensor_and_starts_a_fresh_optimizer() {
 }
 
 #[test]
+fn resume_refuses_an_optimizer_state_that_is_not_the_weights_own() {
+    use senet::nn::checkpoint::{load_tensors, save_tensors, Metadata};
+    let dir = tmp("resume-optim");
+    write_cifar10(&dir, 4, 3);
+    let mut o = options(&dir, &dir.join("run"), "cpu");
+    o.max_steps = Some(3);
+    train(&o).unwrap();
+    o.resume = true;
+    o.max_steps = None;
+    let optim = dir.join("run/last.optim.safetensors");
+    let original = std::fs::read(&optim).unwrap();
+    let (tensors, meta) = load_tensors(&optim, senet::tensor::Device::Cpu).unwrap();
+    type Named = Vec<(String, senet::Tensor)>;
+    let rewrite = |edit: &dyn Fn(&mut Named, &mut Metadata)| {
+        let mut t: Named = tensors.clone().into_iter().collect();
+        let mut m = meta.clone();
+        edit(&mut t, &mut m);
+        save_tensors(&t, &m, &optim).unwrap();
+    };
+    let refused = || format!("{:#}", train(&o).unwrap_err());
+    // A parameter's state missing.
+    rewrite(&|t, _| {
+        t.remove(0);
+    });
+    assert!(
+        refused().contains("has nothing for parameter"),
+        "{}",
+        refused()
+    );
+    // A state tensor of another shape.
+    rewrite(&|t, _| t[0].1 = senet::Tensor::from_vec(vec![0f32; 3], &[3]).unwrap());
+    assert!(refused().contains("has shape [3]"), "{}", refused());
+    // State of a parameter the model does not have.
+    rewrite(&|t, _| t.push(("head.weight.velocity".into(), t[0].1.clone())));
+    assert!(refused().contains("head.weight"), "{}", refused());
+    // Saved at another step than the weights.
+    rewrite(&|_, m| {
+        m.insert("run_step".into(), "2".into());
+    });
+    assert!(refused().contains("not one save"), "{}", refused());
+    // The file as it was resumes to the end.
+    std::fs::write(&optim, original).unwrap();
+    let (rows, outcome) = train(&o).unwrap();
+    assert_eq!((rows.len(), outcome), (3, Outcome::Finished));
+}
+
+#[test]
 fn bad_settings_are_errors() {
     let dir = tmp("bad");
     write_cifar10(&dir, 2, 5);

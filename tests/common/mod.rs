@@ -77,6 +77,7 @@ pub fn options(data: &Path, out: &Path, device: &str) -> TrainOptions {
         },
         epochs: 3,
         max_steps: None,
+        save_every: None,
         batch: 16,
         lr: 0.05,
         momentum: 0.9,

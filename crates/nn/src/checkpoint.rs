@@ -35,8 +35,39 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .ok_or_else(|| err(path, "not a file path"))?;
     let tmp: PathBuf = path.with_file_name(format!(".{}.tmp", file_name.to_string_lossy()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    write_synced(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    sync_parent(path).map_err(io)
+}
+
+/// Writes `bytes` to `path` and waits until they are on disk.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Waits until the folder holding `path` has its entries (a rename, a new file) on disk.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    sync_dir(dir)
+}
+
+/// Syncs a folder's entries (on Unix; elsewhere a no-op, as a folder cannot be opened there).
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 /// One tensor as it is written: name, dtype, shape and little-endian bytes.
@@ -279,6 +310,11 @@ pub fn load(module: &mut dyn Module, path: &Path) -> Result<Metadata> {
 
 /// Saves named f32 tensors (e.g. optimizer state) with `metadata`, atomically.
 pub fn save_tensors(tensors: &[(String, Tensor)], metadata: &Metadata, path: &Path) -> Result<()> {
+    write_atomically(path, &tensors_to_bytes(tensors, metadata)?)
+}
+
+/// Serializes named f32 tensors with `metadata` to safetensors bytes.
+pub fn tensors_to_bytes(tensors: &[(String, Tensor)], metadata: &Metadata) -> Result<Vec<u8>> {
     let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, t)| {
@@ -301,9 +337,8 @@ pub fn save_tensors(tensors: &[(String, Tensor)], metadata: &Metadata, path: &Pa
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let bytes = safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::Config(format!("serializing tensors: {e}")))?;
-    write_atomically(path, &bytes)
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::Config(format!("serializing tensors: {e}")))
 }
 
 /// Loads every (f32) tensor of a file saved by [`save_tensors`] onto `device`.

@@ -103,6 +103,45 @@ impl Optimizer {
     }
 
     /// The state as named tensors (`<param>.velocity`, `<param>.exp_avg`, `<param>.exp_avg_sq`).
+    /// Checks that state loaded with [`Self::load_state`] belongs to `module`: every state
+    /// tensor is one of its parameters', with that parameter's shape, and (once a step has been
+    /// taken, for an optimizer that keeps state) every parameter has its state. A resume from
+    /// another model's or another run's optimizer file would otherwise go on silently.
+    pub fn check_state(&self, module: &mut dyn Module) -> Result<()> {
+        let mut params: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        module.visit("", &mut |name, slot| {
+            if let Slot::Param(p) = slot {
+                params.insert(name.to_string(), p.shape().to_vec());
+            }
+        });
+        for (name, tensors) in &self.state {
+            let Some(shape) = params.get(name) else {
+                return Err(Error::Config(format!(
+                    "optimizer state for {name}, a parameter the model does not have"
+                )));
+            };
+            if let Some(t) = tensors.iter().find(|t| t.shape() != shape.as_slice()) {
+                return Err(Error::Config(format!(
+                    "optimizer state of {name} has shape {:?}, the parameter {shape:?}",
+                    t.shape()
+                )));
+            }
+        }
+        let keeps_state = match self.kind {
+            OptimizerKind::Sgd { momentum, .. } => momentum != 0.0,
+            OptimizerKind::AdamW { .. } => true,
+        };
+        if keeps_state && self.steps > 0 {
+            if let Some(missing) = params.keys().find(|k| !self.state.contains_key(*k)) {
+                return Err(Error::Config(format!(
+                    "optimizer state after {} steps has nothing for parameter {missing}",
+                    self.steps
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
         let names: &[&str] = match self.kind {
             OptimizerKind::Sgd { .. } => &["velocity"],

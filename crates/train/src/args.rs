@@ -187,6 +187,10 @@ pub struct TrainArgs {
     /// last.safetensors); at least 1.
     #[arg(long, value_parser = steps_in::<1, { u64::MAX }>)]
     pub max_steps: Option<u64>,
+    /// Also save last.safetensors (with its optimizer state) every this many steps within an
+    /// epoch, so a kill loses at most that many; at least 1 (default: at epoch ends only).
+    #[arg(long, value_parser = steps_in::<1, { u64::MAX }>)]
+    pub save_every: Option<u64>,
     /// Images per step; 1 to 65536.
     #[arg(long, default_value_t = 128, value_parser = count_in::<1, MAX_BATCH>)]
     pub batch: usize,
@@ -255,6 +259,7 @@ impl TrainArgs {
             data: self.data.options(),
             epochs: self.epochs,
             max_steps: self.max_steps,
+            save_every: self.save_every,
             batch: self.batch,
             lr: self.lr,
             momentum: self.momentum,

@@ -24,6 +24,7 @@ pub mod options;
 pub mod plot;
 mod progress;
 pub mod run_dir;
+pub mod save_set;
 pub mod stop;
 mod trainer;
 

@@ -86,6 +86,8 @@ pub struct TrainOptions {
     pub data: DataOptions,
     pub epochs: usize,
     pub max_steps: Option<u64>,
+    /// Also save `last.*` every this many steps within an epoch (`None`: at epoch ends only).
+    pub save_every: Option<u64>,
     pub batch: usize,
     pub lr: f64,
     pub momentum: f64,
@@ -143,6 +145,9 @@ impl TrainOptions {
         }
         if self.max_steps == Some(0) {
             bail!("--max-steps must be at least 1");
+        }
+        if self.save_every == Some(0) {
+            bail!("--save-every must be at least 1");
         }
         Ok(())
     }

@@ -219,6 +219,12 @@ fn panel(img: &mut RgbImage, left: i64, title: &str, epochs: &[f64], series: [&[
 
 /// Writes the loss and top-1 curves of `rows` to `path` (PNG, atomically).
 pub fn curves(rows: &[EpochMetrics], path: &Path) -> Result<()> {
+    let bytes = curves_png(rows)?;
+    write_atomically(path, &bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The PNG bytes of [`curves`].
+pub fn curves_png(rows: &[EpochMetrics]) -> Result<Vec<u8>> {
     let mut img = RgbImage::from_pixel(W, H, Rgb([255, 255, 255]));
     let epochs: Vec<f64> = rows.iter().map(|r| r.epoch as f64).collect();
     let col = |f: fn(&EpochMetrics) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
@@ -242,5 +248,5 @@ pub fn curves(rows: &[EpochMetrics], path: &Path) -> Result<()> {
         image::ImageFormat::Png,
     )
     .context("encoding curves.png")?;
-    write_atomically(path, &bytes).with_context(|| format!("writing {}", path.display()))
+    Ok(bytes)
 }

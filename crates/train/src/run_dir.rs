@@ -4,6 +4,7 @@
 use crate::metrics::{self, EpochMetrics};
 use crate::options::TrainOptions;
 use crate::plot;
+use crate::save_set::SaveSet;
 use anyhow::{anyhow, bail, Context, Result};
 use senet_models::{Model, ModelConfig};
 use senet_nn::checkpoint::{self, Metadata};
@@ -138,10 +139,14 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// The folder `out`, created when missing.
+    /// The folder `out`, created when missing; a save that a kill interrupted is finished or
+    /// undone first ([`crate::save_set::recover`]).
     pub fn create(out: &Path) -> Result<Self> {
         std::fs::create_dir_all(out)
             .with_context(|| format!("creating --out {}", out.display()))?;
+        if crate::save_set::recover(out)? {
+            eprintln!("finished a save that was interrupted in {}", out.display());
+        }
         Ok(RunDir {
             out: out.to_path_buf(),
         })
@@ -188,7 +193,8 @@ impl RunDir {
     }
 
     /// Loads `last.safetensors` into `model` and `last.optim.safetensors` into `opt`; returns
-    /// where the run was.
+    /// where the run was. Refuses an optimizer state that is not the weights' own: saved at
+    /// another step, or for other parameters or shapes.
     pub fn load_last(
         &self,
         model: &mut Model,
@@ -199,13 +205,28 @@ impl RunDir {
         let meta = checkpoint::load(model, &last)
             .with_context(|| format!("--resume from {}", last.display()))?;
         let state = RunState::read(&meta, &last)?;
-        let (tensors, optim) =
-            checkpoint::load_tensors(&self.out.join("last.optim.safetensors"), device)?;
-        let steps = optim
-            .get("steps")
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow!("last.optim.safetensors has no step count"))?;
-        opt.load_state(tensors, steps)?;
+        let optim_path = self.out.join("last.optim.safetensors");
+        let (tensors, optim) = checkpoint::load_tensors(&optim_path, device)
+            .with_context(|| format!("--resume from {}", optim_path.display()))?;
+        let number = |key: &str| -> Result<u64> {
+            optim
+                .get(key)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| anyhow!("{}: metadata {key} is missing", optim_path.display()))
+        };
+        let run_step = number("run_step")?;
+        if run_step != state.step {
+            bail!(
+                "{} holds the optimizer state of step {run_step}, {} the weights of step {}: \
+                 they are not one save",
+                optim_path.display(),
+                last.display(),
+                state.step
+            );
+        }
+        opt.load_state(tensors, number("steps")?)?;
+        opt.check_state(model)
+            .with_context(|| format!("{} does not fit the model", optim_path.display()))?;
         Ok(state)
     }
 
@@ -228,27 +249,35 @@ impl RunDir {
         )
     }
 
-    /// Saves `last.safetensors` and `last.optim.safetensors`.
-    pub fn save_last(&self, model: &mut Model, opt: &Optimizer, meta: &Metadata) -> Result<()> {
-        checkpoint::save(model, meta, &self.last())?;
+    /// Saves `last.safetensors` and `last.optim.safetensors` as one set (see [`SaveSet`]),
+    /// with `best.safetensors` when `best`, and `metrics.csv` and `curves.png` when `rows`.
+    pub fn save(
+        &self,
+        model: &mut Model,
+        opt: &Optimizer,
+        meta: &Metadata,
+        best: bool,
+        rows: Option<&[EpochMetrics]>,
+    ) -> Result<()> {
+        let mut set = SaveSet::new(&self.out);
+        let weights = checkpoint::to_bytes(model, meta)?;
+        set.stage("last.safetensors", &weights)?;
         let mut state = Metadata::new();
         state.insert("steps".into(), opt.steps.to_string());
-        checkpoint::save_tensors(
-            &opt.state_tensors(),
-            &state,
-            &self.out.join("last.optim.safetensors"),
-        )?;
-        Ok(())
-    }
-
-    pub fn save_best(&self, model: &mut Model, meta: &Metadata) -> Result<()> {
-        checkpoint::save(model, meta, &self.out.join("best.safetensors"))?;
-        Ok(())
-    }
-
-    /// Rewrites `metrics.csv` and `curves.png` with every row so far.
-    pub fn write_metrics(&self, rows: &[EpochMetrics]) -> Result<()> {
-        write_text(&self.out.join("metrics.csv"), &metrics::csv_text(rows))?;
-        plot::curves(rows, &self.out.join("curves.png"))
+        // The run's step, as in the weights' metadata: resume checks that the two match.
+        state.insert(
+            "run_step".into(),
+            meta.get("step").cloned().unwrap_or_default(),
+        );
+        let optim = checkpoint::tensors_to_bytes(&opt.state_tensors(), &state)?;
+        set.stage("last.optim.safetensors", &optim)?;
+        if best {
+            set.stage("best.safetensors", &weights)?;
+        }
+        if let Some(rows) = rows {
+            set.stage("metrics.csv", metrics::csv_text(rows).as_bytes())?;
+            set.stage("curves.png", &plot::curves_png(rows)?)?;
+        }
+        set.commit()
     }
 }

@@ -64,6 +64,10 @@ impl<'a> Trainer<'a> {
     /// when resuming — and writes `config.json`.
     pub fn start(o: &'a TrainOptions, stop: &'a StopHandle) -> Result<Self> {
         o.validate()?;
+        let existed = o.out.is_dir();
+        if o.resume && !existed {
+            bail!("--resume: {} does not exist", o.out.display());
+        }
         let dir = RunDir::create(&o.out)?;
         let device = Device::parse(&o.device).with_context(|| format!("--device {}", o.device))?;
         let ds = load_dataset(o)?;
@@ -89,7 +93,19 @@ impl<'a> Trainer<'a> {
 
         let json = config_json(o, &config, &device.describe(), ds.classes.len());
         let (mut state, mut rows) = (RunState::default(), Vec::new());
-        if o.resume {
+        let started_only = o.out.join("config.json").exists()
+            || std::fs::read_dir(&o.out).is_ok_and(|mut d| d.next().is_none());
+        if o.resume && !dir.last().exists() && started_only {
+            // The run was started but stopped before its first save (before it wrote
+            // config.json, even): nothing to resume.
+            if o.out.join("config.json").exists() {
+                dir.check_resume_config(&json)?;
+            }
+            eprintln!(
+                "{} has no checkpoint yet (the run stopped before its first save): starting from step 0",
+                o.out.display()
+            );
+        } else if o.resume {
             dir.check_resume_config(&json)?;
             state = dir.load_last(&mut model, &mut opt, device)?;
             rows = dir.read_metrics(state.epoch)?;
@@ -175,6 +191,17 @@ impl<'a> Trainer<'a> {
             if stop || o.max_steps.is_some_and(|m| self.state.step >= m) {
                 return self.stop_mid_epoch(stop, &display).map(ControlFlow::Break);
             }
+            // A periodic save within the epoch (the epoch's end saves anyway).
+            let at_end = self.state.step == ((epoch + 1) * self.steps_per_epoch) as u64;
+            if !at_end
+                && o.save_every
+                    .is_some_and(|n| self.state.step.is_multiple_of(n))
+            {
+                let mut meta = self.base_meta.clone();
+                self.state.write(&mut meta);
+                self.dir
+                    .save(&mut self.model, &self.opt, &meta, false, None)?;
+            }
         }
         display.finish();
         Ok(ControlFlow::Continue(lr))
@@ -216,7 +243,8 @@ impl<'a> Trainer<'a> {
     fn stop_mid_epoch(&mut self, interrupted: bool, display: &EpochProgress) -> Result<Outcome> {
         let mut meta = self.base_meta.clone();
         self.state.write(&mut meta);
-        self.dir.save_last(&mut self.model, &self.opt, &meta)?;
+        self.dir
+            .save(&mut self.model, &self.opt, &meta, false, None)?;
         display.abandon();
         eprintln!(
             "{} at step {}: saved {}",
@@ -274,10 +302,8 @@ impl<'a> Trainer<'a> {
         };
         let mut meta = self.base_meta.clone();
         self.state.write(&mut meta);
-        self.dir.save_last(&mut self.model, &self.opt, &meta)?;
-        if eval.top1 >= self.state.best_top1 {
-            self.dir.save_best(&mut self.model, &meta)?;
-        }
-        self.dir.write_metrics(&self.rows)
+        let best = eval.top1 >= self.state.best_top1;
+        self.dir
+            .save(&mut self.model, &self.opt, &meta, best, Some(&self.rows))
     }
 }
