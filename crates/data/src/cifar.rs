@@ -1,12 +1,11 @@
 //! Readers of the official CIFAR-10 / CIFAR-100 binary files.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::download::{fetch, Archive, DownloadOptions};
 use crate::download::{CIFAR100_MD5, CIFAR100_URL, CIFAR10_MD5, CIFAR10_URL};
-use crate::error::{io_err, Error, Result};
+use crate::error::{Error, Result};
 use crate::{Dataset, Split};
 
 /// CIFAR-10 training-set mean of `pixel / 255` (RGB).
@@ -154,7 +153,9 @@ fn locate(dir: &Path, archive: &Archive, download: &DownloadOptions) -> Result<P
 
 /// Reads a class-name file: one name per line, blank lines ignored, exactly `expected` names.
 fn read_names(path: &Path, expected: usize) -> Result<Vec<String>> {
-    let text = fs::read_to_string(path).map_err(io_err("cannot read", path))?;
+    let bytes = crate::files::read_regular(path, 1 << 20, "a class-name file")?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::BadData(format!("{} is not UTF-8 text", path.display())))?;
     let names: Vec<String> = text
         .lines()
         .map(str::trim)
@@ -184,7 +185,8 @@ fn read_split(paths: &[PathBuf], limits: &[Limit], pick: usize) -> Result<Split>
     let mut images = Vec::new();
     let mut labels = Vec::new();
     for path in paths {
-        let bytes = fs::read(path).map_err(io_err("cannot read", path))?;
+        // The official files hold 10,000 records each (30 MB); a few more are allowed.
+        let bytes = crate::files::read_regular(path, 512 << 20, "a CIFAR batch file")?;
         if bytes.is_empty() {
             return Err(Error::BadData(format!(
                 "{} is empty (expected {record}-byte records)",

@@ -28,7 +28,24 @@ pub struct DownloadOptions {
     pub md5: Option<String>,
     /// Never touch the network: a missing dataset is an error that says where to put the files.
     pub offline: bool,
+    /// The whole transfer's deadline (default [`DEADLINE`]).
+    pub deadline: Option<Duration>,
+    /// The window of the minimum-progress rule (default [`STALL_WINDOW`]): a transfer that
+    /// receives less than [`MIN_PROGRESS_BYTES`] in such a window ends with an error.
+    pub stall_window: Option<Duration>,
 }
+
+/// Default deadline of a whole download (the CIFAR archives are 163-170 MB).
+pub const DEADLINE: Duration = Duration::from_secs(2 * 60 * 60);
+/// Default window of the minimum-progress rule.
+pub const STALL_WINDOW: Duration = Duration::from_secs(60);
+/// Bytes a transfer must receive in every stall window (1 KiB/s over the default one).
+pub const MIN_PROGRESS_BYTES: u64 = 60 << 10;
+/// The largest archive accepted (the server's Content-Length, and what is received).
+pub const MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
+/// The most bytes an extracted archive may write, and the most in one file.
+pub const MAX_EXTRACTED_BYTES: u64 = 2 << 30;
+pub const MAX_EXTRACTED_FILE_BYTES: u64 = 512 << 20;
 
 /// What one dataset's archive is and what it must contain.
 pub(crate) struct Archive {
@@ -107,6 +124,7 @@ pub(crate) fn fetch(dir: &Path, archive: &Archive, opts: &DownloadOptions) -> Re
         )));
     }
     fs::create_dir_all(dir).map_err(io_err("cannot create the data folder", dir))?;
+    remove_stale_temporaries(dir, archive.folder);
 
     // Temporary names live in the destination folder so the final rename stays on one filesystem.
     let pid = std::process::id();
@@ -114,7 +132,7 @@ pub(crate) fn fetch(dir: &Path, archive: &Archive, opts: &DownloadOptions) -> Re
         dir.join(format!(".{}.download-{pid}.tar.gz", archive.folder)),
         false,
     );
-    let actual = download(url, &part.path, archive, dir)?;
+    let actual = download(url, &part.path, archive, dir, opts)?;
     if actual != expected {
         return Err(Error::Checksum {
             url: url.to_string(),
@@ -149,8 +167,44 @@ pub(crate) fn fetch(dir: &Path, archive: &Archive, opts: &DownloadOptions) -> Re
     Ok(())
 }
 
-/// Streams `url` into `dest`, returning the lowercase hex md5 of what was received.
-fn download(url: &str, dest: &Path, archive: &Archive, dir: &Path) -> Result<String> {
+/// Removes what an earlier process, killed while fetching `folder` into `dir`, left there: its
+/// `.FOLDER.download-PID.tar.gz` and `.FOLDER.extract-PID`. On Linux only those whose process
+/// is gone (another one may be fetching right now); elsewhere none.
+fn remove_stale_temporaries(dir: &Path, folder: &str) {
+    #[cfg(target_os = "linux")]
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = [".download-", ".extract-"].iter().find_map(|kind| {
+                let rest = name.strip_prefix(&format!(".{folder}{kind}"))?;
+                let pid = rest.strip_suffix(".tar.gz").unwrap_or(rest);
+                (!pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())).then_some(pid)
+            });
+            let Some(pid) = pid else { continue };
+            if !Path::new("/proc").join(pid).exists() {
+                let path = entry.path();
+                // symlink_metadata: a link planted there is removed, never followed.
+                let _ = match fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
+                    _ => fs::remove_file(&path),
+                };
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (dir, folder);
+}
+
+/// Streams `url` into `dest`, returning the lowercase hex md5 of what was received. Ends with
+/// an error past the deadline, when a stall window passes with too little progress, and when
+/// the archive is (or claims to be) over [`MAX_DOWNLOAD_BYTES`].
+fn download(
+    url: &str,
+    dest: &Path,
+    archive: &Archive,
+    dir: &Path,
+    opts: &DownloadOptions,
+) -> Result<String> {
     let fail = |why: String| {
         Error::Download(format!(
             "cannot download {} from {url}: {why}; {}",
@@ -158,14 +212,24 @@ fn download(url: &str, dest: &Path, archive: &Archive, dir: &Path) -> Result<Str
             archive.where_to_put(dir)
         ))
     };
-    // Per-read rather than total timeouts: a slow link may take long, a dead one should not.
+    let deadline = opts.deadline.unwrap_or(DEADLINE);
+    let window = opts.stall_window.unwrap_or(STALL_WINDOW);
+    // A read that blocks longer than the stall window has stalled anyway; the whole call
+    // (connecting and the headers included) has the deadline.
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_per_read(Some(Duration::from_secs(60)))
+        .timeout_global(Some(deadline))
+        .timeout_connect(Some(window.min(Duration::from_secs(30))))
+        .timeout_per_read(Some(window))
         .build()
         .into();
+    let started = std::time::Instant::now();
     let mut response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
     let total = response.body().content_length();
+    if let Some(n) = total.filter(|&n| n > MAX_DOWNLOAD_BYTES) {
+        return Err(fail(format!(
+            "the server announces {n} bytes, over the {MAX_DOWNLOAD_BYTES}-byte cap"
+        )));
+    }
 
     let bar = match total {
         Some(n) => indicatif::ProgressBar::new(n),
@@ -185,6 +249,7 @@ fn download(url: &str, dest: &Path, archive: &Archive, dir: &Path) -> Result<Str
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut received = 0u64;
+    let (mut window_start, mut window_bytes) = (std::time::Instant::now(), 0u64);
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -192,6 +257,28 @@ fn download(url: &str, dest: &Path, archive: &Archive, dir: &Path) -> Result<Str
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(fail(format!("connection lost after {received} bytes: {e}"))),
         };
+        window_bytes += n as u64;
+        if received + n as u64 > MAX_DOWNLOAD_BYTES {
+            return Err(fail(format!(
+                "more than the {MAX_DOWNLOAD_BYTES}-byte cap arrived"
+            )));
+        }
+        if started.elapsed() > deadline {
+            return Err(fail(format!(
+                "not finished within {} s ({received} bytes received)",
+                deadline.as_secs()
+            )));
+        }
+        if window_start.elapsed() >= window {
+            if window_bytes < MIN_PROGRESS_BYTES {
+                return Err(fail(format!(
+                    "the transfer stalled: {window_bytes} bytes in the last {} s, under the \
+                     minimum of {MIN_PROGRESS_BYTES} ({received} bytes received in all)",
+                    window.as_secs_f64()
+                )));
+            }
+            (window_start, window_bytes) = (std::time::Instant::now(), 0);
+        }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])
             .map_err(io_err("cannot write", dest))?;
@@ -217,18 +304,56 @@ fn download(url: &str, dest: &Path, archive: &Archive, dir: &Path) -> Result<Str
         .collect())
 }
 
-/// Unpacks the `.tar.gz` at `archive` into `into` (paths escaping `into` are skipped by `tar`).
+/// Unpacks the `.tar.gz` at `archive` into `into`. Only folders and regular files, at
+/// relative paths without `..`: a link would let a dataset file be any file on the machine, a
+/// device or FIFO would block the reader. Sizes are capped ([`MAX_EXTRACTED_FILE_BYTES`] a
+/// file, [`MAX_EXTRACTED_BYTES`] in all), so a gzip bomb costs bounded disk and time.
 fn extract(archive: &Path, into: &Path, url: &str) -> Result<()> {
     let file = File::open(archive).map_err(io_err("cannot open", archive))?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
-    let bad = |e: std::io::Error| {
+    let refuse = |what: String| {
         Error::BadData(format!(
-            "cannot extract the archive downloaded from {url}: {e}"
+            "the archive downloaded from {url} {what}: refusing to extract it"
         ))
     };
-    for entry in tar.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        entry.unpack_in(into).map_err(bad)?;
+    let mut written = 0u64;
+    for entry in tar
+        .entries()
+        .map_err(|e| refuse(format!("is unreadable ({e})")))?
+    {
+        let mut entry = entry.map_err(|e| refuse(format!("is unreadable ({e})")))?;
+        let path = entry
+            .path()
+            .map_err(|e| refuse(format!("has a bad path ({e})")))?;
+        let shown = path.display().to_string();
+        let relative = path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+        if !relative {
+            return Err(refuse(format!(
+                "holds {shown}, an absolute path or one with `..`"
+            )));
+        }
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_dir()) {
+            return Err(refuse(format!(
+                "holds {shown}, which is not a file or folder ({kind:?})"
+            )));
+        }
+        let size = entry.header().size().unwrap_or(u64::MAX);
+        written = written.saturating_add(size);
+        if size > MAX_EXTRACTED_FILE_BYTES || written > MAX_EXTRACTED_BYTES {
+            return Err(refuse(format!(
+                "holds {shown} of {size} bytes, over the cap ({MAX_EXTRACTED_FILE_BYTES} a \
+                 file, {MAX_EXTRACTED_BYTES} in all)"
+            )));
+        }
+        entry
+            .unpack_in(into)
+            .map_err(|e| refuse(format!("cannot be extracted at {shown} ({e})")))?;
     }
     Ok(())
 }

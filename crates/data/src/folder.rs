@@ -10,7 +10,12 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::error::{io_err, Error, Result};
+use crate::files::{
+    decode_image, read_capped, read_regular, MAX_ARCHIVE_IMAGE_BYTES, MAX_DATASET_BYTES,
+    MAX_ENTRIES, MAX_IMAGE_FILE_BYTES,
+};
 use crate::{Dataset, Split};
+use std::collections::HashSet;
 
 /// How to read an image folder.
 #[derive(Clone, Debug)]
@@ -156,6 +161,11 @@ fn scan_dir(path: &Path) -> Result<(Option<Found>, Option<Found>)> {
             return Ok(None);
         }
         let mut classes = Classes::new();
+        // Every folder once, by its real path: links are followed (a dataset may link to
+        // images elsewhere), but a link loop or two links to one folder would never end or
+        // count its images twice.
+        let mut visited = HashSet::new();
+        enter(&dir, &mut visited)?;
         for entry in list_dir(&dir)? {
             let name = file_name_bytes(&entry);
             if name.starts_with(b".") {
@@ -164,7 +174,7 @@ fn scan_dir(path: &Path) -> Result<(Option<Found>, Option<Found>)> {
             if entry.is_dir() {
                 let class = utf8_class(&name, || entry.display().to_string())?;
                 let mut items = Vec::new();
-                walk_class(&entry, &entry, &mut items)?;
+                walk_class(&entry, &entry, &mut items, &mut visited)?;
                 classes.insert(class, items);
             } else if is_image_name(&name) {
                 return Err(Error::BadData(format!(
@@ -196,15 +206,41 @@ fn file_name_bytes(path: &Path) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// Marks folder `dir` as walked: an error if it was reached before (see `scan_dir`).
+fn enter(dir: &Path, visited: &mut HashSet<PathBuf>) -> Result<()> {
+    let real = fs::canonicalize(dir).map_err(io_err("cannot resolve", dir))?;
+    if !visited.insert(real.clone()) {
+        return Err(Error::BadData(format!(
+            "{} leads to {}, a folder already read (a link loop, or two links to one folder): \
+             its images would be counted twice",
+            dir.display(),
+            real.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Collects the images under a class folder, recursively (subfolders are part of the name).
-fn walk_class(class_dir: &Path, dir: &Path, items: &mut Vec<Item>) -> Result<()> {
+fn walk_class(
+    class_dir: &Path,
+    dir: &Path,
+    items: &mut Vec<Item>,
+    visited: &mut HashSet<PathBuf>,
+) -> Result<()> {
+    enter(dir, visited)?;
     for path in list_dir(dir)? {
         let name = file_name_bytes(&path);
         if name.starts_with(b".") {
             continue;
         }
+        if items.len() >= MAX_ENTRIES {
+            return Err(Error::BadData(format!(
+                "{} holds more than {MAX_ENTRIES} images",
+                class_dir.display()
+            )));
+        }
         if path.is_dir() {
-            walk_class(class_dir, &path, items)?;
+            walk_class(class_dir, &path, items, visited)?;
         } else if is_image_name(&name) {
             // strip_prefix cannot fail: `path` was listed under `class_dir`.
             let rel = path.strip_prefix(class_dir).unwrap_or(&path);
@@ -226,8 +262,18 @@ struct Entry {
     bytes: Option<Vec<u8>>,
 }
 
-fn scan_archive(path: &Path) -> Result<(Option<Found>, Option<Found>)> {
+/// The folder and image entries of the archive at `path`, its images read (each capped).
+fn read_archive(path: &Path) -> Result<Vec<Entry>> {
     let name = path.to_string_lossy().to_ascii_lowercase();
+    if !fs::metadata(path)
+        .map_err(io_err("cannot read", path))?
+        .is_file()
+    {
+        return Err(Error::BadData(format!(
+            "{} is neither a folder nor a regular file (a FIFO or device): refusing to read it",
+            path.display()
+        )));
+    }
     let file = File::open(path).map_err(io_err("cannot open", path))?;
     let reader: Box<dyn Read> = if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
         Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
@@ -243,9 +289,27 @@ fn scan_archive(path: &Path) -> Result<(Option<Found>, Option<Found>)> {
         Error::BadData(format!("cannot read the archive {}: {e}", path.display()))
     };
     let mut entries = Vec::new();
+    // Every path once (a second entry with the same path would duplicate an image), and the
+    // encoded images held in memory bounded in count and bytes.
+    let mut seen: HashSet<Vec<Vec<u8>>> = HashSet::new();
+    let mut held = 0u64;
+    // The last entry read, for messages: a lying header shows up when the next one is sought.
+    let mut last = String::new();
     let mut tar = tar::Archive::new(reader);
-    for entry in tar.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
+    for (index, entry) in tar.entries().map_err(bad)?.enumerate() {
+        if index >= MAX_ENTRIES {
+            return Err(Error::BadData(format!(
+                "{} has more than {MAX_ENTRIES} entries",
+                path.display()
+            )));
+        }
+        let mut entry = entry.map_err(|e| {
+            Error::BadData(format!(
+                "cannot read the archive {} after its entry {last:?}: {e}",
+                path.display()
+            ))
+        })?;
+        last = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();
         let parts: Vec<Vec<u8>> = entry
             .path_bytes()
@@ -257,21 +321,39 @@ fn scan_archive(path: &Path) -> Result<(Option<Found>, Option<Found>)> {
         if kind.is_dir() {
             entries.push(Entry { parts, bytes: None });
         } else if kind.is_file() && is_image_name(last) && !parts.iter().any(|p| p[0] == b'.') {
-            let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut bytes).map_err(|e| {
-                Error::BadData(format!(
-                    "cannot read {}:{}: {e}",
+            let shown = || {
+                format!(
+                    "{}:{}",
                     path.display(),
                     String::from_utf8_lossy(&parts.join(&b'/'))
-                ))
-            })?;
+                )
+            };
+            if !seen.insert(parts.clone()) {
+                return Err(Error::BadData(format!(
+                    "{} appears twice in the archive (it would be counted twice)",
+                    shown()
+                )));
+            }
+            // The header's size is only a hint: the read itself is capped.
+            let bytes = read_capped(&mut entry, MAX_IMAGE_FILE_BYTES, 0, shown, "an image")?;
+            held += bytes.len() as u64;
+            if held > MAX_ARCHIVE_IMAGE_BYTES {
+                return Err(Error::BadData(format!(
+                    "{} holds more than {MAX_ARCHIVE_IMAGE_BYTES} bytes of images",
+                    path.display()
+                )));
+            }
             entries.push(Entry {
                 parts,
                 bytes: Some(bytes),
             });
         }
     }
+    Ok(entries)
+}
 
+fn scan_archive(path: &Path) -> Result<(Option<Found>, Option<Found>)> {
+    let mut entries = read_archive(path)?;
     // The root is "" when train/ or test/ is at the top, else the one top-level folder
     // holding them.
     let is_split = |p: &[u8]| p == b"train" || p == b"test";
@@ -363,6 +445,14 @@ fn decode_split(classes: Classes, names: &[String], opts: &ImageFolderOptions) -
     }
     let size = opts.image_size;
     let per_image = 3 * size * size;
+    let total = (items.len() as u64).saturating_mul(per_image as u64);
+    if total > MAX_DATASET_BYTES {
+        return Err(Error::BadData(format!(
+            "{} images of {size}x{size} would take {total} bytes decoded, over the cap of \
+             {MAX_DATASET_BYTES}: use a smaller image size or fewer images",
+            items.len()
+        )));
+    }
     let mut images = vec![0u8; items.len() * per_image];
     images
         .par_chunks_mut(per_image)
@@ -381,12 +471,11 @@ fn decode_into(item: &Item, opts: &ImageFolderOptions, out: &mut [u8]) -> Result
     let bytes = match &item.source {
         Source::Bytes(b) => b.as_slice(),
         Source::File(p) => {
-            read = fs::read(p).map_err(io_err("cannot read", p))?;
+            read = read_regular(p, MAX_IMAGE_FILE_BYTES, "an image")?;
             read.as_slice()
         }
     };
-    let decoded = image::load_from_memory(bytes)
-        .map_err(|e| Error::BadData(format!("cannot decode image {}: {e}", item.shown)))?;
+    let decoded = decode_image(bytes, &item.shown)?;
     let mut rgb = decoded.into_rgb8();
     let size = opts.image_size;
     let (w, h) = rgb.dimensions();

@@ -39,6 +39,7 @@ pub mod augment;
 mod cifar;
 mod download;
 mod error;
+pub mod files;
 mod folder;
 mod loader;
 

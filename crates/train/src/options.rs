@@ -30,7 +30,7 @@ impl DataOptions {
         let download = data::DownloadOptions {
             url: self.url.clone(),
             md5: self.md5.clone(),
-            offline: false,
+            ..Default::default()
         };
         let ds = match &self.spec {
             DatasetSpec::Cifar10 => data::load_cifar10(&self.dir, &download)?,

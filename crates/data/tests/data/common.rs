@@ -183,6 +183,32 @@ impl Server {
     }
 }
 
+/// A server on 127.0.0.1 that announces `announced` bytes and then sends one byte every
+/// `every`, for at most 20 s: a stalled or trickling transfer.
+pub fn trickle_server(announced: u64, every: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/cifar-binary.tar.gz",
+        listener.local_addr().unwrap()
+    );
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut buf = [0u8; 1024];
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = stream.read(&mut buf);
+        let head =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes());
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end && stream.write_all(b"x").is_ok() {
+            std::thread::sleep(every);
+        }
+    });
+    url
+}
+
 /// A URL on 127.0.0.1 where nothing listens (connection refused).
 pub fn dead_url() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -296,3 +296,111 @@ fn reads_the_real_cifar10_jpeg_archive() {
         );
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn link_loops_and_duplicates_are_refused_and_a_users_links_still_work() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("set");
+    write_folder(&root);
+
+    // The user's own links: --data itself a link, and a class folder linking to images kept
+    // elsewhere. Both read as if they were the real folders.
+    let elsewhere = dir.path().join("elsewhere");
+    save(&elsewhere, "e.png", &picture(9, 32, 32));
+    symlink(&elsewhere, root.join("train/elk")).unwrap();
+    let link = dir.path().join("link-to-set");
+    symlink(&root, &link).unwrap();
+    let ds = load_image_folder(&link, &opts()).unwrap();
+    assert_eq!(ds.classes, ["ant", "cat", "dog", "elk"]);
+    assert_eq!(ds.train.len, TRAIN.len() + 1);
+
+    // Two links to the class folder itself: would never finish (l1/l2/l1/...), or count its
+    // images again. Refused, quickly, naming the folder.
+    symlink(".", root.join("train/cat/l1")).unwrap();
+    symlink(".", root.join("train/cat/l2")).unwrap();
+    let started = Instant::now();
+    let err = refusal(&root);
+    assert!(err.contains("already read") && err.contains("cat"), "{err}");
+    assert!(started.elapsed().as_secs() < 10);
+    fs::remove_file(root.join("train/cat/l1")).unwrap();
+    fs::remove_file(root.join("train/cat/l2")).unwrap();
+
+    // A FIFO named like an image would block the reader forever.
+    let fifo = root.join("train/cat/pipe.png");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let err = refusal(&root);
+    assert!(
+        err.contains("pipe.png") && err.contains("not a regular file"),
+        "{err}"
+    );
+    fs::remove_file(&fifo).unwrap();
+    // So would a FIFO given as --data.
+    let c = std::ffi::CString::new(
+        dir.path()
+            .join("data.tar.gz")
+            .as_os_str()
+            .as_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let err = refusal(&dir.path().join("data.tar.gz"));
+    assert!(err.contains("regular file"), "{err}");
+}
+
+#[test]
+fn hostile_archives_are_refused_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut png = Vec::new();
+    picture(1, 32, 32)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let test = ("test/ant/t.png", png.as_slice());
+
+    // The same path twice: the image would count twice.
+    let dup = dir.path().join("dup.tar.gz");
+    let bytes = targz(&[("train/ant/a.png", &png), ("train/ant/a.png", &png), test]);
+    fs::write(&dup, bytes).unwrap();
+    let err = refusal(&dup);
+    assert!(
+        err.contains("train/ant/a.png") && err.contains("twice"),
+        "{err}"
+    );
+
+    // A last header that claims a 1 TiB entry (and ends there): refused without trying to
+    // allocate it.
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(png.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, test.0, test.1).unwrap();
+    let mut huge = tar::Header::new_gnu();
+    huge.set_path("train/ant/huge.png").unwrap();
+    huge.set_size(1 << 40);
+    huge.set_mode(0o644);
+    huge.set_cksum();
+    // Written raw, so that the archive's end marker (added by `into_inner`) is its data.
+    std::io::Write::write_all(tar.get_mut(), huge.as_bytes()).unwrap();
+    std::io::Write::write_all(tar.get_mut(), &[7u8; 4096]).unwrap();
+    let raw = tar.into_inner().unwrap();
+    let lying = dir.path().join("lying.tar.gz");
+    fs::write(&lying, raw.finish().unwrap()).unwrap();
+    let err = refusal(&lying);
+    assert!(err.contains("huge.png"), "{err}");
+
+    // An image whose header claims 100000 x 100000 pixels.
+    let mut bomb = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    bomb.extend(100_000u32.to_be_bytes());
+    bomb.extend(100_000u32.to_be_bytes());
+    bomb.extend([8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    let big = dir.path().join("big.tar.gz");
+    fs::write(&big, targz(&[("train/ant/b.png", &bomb), test])).unwrap();
+    let err = refusal(&big);
+    assert!(err.contains("train/ant/b.png"), "{err}");
+}
