@@ -64,7 +64,7 @@ pub(crate) fn read_capped(
 
 /// Decodes a PNG or JPEG, refusing one whose header claims more than [`MAX_DECODED_SIDE`] on a
 /// side or whose decoding would allocate more than [`MAX_DECODE_ALLOC`].
-pub(crate) fn decode_image(bytes: &[u8], shown: &str) -> Result<image::DynamicImage> {
+pub fn decode_image(bytes: &[u8], shown: &str) -> Result<image::DynamicImage> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_DECODED_SIDE);
     limits.max_image_height = Some(MAX_DECODED_SIDE);

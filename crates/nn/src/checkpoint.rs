@@ -40,6 +40,33 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_parent(path).map_err(io)
 }
 
+/// The largest checkpoint file read (senetv2-101 at width 64 is 0.2 GB; width 1024, the
+/// widest config, about 16x that per stage).
+pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
+
+/// The bytes of a checkpoint file: a regular file (through a link is fine) of at most
+/// [`MAX_CHECKPOINT_BYTES`]. A FIFO or device would block or never end.
+fn read_checkpoint_file(path: &Path) -> Result<Vec<u8>> {
+    let io = |err| Error::Io {
+        path: path.to_path_buf(),
+        err,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(err(path, "not a regular file (a folder, FIFO or device)"));
+    }
+    if meta.len() > MAX_CHECKPOINT_BYTES {
+        return Err(err(
+            path,
+            format!(
+                "{} bytes, over the {MAX_CHECKPOINT_BYTES}-byte cap for a checkpoint",
+                meta.len()
+            ),
+        ));
+    }
+    std::fs::read(path).map_err(io)
+}
+
 /// Writes `bytes` to `path` and waits until they are on disk.
 pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -155,10 +182,7 @@ fn describe(path: &Path, bytes: &[u8], e: SafeTensorError) -> Error {
 
 /// The metadata of a checkpoint (empty for files without any, e.g. saved by PyTorch).
 pub fn read_metadata(path: &Path) -> Result<Metadata> {
-    let bytes = std::fs::read(path).map_err(|err| Error::Io {
-        path: path.to_path_buf(),
-        err,
-    })?;
+    let bytes = read_checkpoint_file(path)?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| describe(path, &bytes, e))?;
     Ok(meta
         .metadata()
@@ -301,10 +325,7 @@ fn place(values: Option<Vec<f32>>, like: &Tensor) -> senet_tensor::Result<Tensor
 
 /// Loads `path` into `module`; see [`load_bytes`].
 pub fn load(module: &mut dyn Module, path: &Path) -> Result<Metadata> {
-    let bytes = std::fs::read(path).map_err(|err| Error::Io {
-        path: path.to_path_buf(),
-        err,
-    })?;
+    let bytes = read_checkpoint_file(path)?;
     load_bytes(module, &bytes, path)
 }
 
@@ -346,10 +367,7 @@ pub fn load_tensors(
     path: &Path,
     device: senet_tensor::Device,
 ) -> Result<(BTreeMap<String, Tensor>, Metadata)> {
-    let bytes = std::fs::read(path).map_err(|err| Error::Io {
-        path: path.to_path_buf(),
-        err,
-    })?;
+    let bytes = read_checkpoint_file(path)?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| describe(path, &bytes, e))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| describe(path, &bytes, e))?;
     let mut out = BTreeMap::new();

@@ -128,6 +128,18 @@ pub fn config_json(
     Value::Object(m)
 }
 
+/// A run folder's text file: a regular file of at most `cap` bytes, UTF-8.
+fn read_text(path: &Path, cap: u64) -> Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() || meta.len() > cap {
+        bail!(
+            "{} is not a regular file of at most {cap} bytes: not one this program wrote",
+            path.display()
+        );
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
 fn write_text(path: &Path, text: &str) -> Result<()> {
     checkpoint::write_atomically(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
@@ -162,7 +174,7 @@ impl RunDir {
     pub fn check_resume_config(&self, json: &Value) -> Result<()> {
         let config_path = self.out.join("config.json");
         let old: Value = serde_json::from_str(
-            &std::fs::read_to_string(&config_path)
+            &read_text(&config_path, 1 << 20)
                 .with_context(|| format!("--resume needs {}", config_path.display()))?,
         )
         .with_context(|| format!("{} is not valid JSON", config_path.display()))?;
@@ -237,7 +249,7 @@ impl RunDir {
         if !path.exists() {
             return Ok(Vec::new());
         }
-        let mut rows = metrics::parse_csv(&std::fs::read_to_string(&path)?)?;
+        let mut rows = metrics::parse_csv(&read_text(&path, 64 << 20)?)?;
         rows.retain(|r| r.epoch <= epochs);
         Ok(rows)
     }

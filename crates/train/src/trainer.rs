@@ -108,6 +108,23 @@ impl<'a> Trainer<'a> {
         } else if o.resume {
             dir.check_resume_config(&json)?;
             state = dir.load_last(&mut model, &mut opt, device)?;
+            // The saved position must be one this run can reach: a damaged or foreign file
+            // would otherwise skip a negative number of batches.
+            let first = (state.epoch as u64).checked_mul(steps_per_epoch as u64);
+            let fits = first.is_some_and(|f| {
+                state.epoch <= o.epochs
+                    && state.step >= f
+                    && state.step - f <= steps_per_epoch as u64
+            });
+            if !fits {
+                bail!(
+                    "{}: it says epoch {} step {}, which a run of {} epochs of {steps_per_epoch} steps never reaches",
+                    dir.last().display(),
+                    state.epoch,
+                    state.step,
+                    o.epochs
+                );
+            }
             rows = dir.read_metrics(state.epoch)?;
             eprintln!(
                 "resuming {} at epoch {} step {}",
