@@ -243,6 +243,9 @@ pub struct Gpu {
     queue: wgpu::Queue,
     limits: wgpu::Limits,
     pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    /// Bytes of every buffer ever created on this device (pooled buffers are never freed, so
+    /// this is what the device holds for arrays, in use or pooled).
+    created_bytes: std::sync::atomic::AtomicU64,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     pending: Mutex<Pending>,
@@ -321,6 +324,7 @@ impl Gpu {
             queue,
             limits,
             pool: Mutex::new(HashMap::new()),
+            created_bytes: std::sync::atomic::AtomicU64::new(0),
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             pending: Mutex::new(Pending {
@@ -378,6 +382,8 @@ impl Gpu {
         let usage = wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_SRC
             | wgpu::BufferUsages::COPY_DST;
+        self.created_bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
         self.scoped("allocating a buffer", || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: None,
@@ -386,6 +392,19 @@ impl Gpu {
                 mapped_at_creation: mapped,
             })
         })
+    }
+
+    /// `(bytes of every buffer created, bytes of those waiting in the pool)`: the first is what
+    /// the device holds for arrays; a long run whose first figure keeps growing leaks.
+    pub fn buffer_bytes(&self) -> (u64, u64) {
+        let pooled = self.pool.lock().map_or(0, |p| {
+            p.iter().map(|(size, list)| size * list.len() as u64).sum()
+        });
+        (
+            self.created_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+            pooled,
+        )
     }
 
     /// An uninitialized array of `len` 4-byte elements (from the pool when possible).
