@@ -241,7 +241,9 @@ fn remove_stale_runtime_dirs() {
 
 /// `senet train`: runs the library's trainer, with Ctrl-C (SIGINT) and SIGTERM asking it to
 /// stop: it finishes the step, saves a checkpoint and exits with 128 + the signal's number (130
-/// or 143), as a shell reports a process the signal ended. A second signal ends it at once.
+/// or 143), as a shell reports a process the signal ended. A second signal ends it at once, and
+/// so does the first before the first step (a download or the dataset's decoding: nothing to
+/// save yet; a download's temporary file is removed at the next start).
 fn train(args: &TrainArgs) -> Result<ExitCode> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     use std::sync::atomic::{AtomicI32, Ordering};
@@ -259,6 +261,11 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
             } else {
                 "SIGTERM"
             };
+            if !handler_stop.is_running() {
+                eprintln!("\n{name}: stopping before the first step (nothing to save)");
+                remove_runtime_dir();
+                std::process::exit(128 + signal);
+            }
             eprintln!("\n{name}: saving a checkpoint after this step (again to end at once)");
             handler_received.store(signal, Ordering::SeqCst);
             if handler_stop.stop() {

@@ -200,3 +200,92 @@ fn sigint_and_sigterm_save_and_exit_130_and_143() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A server that announces a CIFAR-sized archive and then sends one byte every 50 ms.
+fn trickling_url() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/cifar.tar.gz", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut buf = [0u8; 1024];
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = stream.read(&mut buf);
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 170000000\r\nConnection: close\r\n\r\n";
+        let _ = stream.write_all(head.as_bytes());
+        let end = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < end && stream.write_all(b"x").is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    url
+}
+
+#[test]
+fn ctrl_c_during_a_download_stops_at_once_and_its_leftovers_go_at_the_next_start() {
+    let dir = tmp("kill-download");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let download_command = |url: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_senet"));
+        c.args([
+            "train", "--model", "resnet", "--depth", "18", "--width", "4", "--device", "cpu",
+        ])
+        .args([
+            "--dataset",
+            "cifar10",
+            "--data-md5",
+            "00",
+            "--data-url",
+            url,
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.join("run"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        c
+    };
+    let partial = || {
+        std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".download-"))
+            .collect::<Vec<_>>()
+    };
+    let child = download_command(&trickling_url()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while partial().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!partial().is_empty(), "the download never started");
+    let sent = Instant::now();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+
+    // The next start, whatever it does, removes what the stopped download left.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/x.tar.gz", refused.local_addr().unwrap());
+    drop(refused);
+    let (status, _) = run(download_command(&dead));
+    assert!(!status.success());
+    assert!(partial().is_empty(), "{:?}", partial());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

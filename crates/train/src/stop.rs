@@ -6,7 +6,7 @@ use std::sync::Arc;
 /// test, another thread). Clones share one flag. The loop checks it after every step: it then
 /// saves a checkpoint and returns [`Outcome::Interrupted`].
 #[derive(Clone, Debug, Default)]
-pub struct StopHandle(Arc<AtomicBool>);
+pub struct StopHandle(Arc<AtomicBool>, Arc<AtomicBool>);
 
 impl StopHandle {
     /// A handle nobody has stopped yet.
@@ -22,6 +22,17 @@ impl StopHandle {
 
     pub fn is_stopped(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// Marks the step loop as started (the trainer calls it). Before that there is nothing to
+    /// save, so a stop request (say, Ctrl-C during a download) may end the program at once.
+    pub fn set_running(&self) {
+        self.1.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the step loop has started, so that a stop request is answered by a save.
+    pub fn is_running(&self) -> bool {
+        self.1.load(Ordering::SeqCst)
     }
 }
 

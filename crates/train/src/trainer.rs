@@ -154,6 +154,7 @@ impl<'a> Trainer<'a> {
 
     /// Trains the remaining epochs, or until asked to stop or `--max-steps` is reached.
     pub fn run(&mut self) -> Result<Outcome> {
+        self.stop.set_running();
         while self.state.epoch < self.o.epochs {
             let lr = match self.train_epoch()? {
                 ControlFlow::Continue(lr) => lr,
