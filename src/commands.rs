@@ -106,13 +106,17 @@ pub fn predict(
     let device = Device::parse(device).with_context(|| format!("--device {device}"))?;
     let (mut model, meta) = load_model(path, flags, device)?;
     let names: Vec<String> = match (class_names, meta.get("class_names")) {
-        (Some(file), _) => std::fs::read_to_string(file)
-            .with_context(|| format!("--class-names {}", file.display()))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect(),
+        (Some(file), _) => String::from_utf8(crate::data::files::read_regular(
+            file,
+            1 << 20,
+            "a class-name file",
+        )?)
+        .with_context(|| format!("--class-names {}: not UTF-8 text", file.display()))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect(),
         (None, Some(json)) => {
             serde_json::from_str(json).context("checkpoint metadata class_names")?
         }
@@ -133,9 +137,22 @@ pub fn predict(
             .with_context(|| format!("checkpoint metadata input_size={s:?}"))?,
         None => 32,
     };
+    // A size from the file sizes the input buffer: bounded like --input-size.
+    if !(1..=4096).contains(&size) {
+        bail!("checkpoint metadata input_size={size} is out of range: 1 to 4096");
+    }
     for image_path in images {
-        let img = image::open(image_path)
-            .with_context(|| format!("cannot read image {}", image_path.display()))?
+        // A regular file under the cap, decoded under limits on its claimed size: a FIFO would
+        // block, and a header claiming 100000 x 100000 pixels would allocate 30 GB.
+        let shown = image_path.display().to_string();
+        let bytes = crate::data::files::read_regular(
+            image_path,
+            crate::data::files::MAX_IMAGE_FILE_BYTES,
+            "an image",
+        )
+        .with_context(|| format!("cannot read image {shown}"))?;
+        let img = crate::data::files::decode_image(&bytes, &shown)
+            .with_context(|| format!("cannot read image {shown}"))?
             .to_rgb8();
         let img = if img.width() as usize != size || img.height() as usize != size {
             if !resize {

@@ -575,7 +575,34 @@ fn sizes_from_flags_and_checkpoints_are_bounded() {
     let mut meta = metadata(&config(10), &CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD);
     meta.insert("width".into(), "1000000".into());
     checkpoint::save(&mut model(10), &meta, &huge).unwrap();
+    // And one whose metadata claims 4294967296 x 4294967296 inputs.
+    let wide = dir.join("wide.safetensors");
+    let mut meta = metadata(&config(10), &CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD);
+    meta.insert("input_size".into(), "4294967296".into());
+    checkpoint::save(&mut model(10), &meta, &wide).unwrap();
+    // A good checkpoint, and a FIFO named like an image (it would block a reader forever).
+    let (_, good) = predict_checkpoint(&dir);
+    let fifo = dir.join("pipe.png");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (
+            [
+                strings(&["predict", "--device", "cpu", "--checkpoint"]),
+                vec![path_str(&wide), path_str(&png)],
+            ]
+            .concat(),
+            strings(&["input_size=4294967296", "1 to 4096"]),
+        ),
+        (
+            [
+                strings(&["predict", "--device", "cpu", "--checkpoint"]),
+                vec![path_str(&good), path_str(&fifo)],
+            ]
+            .concat(),
+            strings(&["pipe.png", "not a regular file"]),
+        ),
         (
             strings(&[
                 "summary",

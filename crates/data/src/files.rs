@@ -17,10 +17,25 @@ pub const MAX_ARCHIVE_IMAGE_BYTES: u64 = 8 << 30;
 pub const MAX_ENTRIES: usize = 10_000_000;
 /// The most bytes a decoded dataset (both splits) may take in memory.
 pub const MAX_DATASET_BYTES: u64 = 16 << 30;
+/// The most values (f32) one batch of images may have: 4 GiB.
+pub const MAX_BATCH_VALUES: u64 = 1 << 30;
+
+/// An error when `batch` images of `size` x `size` (3 channels) would exceed
+/// [`MAX_BATCH_VALUES`]; `flag` names the batch size in the message.
+pub fn check_batch(batch: usize, size: usize, flag: &str) -> Result<()> {
+    let values = (batch as u64).saturating_mul(3 * (size as u64) * (size as u64));
+    if values > MAX_BATCH_VALUES {
+        return Err(Error::Options(format!(
+            "{flag} {batch} of {size}x{size} images is {values} values, over the cap of \
+             {MAX_BATCH_VALUES} (4 GiB): lower {flag}"
+        )));
+    }
+    Ok(())
+}
 
 /// The whole of `path`, which must be a regular file (through a symlink is fine: a user's own
 /// links stay usable) of at most `cap` bytes; `what` names it in messages.
-pub(crate) fn read_regular(path: &Path, cap: u64, what: &str) -> Result<Vec<u8>> {
+pub fn read_regular(path: &Path, cap: u64, what: &str) -> Result<Vec<u8>> {
     let meta = fs::metadata(path).map_err(io_err("cannot read", path))?;
     if !meta.is_file() {
         return Err(Error::BadData(format!(
@@ -113,6 +128,13 @@ mod tests {
             .to_string();
         assert!(err.contains("more than the 10-byte cap"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_batch_is_capped() {
+        assert!(check_batch(128, 32, "--batch").is_ok());
+        let err = check_batch(65536, 4096, "--batch").unwrap_err().to_string();
+        assert!(err.contains("--batch 65536 of 4096x4096"), "{err}");
     }
 
     #[test]

@@ -182,6 +182,7 @@ pub fn evaluate_checkpoint(
             );
         }
     }
+    senet_data::files::check_batch(batch.min(ds.test.len), ds.image_size, "--batch")?;
     let e = evaluate(&mut model, &ds.test, &ds, batch, device)
         .with_context(|| format!("evaluating --checkpoint {}", path.display()))?;
     Ok((e, ds.classes))

@@ -167,6 +167,7 @@ impl TrainOptions {
 
     /// Optimizer steps in one epoch: full batches only.
     pub fn steps_per_epoch(&self, ds: &Dataset) -> Result<usize> {
+        senet_data::files::check_batch(self.batch, ds.image_size, "--batch")?;
         if self.batch > ds.train.len {
             bail!(
                 "--batch {} is larger than the {} training images",
