@@ -723,18 +723,21 @@ mod tests {
     use senet_spec::conv2d as reference;
     use senet_spec::testing::{assert_close, rand_vec};
 
+    /// (batch, cin, h, w, cout, padding): paddings 0, 1 and 2 (even and odd shifts of the split
+    /// planes), odd and even output sizes (cut tiles), a single pixel, and enough channels for
+    /// a real GEMM.
+    const SHAPES: [(usize, usize, usize, usize, usize, usize); 5] = [
+        (2, 3, 7, 5, 4, 1),
+        (1, 2, 6, 9, 3, 0),
+        (2, 4, 5, 4, 2, 2),
+        (1, 1, 1, 1, 1, 1),
+        (3, 40, 8, 8, 33, 1),
+    ];
+
     #[test]
     fn matches_the_direct_sum_for_every_padding_and_parity() {
-        // Paddings 0, 1 and 2 (even and odd shifts of the split planes), odd and even output
-        // sizes (cut tiles), a single pixel, and enough channels for a real GEMM.
         let mut rng = StdRng::seed_from_u64(17);
-        for (n, cin, h, w, cout, pad) in [
-            (2, 3, 7, 5, 4, 1),
-            (1, 2, 6, 9, 3, 0),
-            (2, 4, 5, 4, 2, 2),
-            (1, 1, 1, 1, 1, 1),
-            (3, 40, 8, 8, 33, 1),
-        ] {
+        for (n, cin, h, w, cout, pad) in SHAPES {
             let g = geom((n, cin, h, w, cout), (3, 3), (1, 1), (pad, pad), (1, 1), 1);
             let x = rand_vec::<f64>(&mut rng, n * cin * h * w, -1.0, 1.0);
             let wt = rand_vec::<f64>(&mut rng, g.weight_len(), -1.0, 1.0);
@@ -758,17 +761,10 @@ mod tests {
 
     #[test]
     fn weight_gradient_matches_the_direct_sum() {
-        // Paddings 0, 1 and 2, cut tiles, one sample, and (70 samples of 7x7, 16 tiles each,
-        // against chunks of 64 samples) two chunks of samples added into one sum.
+        // The same shapes, and (70 samples of 7x7, 16 tiles each, against chunks of 64
+        // samples) two chunks of samples added into one sum.
         let mut rng = StdRng::seed_from_u64(19);
-        for (n, cin, h, w, cout, pad) in [
-            (2, 3, 7, 5, 4, 1),
-            (1, 2, 6, 9, 3, 0),
-            (2, 4, 5, 4, 2, 2),
-            (1, 1, 1, 1, 1, 1),
-            (3, 40, 8, 8, 33, 1),
-            (70, 3, 7, 7, 2, 1),
-        ] {
+        for (n, cin, h, w, cout, pad) in SHAPES.into_iter().chain([(70, 3, 7, 7, 2, 1)]) {
             let g = geom((n, cin, h, w, cout), (3, 3), (1, 1), (pad, pad), (1, 1), 1);
             let x = rand_vec::<f64>(&mut rng, n * cin * h * w, -1.0, 1.0);
             let dy = rand_vec::<f64>(&mut rng, n * cout * g.out_h() * g.out_w(), -1.0, 1.0);
