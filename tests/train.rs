@@ -222,8 +222,17 @@ fn resume_refuses_an_optimizer_state_that_is_not_the_weights_own() {
         m.insert("run_step".into(), "2".into());
     });
     assert!(refused().contains("not one save"), "{}", refused());
-    // The file as it was resumes to the end.
     std::fs::write(&optim, original).unwrap();
+    // Running sums the saved steps cannot have produced (they would overflow on the next step).
+    let last = dir.join("run/last.safetensors");
+    let weights = std::fs::read(&last).unwrap();
+    let mut model = senet::models::build(&o.model, 0).unwrap();
+    let mut meta = senet::nn::checkpoint::load(&mut model, &last).unwrap();
+    meta.insert("train_seen".into(), u64::MAX.to_string());
+    senet::nn::checkpoint::save(&mut model, &meta, &last).unwrap();
+    assert!(refused().contains("never reaches"), "{}", refused());
+    // The files as they were resume to the end.
+    std::fs::write(&last, weights).unwrap();
     let (rows, outcome) = train(&o).unwrap();
     assert_eq!((rows.len(), outcome), (3, Outcome::Finished));
 }

@@ -317,10 +317,13 @@ fn extract(archive: &Path, into: &Path, url: &str) -> Result<()> {
         ))
     };
     let mut written = 0u64;
-    for entry in tar
+    // Raw entries: extension headers (long names, pax) come to us as entries and are refused
+    // below, rather than read whole by the tar crate or allowed to change an entry's size.
+    let entries = tar
         .entries()
         .map_err(|e| refuse(format!("is unreadable ({e})")))?
-    {
+        .raw(true);
+    for entry in entries {
         let mut entry = entry.map_err(|e| refuse(format!("is unreadable ({e})")))?;
         let path = entry
             .path()

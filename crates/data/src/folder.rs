@@ -262,6 +262,38 @@ struct Entry {
     bytes: Option<Vec<u8>>,
 }
 
+/// For a tar extension entry (GNU long name or link, pax header), read under a 64 KiB cap:
+/// `Some(path)` with the path it gives the next entry, if any; `None` for any other entry.
+fn extension_path<R: Read>(
+    entry: &mut tar::Entry<R>,
+    kind: tar::EntryType,
+    after: impl Fn() -> String,
+) -> Result<Option<Option<Vec<u8>>>> {
+    let pax = matches!(
+        kind,
+        tar::EntryType::XHeader | tar::EntryType::XGlobalHeader
+    );
+    if !(pax || kind.is_gnu_longname() || kind.is_gnu_longlink()) {
+        return Ok(None);
+    }
+    let shown = || format!("the tar extension header after {:?}", after());
+    let data = read_capped(entry, 64 << 10, 0, shown, "a tar extension header")?;
+    if kind.is_gnu_longname() {
+        let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+        return Ok(Some(Some(data[..end].to_vec())));
+    }
+    if kind == tar::EntryType::XHeader {
+        // Records "LEN path=VALUE\n"; only the path matters here.
+        for record in data.split(|&b| b == b'\n') {
+            let text = record.splitn(2, |&b| b == b' ').nth(1).unwrap_or(&[]);
+            if let Some(value) = text.strip_prefix(b"path=") {
+                return Ok(Some(Some(value.to_vec())));
+            }
+        }
+    }
+    Ok(Some(None))
+}
+
 /// The folder and image entries of the archive at `path`, its images read (each capped).
 fn read_archive(path: &Path) -> Result<Vec<Entry>> {
     let name = path.to_string_lossy().to_ascii_lowercase();
@@ -296,7 +328,11 @@ fn read_archive(path: &Path) -> Result<Vec<Entry>> {
     // The last entry read, for messages: a lying header shows up when the next one is sought.
     let mut last = String::new();
     let mut tar = tar::Archive::new(reader);
-    for (index, entry) in tar.entries().map_err(bad)?.enumerate() {
+    // Raw entries: the tar crate would read a GNU long-name or pax header's data whole into
+    // memory, however large its header says it is. Here they are read capped (see
+    // `extension_path`), and a pax `size` record cannot change how much an entry holds.
+    let mut long_path: Option<Vec<u8>> = None;
+    for (index, entry) in tar.entries().map_err(bad)?.raw(true).enumerate() {
         if index >= MAX_ENTRIES {
             return Err(Error::BadData(format!(
                 "{} has more than {MAX_ENTRIES} entries",
@@ -309,10 +345,16 @@ fn read_archive(path: &Path) -> Result<Vec<Entry>> {
                 path.display()
             ))
         })?;
-        last = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();
-        let parts: Vec<Vec<u8>> = entry
-            .path_bytes()
+        if let Some(found) = extension_path(&mut entry, kind, || last.clone())? {
+            long_path = found;
+            continue;
+        }
+        let path_bytes = long_path
+            .take()
+            .unwrap_or_else(|| entry.path_bytes().into_owned());
+        last = String::from_utf8_lossy(&path_bytes).into_owned();
+        let parts: Vec<Vec<u8>> = path_bytes
             .split(|&b| b == b'/')
             .filter(|p| !p.is_empty() && *p != b".")
             .map(<[u8]>::to_vec)

@@ -163,7 +163,7 @@ impl Optimizer {
             OptimizerKind::Sgd { .. } => &["velocity"],
             OptimizerKind::AdamW { .. } => &["exp_avg", "exp_avg_sq"],
         };
-        let mut state: BTreeMap<String, Vec<Tensor>> = BTreeMap::new();
+        let mut slots: BTreeMap<String, Vec<Option<Tensor>>> = BTreeMap::new();
         for (key, t) in tensors {
             let (param, what) = key.rsplit_once('.').ok_or_else(|| {
                 Error::Config(format!(
@@ -171,18 +171,21 @@ impl Optimizer {
                 ))
             })?;
             let idx = names.iter().position(|n| *n == what).ok_or_else(|| Error::Config(format!("optimizer state tensor {key}: {what} is not state of this optimizer ({names:?})")))?;
-            let slot = state.entry(param.to_string()).or_default();
-            if slot.len() <= idx {
-                slot.resize(idx + 1, t.clone());
-            }
-            slot[idx] = t;
+            slots
+                .entry(param.to_string())
+                .or_insert_with(|| vec![None; names.len()])[idx] = Some(t);
         }
-        if let Some((p, s)) = state.iter().find(|(_, s)| s.len() != names.len()) {
-            return Err(Error::Config(format!(
-                "optimizer state of {p} has {} of its {} tensors",
-                s.len(),
-                names.len()
-            )));
+        // Every parameter's state whole: each of its tensors present, none stood in for another.
+        let mut state: BTreeMap<String, Vec<Tensor>> = BTreeMap::new();
+        for (p, s) in slots {
+            let have = s.iter().flatten().count();
+            if have != names.len() {
+                return Err(Error::Config(format!(
+                    "optimizer state of {p} has {have} of its {} tensors",
+                    names.len()
+                )));
+            }
+            state.insert(p, s.into_iter().flatten().collect());
         }
         self.state = state;
         self.steps = steps;

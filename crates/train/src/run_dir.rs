@@ -226,7 +226,8 @@ impl RunDir {
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| anyhow!("{}: metadata {key} is missing", optim_path.display()))
         };
-        let run_step = number("run_step")?;
+        // Files from before `run_step` was written: the optimizer's own step count is the run's.
+        let run_step = number("run_step").or_else(|_| number("steps"))?;
         if run_step != state.step {
             bail!(
                 "{} holds the optimizer state of step {run_step}, {} the weights of step {}: \

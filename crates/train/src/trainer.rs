@@ -93,8 +93,13 @@ impl<'a> Trainer<'a> {
 
         let json = config_json(o, &config, &device.describe(), ds.classes.len());
         let (mut state, mut rows) = (RunState::default(), Vec::new());
+        // A folder holding nothing but our own dot-file temporaries (a kill while config.json
+        // was first written) counts as empty.
         let started_only = o.out.join("config.json").exists()
-            || std::fs::read_dir(&o.out).is_ok_and(|mut d| d.next().is_none());
+            || std::fs::read_dir(&o.out).is_ok_and(|d| {
+                d.flatten()
+                    .all(|e| e.file_name().to_string_lossy().starts_with('.'))
+            });
         if o.resume && !dir.last().exists() && started_only {
             // The run was started but stopped before its first save (before it wrote
             // config.json, even): nothing to resume.
@@ -115,6 +120,9 @@ impl<'a> Trainer<'a> {
                 state.epoch <= o.epochs
                     && state.step >= f
                     && state.step - f <= steps_per_epoch as u64
+                    // The running sums cover the epoch's steps so far, no more.
+                    && state.seen <= (state.step - f).saturating_mul(o.batch as u64)
+                    && state.correct <= state.seen
             });
             if !fits {
                 bail!(
@@ -284,7 +292,10 @@ impl<'a> Trainer<'a> {
     /// After the last step of an epoch (`lr` its rate): evaluates on the test split, appends
     /// the row, and writes the checkpoints, `metrics.csv` and `curves.png`.
     fn end_epoch(&mut self, lr: f64) -> Result<()> {
-        let batch = 500.min(self.ds.test.len.max(1));
+        // 500 images a batch, fewer for big images: a batch stays under the 4 GiB cap.
+        let size = self.ds.image_size as u64;
+        let fits = (senet_data::files::MAX_BATCH_VALUES / (3 * size * size).max(1)).max(1);
+        let batch = 500.min(self.ds.test.len.max(1)).min(fits as usize);
         let eval = evaluate(&mut self.model, &self.ds.test, &self.ds, batch, self.device)
             .with_context(|| {
                 format!(

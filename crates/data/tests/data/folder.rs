@@ -404,3 +404,38 @@ fn hostile_archives_are_refused_with_bounded_memory() {
     let err = refusal(&big);
     assert!(err.contains("train/ant/b.png"), "{err}");
 }
+
+#[test]
+fn tar_extension_headers_are_read_capped_and_long_names_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut png = Vec::new();
+    picture(2, 32, 32)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    // A class name past the 100 bytes of a tar header's name: written as a GNU long name.
+    let class = "c".repeat(150);
+    let (train, test) = (
+        format!("train/{class}/a.png"),
+        format!("test/{class}/b.png"),
+    );
+    let long = dir.path().join("long.tar.gz");
+    fs::write(&long, targz(&[(&train, &png), (&test, &png)])).unwrap();
+    let ds = load_image_folder(&long, &opts()).unwrap();
+    assert_eq!(ds.classes, [class]);
+
+    // A GNU long-name header claiming 8 GiB of name: refused without reading it into memory.
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_path("././@LongLink").unwrap();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(8 << 30);
+    h.set_mode(0o644);
+    h.set_cksum();
+    std::io::Write::write_all(tar.get_mut(), h.as_bytes()).unwrap();
+    std::io::Write::write_all(tar.get_mut(), &vec![b'x'; 1 << 20]).unwrap();
+    let bomb = dir.path().join("bomb.tar.gz");
+    fs::write(&bomb, tar.into_inner().unwrap().finish().unwrap()).unwrap();
+    let err = refusal(&bomb);
+    assert!(err.contains("extension header"), "{err}");
+}
