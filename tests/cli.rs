@@ -575,6 +575,13 @@ fn sizes_from_flags_and_checkpoints_are_bounded() {
     let mut meta = metadata(&config(10), &CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD);
     meta.insert("width".into(), "1000000".into());
     checkpoint::save(&mut model(10), &meta, &huge).unwrap();
+    // Each within its cap, together a model of tens of GB: refused before it is built.
+    let giant = dir.join("giant.safetensors");
+    let mut meta = metadata(&config(10), &CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD);
+    for (k, v) in [("depth", "101"), ("width", "1024"), ("classes", "100000")] {
+        meta.insert(k.into(), v.into());
+    }
+    checkpoint::save(&mut model(10), &meta, &giant).unwrap();
     // And one whose metadata claims 4294967296 x 4294967296 inputs.
     let wide = dir.join("wide.safetensors");
     let mut meta = metadata(&config(10), &CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD);
@@ -587,6 +594,14 @@ fn sizes_from_flags_and_checkpoints_are_bounded() {
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (
+            [
+                strings(&["predict", "--device", "cpu", "--checkpoint"]),
+                vec![path_str(&giant), path_str(&png)],
+            ]
+            .concat(),
+            strings(&["million parameters", "not a checkpoint of that model"]),
+        ),
         (
             [
                 strings(&["predict", "--device", "cpu", "--checkpoint"]),

@@ -46,6 +46,51 @@ pub fn config_from_metadata(meta: &Metadata) -> Result<Option<ModelConfig>> {
     Ok(Some(config))
 }
 
+/// Refuses a description whose model could not fit in the file: each cap on width, classes and
+/// depth holds, but together they allow a model of tens of GB, and a 300-byte file claiming one
+/// would have it built (and the process killed for memory) before its tensors are compared.
+/// The parameter count is estimated from the same model at width 16 with 1 and 2 classes
+/// (megabytes to build): convolutions grow with the square of the width, the classifier with
+/// width times classes. A real checkpoint holds every parameter as 4 bytes, so an estimate over
+/// twice the file (plus 1 MiB) cannot be one.
+fn check_size_against_file(config: &ModelConfig, path: &Path) -> Result<()> {
+    config.validate()?;
+    if config.width <= 16 {
+        return Ok(()); // small enough to build and compare
+    }
+    let file = std::fs::metadata(path)
+        .with_context(|| format!("--checkpoint {}", path.display()))?
+        .len();
+    // A description that is invalid at width 16 fails the real build with its own message.
+    let Some(estimate) = estimated_parameters(config) else {
+        return Ok(());
+    };
+    if 4.0 * estimate > 2.0 * file as f64 + (1 << 20) as f64 {
+        bail!(
+            "{} describes {} (about {:.0} million parameters, {:.1} GB), but the file holds only {file} bytes: not a checkpoint of that model",
+            path.display(),
+            config,
+            estimate / 1e6,
+            4.0 * estimate / 1e9
+        );
+    }
+    Ok(())
+}
+
+/// The trainable parameters of `config`, estimated from the same model at width 16 (see
+/// [`check_size_against_file`]); `None` when that model cannot be built.
+fn estimated_parameters(config: &ModelConfig) -> Option<f64> {
+    let probe = |classes: usize| -> Option<f64> {
+        let mut c = config.clone();
+        (c.width, c.classes) = (16, classes);
+        Some(build(&c, 0).ok()?.count_parameters().0 as f64)
+    };
+    let (one, two) = (probe(1)?, probe(2)?);
+    let fc_in = two - one;
+    let scale = config.width as f64 / 16.0;
+    Some((one - fc_in) * scale * scale + fc_in * scale * config.classes as f64)
+}
+
 /// The model a checkpoint holds: from its metadata, else from the `--model ...` flags (given
 /// as the config they describe, or the error they gave, reported only when they are needed).
 pub fn load_model(
@@ -61,9 +106,39 @@ pub fn load_model(
         (None, Some(Err(e))) => bail!("{e:#}"),
         (None, None) => bail!("{} has no model description (a checkpoint exported from PyTorch?): give --model, --depth, --preset, --width and --classes", path.display()),
     };
+    check_size_against_file(&config, path)?;
     let mut model = build(&config, 0)?;
     checkpoint::load(&mut model, path)
         .with_context(|| format!("loading {} as {}", path.display(), config.name()))?;
     model.to_device(device)?;
     Ok((model, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parameter_estimate_is_close_for_every_family() {
+        for (family, depth, preset, width, classes) in [
+            ("senetv2", Some(9), "paper", 64, 10),
+            ("resnet", Some(18), "cifar", 64, 100),
+            ("se-resnet", Some(26), "paper", 32, 10),
+            ("senextv2", Some(9), "cifar", 32, 10),
+            ("mobilenet", None, "paper", 64, 1000),
+        ] {
+            let mut c = ModelConfig::new(
+                family.parse().unwrap(),
+                depth,
+                preset.parse().unwrap(),
+                classes,
+            );
+            c.width = width;
+            let actual = build(&c, 0).unwrap().count_parameters().0 as f64;
+            let estimate = estimated_parameters(&c).unwrap();
+            let ratio = estimate / actual;
+            // Well inside the factor of 2 the file check allows.
+            assert!((0.8..1.25).contains(&ratio), "{c}: {estimate} vs {actual}");
+        }
+    }
 }
