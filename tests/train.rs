@@ -80,6 +80,12 @@ fn a_run_stopped_mid_epoch_and_resumed_ends_bit_identical() {
     o.max_steps = Some(7);
     let (_, outcome) = train(&o).unwrap();
     assert_eq!(outcome, Outcome::MaxSteps);
+    // Resumed with the same --max-steps: nothing left to do, not one step more.
+    o.resume = true;
+    let (_, outcome) = train(&o).unwrap();
+    assert_eq!(outcome, Outcome::MaxSteps);
+    let meta = senet::nn::checkpoint::read_metadata(&dir.join("resumed/last.safetensors")).unwrap();
+    assert_eq!(meta["step"], "7");
     o.max_steps = Some(10); // stopped again, exactly at an epoch boundary
     o.resume = true;
     train(&o).unwrap();

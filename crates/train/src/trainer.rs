@@ -164,6 +164,10 @@ impl<'a> Trainer<'a> {
     pub fn run(&mut self) -> Result<Outcome> {
         self.stop.set_running();
         while self.state.epoch < self.o.epochs {
+            // Resumed at (or past) --max-steps: no step to take.
+            if self.o.max_steps.is_some_and(|m| self.state.step >= m) {
+                return Ok(Outcome::MaxSteps);
+            }
             let lr = match self.train_epoch()? {
                 ControlFlow::Continue(lr) => lr,
                 ControlFlow::Break(outcome) => return Ok(outcome),
