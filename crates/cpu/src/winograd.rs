@@ -384,7 +384,7 @@ pub fn forward_channels_last<T: Element>(
                         }
                     }
                 }
-                crate::conv2d::transpose_serial(yt, out_hw, cout, y_s, out_hw);
+                crate::transpose_serial(yt, out_hw, cout, y_s, out_hw);
             },
         );
     }
@@ -407,7 +407,7 @@ fn transform_inputs_channels_last<T: Element>(g: &Conv2dGeometry, x_c: &[T], v: 
         .for_each_init(
             || (vec![T::zero(); cin * in_hw], vec![T::zero(); 4 * cin]),
             |(xt, bt), (v_s, x_s)| {
-                crate::conv2d::transpose_serial(x_s, cin, in_hw, xt, cin);
+                crate::transpose_serial(x_s, cin, in_hw, xt, cin);
                 for (t, v_t) in v_s.chunks_exact_mut(16 * cin).enumerate() {
                     let (tr, tc) = (t / tw, t % tw);
                     // d[i * 4 + j]: the input pixel at row 2tr + i, column 2tc + j of the
@@ -474,7 +474,7 @@ pub fn backward_weight_channels_last<T: Element>(g: &Conv2dGeometry, x: &[T], dy
             .for_each_init(
                 || vec![T::zero(); y_n],
                 |dyt, (dm_s, dy_s)| {
-                    crate::conv2d::transpose_serial(dy_s, cout, ho * wo, dyt, cout);
+                    crate::transpose_serial(dy_s, cout, ho * wo, dyt, cout);
                     for (t, dm_t) in dm_s.chunks_exact_mut(16 * cout).enumerate() {
                         let (tr, tc) = (t / tw, t % tw);
                         // The tile's 2x2 outputs; those cut off at the edge have no gradient.
