@@ -30,6 +30,19 @@ pub fn applies(g: &Conv2dGeometry) -> bool {
     g.kernel == (3, 3) && g.stride == (1, 1) && g.dilation == (1, 1) && g.groups == 1
 }
 
+/// Rows and columns of 2x2 output tiles per sample (the last row and column cut short when the
+/// output is odd).
+///
+/// # Panics
+/// If the convolution is not one this module computes ([`applies`]).
+fn tile_grid(g: &Conv2dGeometry) -> (usize, usize) {
+    assert!(
+        applies(g),
+        "winograd: not a 3x3 stride-1 ungrouped convolution"
+    );
+    (g.out_h().div_ceil(2), g.out_w().div_ceil(2))
+}
+
 /// The two ways this module lays a convolution out (same results, to the bit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
@@ -57,7 +70,8 @@ pub fn choose(g: &Conv2dGeometry) -> Option<Layout> {
         return None;
     }
     let (plane, cin) = (g.out_h() * g.out_w(), g.in_channels);
-    let tiles = g.batch * g.out_h().div_ceil(2) * g.out_w().div_ceil(2);
+    let (th, tw) = tile_grid(g);
+    let tiles = g.batch * th * tw;
     let small = cin >= 32 && (4..=64).contains(&plane) && 4 * tiles >= cin;
     let mid = cin >= 128 && (65..=256).contains(&plane);
     if small || mid {
@@ -218,14 +232,9 @@ fn split_padded<T: Element>(
 /// # Panics
 /// If it does not, or a slice length does not match the geometry (checked by the caller).
 pub fn forward<T: Element>(g: &Conv2dGeometry, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
-    assert!(
-        applies(g),
-        "winograd: not a 3x3 stride-1 ungrouped convolution"
-    );
+    let (th, tw) = tile_grid(g);
     let (cin, cout) = (g.in_channels, g.out_channels);
     let (ho, wo) = (g.out_h(), g.out_w());
-    // 2x2 output tiles per sample, the last row and column cut short when odd.
-    let (th, tw) = (ho.div_ceil(2), wo.div_ceil(2));
     let tiles = th * tw;
     // The padded input each sample's tiles read: 2 * th + 2 rows, 2 * tw + 2 columns.
     let (hp, half) = (2 * th + 2, tw + 1);
@@ -328,13 +337,9 @@ pub fn forward_channels_last<T: Element>(
     w: &[T],
     bias: Option<&[T]>,
 ) -> Vec<T> {
-    assert!(
-        applies(g),
-        "winograd: not a 3x3 stride-1 ungrouped convolution"
-    );
+    let (th, tw) = tile_grid(g);
     let (cin, cout) = (g.in_channels, g.out_channels);
     let (ho, wo) = (g.out_h(), g.out_w());
-    let (th, tw) = (ho.div_ceil(2), wo.div_ceil(2));
     let tiles = th * tw;
     let (in_hw, out_hw) = (g.in_h * g.in_w, ho * wo);
     let (x_n, y_n) = (cin * in_hw, cout * out_hw);
@@ -397,8 +402,8 @@ pub fn forward_channels_last<T: Element>(
 fn transform_inputs_channels_last<T: Element>(g: &Conv2dGeometry, x_c: &[T], v: &mut [T]) {
     let cin = g.in_channels;
     let in_hw = g.in_h * g.in_w;
-    let tw = g.out_w().div_ceil(2);
-    let tiles = g.out_h().div_ceil(2) * tw;
+    let (th, tw) = tile_grid(g);
+    let tiles = th * tw;
     // The vector a tile reads where its window lies on the padding.
     let zeros = vec![T::zero(); cin];
     let (ph, pw) = (g.padding.0 as isize, g.padding.1 as isize);
@@ -444,14 +449,10 @@ const WEIGHT_GRAD_TILES: usize = 1024;
 /// (fixed by [`WEIGHT_GRAD_TILES`]) add into the same sum in order, so there are no
 /// per-chunk copies of dw to add up.
 pub fn backward_weight_channels_last<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
-    assert!(
-        applies(g),
-        "winograd: not a 3x3 stride-1 ungrouped convolution"
-    );
+    let (th, tw) = tile_grid(g);
+    let tiles = th * tw;
     let (cin, cout) = (g.in_channels, g.out_channels);
     let (ho, wo) = (g.out_h(), g.out_w());
-    let tw = wo.div_ceil(2);
-    let tiles = ho.div_ceil(2) * tw;
     let (x_n, y_n) = (cin * g.in_h * g.in_w, cout * ho * wo);
     let chunk = WEIGHT_GRAD_TILES.div_ceil(tiles).min(g.batch).max(1);
     let zeros = vec![T::zero(); cout];
