@@ -3,8 +3,7 @@
 //! `senet train` writes (config.json, metrics.csv, curves.png, checkpoints). Run it with
 //! `cargo run --example train_tiny`; it takes seconds.
 use senet::models::{Family, ModelConfig, Preset};
-use senet::nn::schedule::ScheduleKind;
-use senet::train::{train, DataOptions, DatasetSpec, OptimizerChoice, StopHandle, TrainOptions};
+use senet::train::{train, DataOptions, DatasetSpec, StopHandle, TrainOptions};
 use std::path::Path;
 
 fn main() -> anyhow::Result<()> {
@@ -14,36 +13,16 @@ fn main() -> anyhow::Result<()> {
     // A ResNet-18 with the CIFAR preset at width 4 (the published network is width 64).
     let mut model = ModelConfig::new(Family::ResNet, Some(18), Preset::Cifar, 10);
     model.width = 4;
+    // The default recipe (`TrainOptions::new`, what `senet train` does) with a few changes
+    // for a tiny dataset: short, small batches, a gentler rate.
+    let data = DataOptions::new(DatasetSpec::Cifar10, &dir);
     let options = TrainOptions {
-        model,
-        classes: None, // the dataset's
-        data: DataOptions {
-            spec: DatasetSpec::Cifar10,
-            dir: dir.clone(),
-            url: None,
-            md5: None,
-        },
         epochs: 5,
-        save_every: None,
-        max_steps: None,
         batch: 20,
         lr: 0.05,
-        momentum: 0.9,
-        nesterov: true,
-        weight_decay: 5e-4,
-        optimizer: OptimizerChoice::Sgd,
-        schedule: ScheduleKind::Cosine,
         warmup: 0.5,
-        label_smoothing: 0.0,
-        augment: true,
-        shuffle: true,
-        seed: 0,
-        device: "cpu".into(),
-        init: None,
-        out: dir.join("run"),
-        resume: false,
         workers: 1,
-        progress: false,
+        ..TrainOptions::new(model, data, dir.join("run"))
     };
     // Nobody stops this run; a clone of the handle given to another thread (or a Ctrl-C
     // handler, as `senet train` does) could, and the run would save a checkpoint first.

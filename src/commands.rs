@@ -25,16 +25,42 @@ pub const CIFAR10_CLASSES: [&str; 10] = [
 pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 pub const CIFAR10_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
 
-/// `senet eval`: prints the loss, top-1, top-5 and the per-class table.
+/// Where `senet eval` writes its pictures and what it prints.
+pub struct EvalOutput {
+    /// The folder of confusion.csv, confusion.png and misclassified.png.
+    pub dir: PathBuf,
+    /// How many of the most confident mistakes misclassified.png shows (0: no picture).
+    pub misclassified: usize,
+    /// Print JSON rather than text.
+    pub json: bool,
+}
+
+/// `senet eval`: prints the loss, top-1, top-5 and the per-class table (or one JSON
+/// document), and writes the confusion matrix and the mistakes' picture.
 pub fn eval(
     path: &Path,
     flags: &Option<Result<ModelConfig>>,
     data: &DataOptions,
+    output: &EvalOutput,
     device: &str,
     batch: usize,
 ) -> Result<ExitCode> {
-    let (e, class_names) = evaluate_checkpoint(path, flags, data, device, batch)?;
-    print!("{}", e.report(&class_names));
+    let report = evaluate_checkpoint(path, flags, data, device, batch, output.misclassified)?;
+    let written = report.write_files(&output.dir)?;
+    if output.json {
+        let mut doc = report.to_json();
+        doc["files"] = written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .into();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", report.evaluation.report(&report.classes));
+        for p in &written {
+            eprintln!("wrote {}", p.display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -92,20 +118,73 @@ fn normalization(
     Ok(values)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The options of `senet predict` besides the checkpoint, the images and the device.
+#[derive(Clone, Debug, Default)]
+pub struct PredictOptions {
+    /// A file of class names, one per line.
+    pub class_names: Option<PathBuf>,
+    pub mean: Option<Vec<f32>>,
+    pub std: Option<Vec<f32>>,
+    /// Resize images of another size to the model's.
+    pub resize: bool,
+    /// Print JSON Lines.
+    pub json: bool,
+}
+
+/// The most images one folder given to `predict` may hold.
+const MAX_FOLDER_IMAGES: usize = 1_000_000;
+
+/// The images `predict` reads: each file as given, and the PNG/JPEG files directly inside each
+/// folder, in name order (subfolders are not entered).
+fn expand_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(p).with_context(|| format!("reading {}", p.display()))? {
+            let entry = entry.with_context(|| format!("reading {}", p.display()))?;
+            let path = entry.path();
+            let image = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()));
+            if image && entry.file_type().is_ok_and(|t| t.is_file()) {
+                found.push(path);
+                if found.len() > MAX_FOLDER_IMAGES {
+                    bail!("{} holds more than {MAX_FOLDER_IMAGES} images", p.display());
+                }
+            }
+        }
+        if found.is_empty() {
+            bail!("{} holds no PNG or JPEG image", p.display());
+        }
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
+}
+
 pub fn predict(
     path: &Path,
     images: &[PathBuf],
     flags: &Option<Result<ModelConfig>>,
-    class_names: Option<&Path>,
-    mean: Option<Vec<f32>>,
-    std: Option<Vec<f32>>,
-    resize: bool,
+    options: &PredictOptions,
     device: &str,
 ) -> Result<ExitCode> {
+    let PredictOptions {
+        class_names,
+        mean,
+        std,
+        resize,
+        json,
+    } = options.clone();
+    let images = expand_images(images)?;
     let device = Device::parse(device).with_context(|| format!("--device {device}"))?;
     let (mut model, meta) = load_model(path, flags, device)?;
-    let names: Vec<String> = match (class_names, meta.get("class_names")) {
+    let names: Vec<String> = match (class_names.as_deref(), meta.get("class_names")) {
         (Some(file), _) => String::from_utf8(crate::data::files::read_regular(
             file,
             1 << 20,
@@ -141,7 +220,7 @@ pub fn predict(
     if !(1..=4096).contains(&size) {
         bail!("checkpoint metadata input_size={size} is out of range: 1 to 4096");
     }
-    for image_path in images {
+    for image_path in &images {
         // A regular file under the cap, decoded under limits on its claimed size: a FIFO would
         // block, and a header claiming 100000 x 100000 pixels would allocate 30 GB.
         let shown = image_path.display().to_string();
@@ -194,9 +273,18 @@ pub fn predict(
             .to_vec::<f32>()?;
         let mut order: Vec<usize> = (0..classes).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-        println!("{}", image_path.display());
-        for &k in order.iter().take(5) {
-            println!("{} {:.4}", names[k], probs[k]);
+        let top = order.iter().take(5);
+        if json {
+            let top: Vec<serde_json::Value> = top
+                .map(|&k| serde_json::json!({ "class": names[k], "probability": probs[k] }))
+                .collect();
+            let line = serde_json::json!({ "path": image_path.display().to_string(), "top": top });
+            println!("{line}");
+        } else {
+            println!("{}", image_path.display());
+            for &k in top {
+                println!("{} {:.4}", names[k], probs[k]);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

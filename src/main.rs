@@ -1,10 +1,11 @@
 //! The `senet` command-line program: train, evaluate, predict, summarize and benchmark the
 //! SENetV2 family, and check the framework's ops on any device.
-use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use senet::tensor::Device;
 use senet::train::args::{count_in, MAX_BATCH, MAX_IMAGE_SIZE};
-use senet::train::{DataArgs, ModelArgs, StopHandle, TrainArgs};
+use senet::train::{config_file, DataArgs, ModelArgs, StopHandle, TrainArgs};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -24,11 +25,36 @@ enum Command {
     /// Train a model. Default recipe: SGD, Nesterov momentum 0.9, lr 0.1 at batch 128, weight
     /// decay 5e-4, one epoch of linear warm-up then cosine to zero, random crop + flip.
     Train(TrainArgs),
-    /// Evaluate a checkpoint on the test split: loss, top-1, top-5 and per-class accuracy.
+    /// Evaluate a checkpoint on the test split: loss, top-1, top-5, per-class accuracy, and
+    /// confusion.csv / confusion.png (and misclassified.png with --misclassified) written into
+    /// the run folder with --run, else into --out.
     Eval {
         /// A safetensors checkpoint (ours, or PyTorch's with --model ... flags).
+        #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+        checkpoint: Option<PathBuf>,
+        /// A run folder of `senet train`: its dataset, model and normalization, and its best
+        /// checkpoint (or --which last); data flags given here override the run's.
+        #[arg(long, value_name = "DIR")]
+        run: Option<PathBuf>,
+        /// With --run: `best` (best.safetensors) or `last` (last.safetensors).
+        #[arg(long, value_enum, default_value = "best", requires = "run")]
+        which: Which,
+        /// The folder for confusion.csv, confusion.png and misclassified.png (required without
+        /// --run; eval writes nowhere else).
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "run",
+            conflicts_with = "run"
+        )]
+        out: Option<PathBuf>,
+        /// Also write misclassified.png: the N test images the model got wrong with the highest
+        /// confidence, with their true and predicted classes; 0 to 1024.
+        #[arg(long, value_name = "N", default_value_t = 0, value_parser = count_in::<0, 1024>)]
+        misclassified: usize,
+        /// Print one JSON document (every figure of the text report) instead of the text.
         #[arg(long)]
-        checkpoint: PathBuf,
+        json: bool,
         #[command(flatten)]
         model: ModelArgs,
         #[command(flatten)]
@@ -40,14 +66,25 @@ enum Command {
         #[arg(long, default_value_t = 500, value_parser = count_in::<1, MAX_BATCH>)]
         batch: usize,
     },
-    /// Classify PNG/JPEG images: five most likely classes per image.
+    /// Classify PNG/JPEG images (files, or folders whose images are read in name order): the
+    /// five most likely classes of each.
     Predict {
         /// A safetensors checkpoint (ours, or PyTorch's with --model ... flags).
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// Images to classify.
+        #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+        checkpoint: Option<PathBuf>,
+        /// A run folder of `senet train`: its best checkpoint (or --which last).
+        #[arg(long, value_name = "DIR")]
+        run: Option<PathBuf>,
+        /// With --run: `best` (best.safetensors) or `last` (last.safetensors).
+        #[arg(long, value_enum, default_value = "best", requires = "run")]
+        which: Which,
+        /// Images to classify, and folders of images.
         #[arg(required = true)]
         images: Vec<PathBuf>,
+        /// Print JSON Lines: one object per image (its path and the five classes with their
+        /// probabilities).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         model: ModelArgs,
         /// Class names, one per line (default: the checkpoint's, else CIFAR-10's).
@@ -114,45 +151,143 @@ enum Command {
     Devices,
 }
 
+/// Which checkpoint of a run `--run` means.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Which {
+    Best,
+    Last,
+}
+
+impl Which {
+    fn path(self, run: &Path) -> PathBuf {
+        run.join(match self {
+            Which::Best => "best.safetensors",
+            Which::Last => "last.safetensors",
+        })
+    }
+}
+
+/// The command line, with the options of `train --config FILE` (and the data options of
+/// `eval --run DIR`'s config.json) added for every flag the command line does not give.
+fn parse_cli() -> Result<Cli> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let matches = Cli::command().get_matches_from(&argv);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let (file, only): (PathBuf, Option<&[&str]>) = match &cli.command {
+        Command::Train(TrainArgs {
+            config: Some(file), ..
+        }) => (file.clone(), None),
+        Command::Eval { run: Some(dir), .. } => (dir.join("config.json"), Some(&RUN_DATA_KEYS)),
+        _ => return Ok(cli),
+    };
+    let (name, given) = matches.subcommand().expect("a subcommand is required");
+    let cmd = Cli::command();
+    let sub = cmd.find_subcommand(name).expect("the parsed subcommand");
+    let map = config_file::read(&file).with_context(|| match only {
+        Some(_) => format!("--run needs the run's config.json ({})", file.display()),
+        None => format!("--config {}", file.display()),
+    })?;
+    let extra = config_file::flag_args(sub, given, &map, only, &file)?;
+    if extra.is_empty() {
+        return Ok(cli);
+    }
+    let all: Vec<OsString> = argv.into_iter().chain(extra).collect();
+    Cli::try_parse_from(&all).map_err(|e| {
+        anyhow!(
+            "the options taken from {}: {}",
+            file.display(),
+            e.render().to_string().trim_start_matches("error: ").trim()
+        )
+    })
+}
+
+/// The options of a run's config.json that `eval --run` uses: where the test images are.
+const RUN_DATA_KEYS: [&str; 7] = [
+    "dataset",
+    "labels",
+    "data",
+    "data-url",
+    "data-md5",
+    "image-size",
+    "resize",
+];
+
 fn main() -> ExitCode {
     senet::keep_freed_memory();
     // Parsed first: a flag error or --help exits inside `parse`, before any folder is made.
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     quiet_mesa();
     let result = match cli.command {
         Command::Train(args) => train(&args),
         Command::Eval {
             checkpoint,
+            run,
+            which,
+            out,
+            misclassified,
+            json,
             model,
             data,
             device,
             batch,
-        } => senet::commands::eval(
-            &checkpoint,
-            &model.config_if_given(),
-            &data.options(),
-            &device,
-            batch,
-        ),
+        } => (|| {
+            let (checkpoint, out) = match &run {
+                Some(dir) => (run_checkpoint(dir, which)?, dir.clone()),
+                None => (
+                    checkpoint.expect("clap requires --checkpoint without --run"),
+                    out.expect("clap requires --out without --run"),
+                ),
+            };
+            senet::commands::eval(
+                &checkpoint,
+                &model.config_if_given(),
+                &data.options(),
+                &senet::commands::EvalOutput {
+                    dir: out,
+                    misclassified,
+                    json,
+                },
+                &device,
+                batch,
+            )
+        })(),
         Command::Predict {
             checkpoint,
+            run,
+            which,
             images,
+            json,
             model,
             class_names,
             mean,
             std,
             resize,
             device,
-        } => senet::commands::predict(
-            &checkpoint,
-            &images,
-            &model.config_if_given(),
-            class_names.as_deref(),
-            mean,
-            std,
-            resize,
-            &device,
-        ),
+        } => (|| {
+            let checkpoint = match &run {
+                Some(dir) => run_checkpoint(dir, which)?,
+                None => checkpoint.expect("clap requires --checkpoint without --run"),
+            };
+            senet::commands::predict(
+                &checkpoint,
+                &images,
+                &model.config_if_given(),
+                &senet::commands::PredictOptions {
+                    class_names,
+                    mean,
+                    std,
+                    resize,
+                    json,
+                },
+                &device,
+            )
+        })(),
         Command::Summary { model, input_size } => (|| {
             let mut m = senet::models::build(&model.config(model.classes.unwrap_or(10))?, 0)?;
             println!("{}", senet::models::summary(&mut m, input_size)?);
@@ -190,6 +325,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The checkpoint `--run DIR --which W` names, which must exist.
+fn run_checkpoint(dir: &Path, which: Which) -> Result<PathBuf> {
+    if !dir.join("config.json").is_file() {
+        bail!(
+            "--run {}: no config.json there, so not a run folder of `senet train`",
+            dir.display()
+        );
+    }
+    let path = which.path(dir);
+    if !path.exists() {
+        match which {
+            Which::Best => bail!(
+                "--run {}: no best.safetensors yet (no epoch has finished): use --which last",
+                dir.display()
+            ),
+            Which::Last => bail!("--run {}: no last.safetensors yet", dir.display()),
+        }
+    }
+    Ok(path)
 }
 
 /// Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid or not set" on every device
@@ -276,12 +432,12 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
     });
     let (rows, outcome) = senet::train::train(&o, &stop)?;
     if let Some(r) = rows.last() {
-        eprintln!(
+        senet::train::say(format!(
             "{outcome:?} after epoch {}: test top-1 {:.2}%; results in {}",
             r.epoch,
             r.test_top1,
             o.out.display()
-        );
+        ));
     }
     let signal = received.load(Ordering::SeqCst);
     if outcome == senet::train::Outcome::Interrupted && signal > 0 {

@@ -462,7 +462,9 @@ fn eval_on_a_tiny_cifar10_folder() {
         "cifar10",
         "--checkpoint",
     ]);
+    let pictures = dir.join("eval");
     args.extend([path_str(&ckpt), "--data".into(), path_str(&dir)]);
+    args.extend(["--out".into(), path_str(&pictures)]);
     let out = success(&senet(&args));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3 + 1 + 10, "{out}");
@@ -501,7 +503,65 @@ fn eval_on_a_tiny_cifar10_folder() {
             "{out}"
         );
     }
+    check_confusion_and_json(&args, &pictures, &logits, &labels, (loss, top1, top5));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `confusion.csv` (true class per row, predicted per column, a tie going against the label
+/// as in top-1), `confusion.png`, and `--json` with `--misclassified` of the same evaluation.
+fn check_confusion_and_json(
+    args: &[String],
+    pictures: &Path,
+    logits: &[f32],
+    labels: &[u8],
+    (loss, top1, top5): (f64, usize, usize),
+) {
+    let mut counts = [[0u64; 10]; 10];
+    let mut wrong = 0;
+    for (row, &l) in logits.chunks(10).zip(labels) {
+        let max = row.iter().copied().fold(f32::MIN, f32::max);
+        let ties: Vec<usize> = (0..10).filter(|&k| row[k] == max).collect();
+        let predicted = *ties.iter().find(|&&k| k != l as usize).unwrap_or(&ties[0]);
+        counts[l as usize][predicted] += 1;
+        wrong += usize::from(predicted != l as usize);
+    }
+    let csv = std::fs::read_to_string(pictures.join("confusion.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("true \\ predicted,{}", CIFAR10_CLASSES.join(","))
+    );
+    for (name, row) in CIFAR10_CLASSES.iter().zip(counts) {
+        let cells: Vec<String> = row.iter().map(u64::to_string).collect();
+        assert_eq!(lines.next().unwrap(), format!("{name},{}", cells.join(",")));
+    }
+    assert_eq!(lines.next(), None);
+    let png = image::open(pictures.join("confusion.png")).unwrap();
+    assert!(png.width() >= 200 && png.height() >= 200);
+
+    // The same figures as one JSON document, and the mistakes' picture.
+    let mut json_args = args.to_vec();
+    json_args.extend(strings(&["--json", "--misclassified", "3"]));
+    let doc: serde_json::Value = serde_json::from_str(&success(&senet(&json_args))).unwrap();
+    assert!((doc["loss"].as_f64().unwrap() - loss).abs() < 1e-5, "{doc}");
+    assert_eq!(doc["top1"].as_f64().unwrap(), 100.0 * top1 as f64 / 12.0);
+    assert_eq!(doc["top5"].as_f64().unwrap(), 100.0 * top5 as f64 / 12.0);
+    assert_eq!(doc["images"], 12);
+    assert_eq!(doc["dataset"], "cifar10");
+    assert!(doc["checkpoint"]
+        .as_str()
+        .unwrap()
+        .ends_with("model.safetensors"));
+    let per_class = doc["per_class"].as_array().unwrap();
+    assert_eq!(per_class.len(), 10);
+    for (entry, (name, row)) in per_class.iter().zip(CIFAR10_CLASSES.iter().zip(counts)) {
+        let images: u64 = row.iter().sum();
+        assert_eq!(entry["class"], *name);
+        assert_eq!(entry["images"], images);
+    }
+    let grid = image::open(pictures.join("misclassified.png")).unwrap();
+    assert!(wrong >= 3, "the random model gets at least 3 of 12 wrong");
+    assert!(grid.width() >= 3 * 64, "three tiles: {}", grid.width());
 }
 
 /// A tiny CIFAR-10 binary folder (4 random test images, labels 0-3; 2 training images) and
@@ -521,6 +581,7 @@ fn tiny_eval(dir: &Path, ckpt: &Path) -> Vec<String> {
         "--checkpoint",
     ]);
     args.extend([path_str(ckpt), "--data".into(), path_str(dir)]);
+    args.extend(["--out".into(), path_str(&dir.join("eval"))]);
     args
 }
 
@@ -745,7 +806,7 @@ fn bad_flags_and_files_are_clear_errors() {
         ),
         (
             [
-                strings(&["eval", "--device", "cpu", "--data"]),
+                strings(&["eval", "--device", "cpu", "--out", "/tmp", "--data"]),
                 vec![data.clone(), "--checkpoint".into(), path_str(&missing)],
             ]
             .concat(),
@@ -761,7 +822,7 @@ fn bad_flags_and_files_are_clear_errors() {
         ),
         (
             [
-                strings(&["eval", "--device", "cpu", "--data"]),
+                strings(&["eval", "--device", "cpu", "--out", "/tmp", "--data"]),
                 vec![data.clone(), "--checkpoint".into(), path_str(&bare_path)],
             ]
             .concat(),
@@ -783,7 +844,7 @@ fn bad_flags_and_files_are_clear_errors() {
         // A 7-class model on CIFAR-10.
         (
             [
-                strings(&["eval", "--device", "cpu", "--data"]),
+                strings(&["eval", "--device", "cpu", "--out", "/tmp", "--data"]),
                 vec![data.clone(), "--checkpoint".into(), path_str(&seven)],
             ]
             .concat(),

@@ -1,6 +1,7 @@
 //! Fuzzing every parser of untrusted input: CIFAR binaries, image files, tar/gzip streams,
-//! safetensors checkpoints (header and data) and optimizer state, and a run folder's
-//! `config.json` and `metrics.csv` on resume. Each gets truncated, bit-flipped and random
+//! safetensors checkpoints (header and data) and optimizer state, a run folder's `config.json`,
+//! `metrics.csv` and `steps.csv` on resume, a `--config` TOML file, and TensorBoard event files.
+//! Each gets truncated, bit-flipped and random
 //! inputs (proptest, seeded from valid files); each input must end in `Ok` or an error: no
 //! panic, no hang (a deadline per input), and no single allocation over the parser's cap,
 //! which a counting global allocator in this test binary checks.
@@ -279,20 +280,56 @@ fn every_parser_ends_in_ok_or_an_error_within_its_caps() {
         }
     });
 
-    // config.json and metrics.csv of a run folder on resume.
+    // config.json, metrics.csv and steps.csv of a run folder on resume, and a --config file.
     let run = dir.join("run");
     let run_dir = senet::train::run_dir::RunDir::create(&run).unwrap();
-    let current = serde_json::json!({"dataset": "cifar10", "lr": 0.1, "model.width": "2"});
+    let current = serde_json::json!({
+        "model": "resnet", "dataset": "cifar10", "lr": 0.1, "mean": [0.5, 0.25, 0.125],
+        "set": ["stem=cifar"], "version": "0.1.0", "resolved": {"model": {"width": "2"}}
+    });
     let config_seed = serde_json::to_vec_pretty(&current).unwrap();
     total += fuzz("config.json", 1 << 20, mutated(config_seed), |input| {
         std::fs::write(run.join("config.json"), input).unwrap();
         let _ = run_dir.check_resume_config(&current);
     });
+    let toml_seed = b"model = \"resnet\"\nlr = 0.1\nset = [\"stem=cifar\"]\n[resolved]\nx = 1\n";
+    let toml_file = dir.join("recipe.toml");
+    total += fuzz(
+        "--config TOML",
+        1 << 20,
+        mutated(toml_seed.to_vec()),
+        |input| {
+            std::fs::write(&toml_file, input).unwrap();
+            let _ = senet::train::config_file::read(&toml_file);
+        },
+    );
     let row = "1,5,2.3,10.0,2.2,12.5,50.0,0.1,100.0,1.0\n";
     let csv = format!("{}\n{row}{row}", senet::train::metrics::CSV_HEADER).into_bytes();
     total += fuzz("metrics.csv", 1 << 20, mutated(csv), |input| {
         std::fs::write(run.join("metrics.csv"), input).unwrap();
         let _ = run_dir.read_metrics(3);
+    });
+    let row = "50,0.5,2.3,10.0,0.1,1796000000.0\n";
+    let csv = format!("{}\n{row}{row}", senet::train::metrics::STEPS_CSV_HEADER).into_bytes();
+    total += fuzz("steps.csv", 1 << 20, mutated(csv), |input| {
+        std::fs::write(run.join("steps.csv"), input).unwrap();
+        let _ = run_dir.restore_steps(100);
+    });
+
+    // A TensorBoard event file.
+    let events_dir = dir.join("events");
+    let seed = {
+        let mut w = senet::train::tensorboard::EventWriter::create(&events_dir).unwrap();
+        w.scalar("train/loss", 50, 2.5).unwrap();
+        w.session_start(51).unwrap();
+        w.scalar("epoch/test_top1", 100, 40.0).unwrap();
+        w.flush().unwrap();
+        std::fs::read(w.path()).unwrap()
+    };
+    let events_file = events_dir.join("fuzzed.tfevents");
+    total += fuzz("TensorBoard events", 1 << 20, mutated(seed), |input| {
+        std::fs::write(&events_file, input).unwrap();
+        let _ = senet::train::tensorboard::read_scalars(&events_file);
     });
 
     eprintln!("fuzz: {total} inputs in all");

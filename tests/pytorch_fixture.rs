@@ -270,6 +270,8 @@ fn cli_eval_reads_a_pytorch_file_with_model_flags() {
         "cifar10".into(),
         "--data".into(),
         dir.display().to_string(),
+        "--out".into(),
+        dir.join("eval").display().to_string(),
     ];
     args.extend(f.flags());
     let out = success(&senet(&args));

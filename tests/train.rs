@@ -44,8 +44,12 @@ fn a_short_run_learns_and_writes_every_file() {
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["seed"], 3);
-    assert_eq!(config["model.family"], "resnet");
-    assert!(config["device"].as_str().unwrap().starts_with("cpu"));
+    assert_eq!(config["model"], "resnet");
+    assert_eq!(config["resolved"]["model"]["family"], "resnet");
+    assert!(config["resolved"]["device"]
+        .as_str()
+        .unwrap()
+        .starts_with("cpu"));
     // The checkpoint describes the model (MODELS.md's metadata keys).
     let meta = senet::nn::checkpoint::read_metadata(&out.join("last.safetensors")).unwrap();
     for k in [

@@ -2,8 +2,7 @@
 //! folder, and the options of a quick run on it.
 #![allow(dead_code)]
 use senet::models::{Family, ModelConfig, Preset};
-use senet::nn::schedule::ScheduleKind;
-use senet::train::{DataOptions, DatasetSpec, OptimizerChoice, TrainOptions};
+use senet::train::{DataOptions, DatasetSpec, TrainOptions};
 use std::path::{Path, PathBuf};
 
 /// A fresh temporary folder for one test.
@@ -67,35 +66,13 @@ pub fn options(data: &Path, out: &Path, device: &str) -> TrainOptions {
     let mut model = ModelConfig::new(Family::ResNet, Some(18), Preset::Cifar, 10);
     model.width = 4;
     TrainOptions {
-        model,
-        classes: None,
-        data: DataOptions {
-            spec: DatasetSpec::Cifar10,
-            dir: data.to_path_buf(),
-            url: None,
-            md5: None,
-        },
         epochs: 3,
-        max_steps: None,
-        save_every: None,
         batch: 16,
         lr: 0.05,
-        momentum: 0.9,
-        nesterov: true,
-        weight_decay: 5e-4,
-        optimizer: OptimizerChoice::Sgd,
-        schedule: ScheduleKind::Cosine,
         warmup: 0.5,
-        label_smoothing: 0.0,
-        augment: true,
-        shuffle: true,
         seed: 3,
         device: device.to_string(),
-        init: None,
-        out: out.to_path_buf(),
-        resume: false,
-        workers: 2,
-        progress: false,
+        ..TrainOptions::new(model, DataOptions::new(DatasetSpec::Cifar10, data), out)
     }
 }
 

@@ -18,6 +18,7 @@
 mod backprop;
 mod custom;
 mod device;
+mod display;
 mod error;
 mod grad_mode;
 mod kernel;

@@ -36,13 +36,16 @@ pub const MAX_BATCH: u64 = 1 << 16;
 /// Which network (see ../shared/MODELS.md).
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// Family: resnet, se-resnet, senetv2, resnext, se-resnext, senextv2 or mobilenet.
+    /// Family: resnet, se-resnet, senetv2, resnext, se-resnext, senextv2 or mobilenet
+    /// (required, unless --config or the checkpoint gives it).
     #[arg(long)]
     pub model: Option<String>,
     /// Depth: 9, 18, 26, 34, 50 or 101 (resnext families: 9, 26, 50, 101; none for mobilenet).
     #[arg(long)]
     pub depth: Option<usize>,
-    /// Preset: `paper` (the paper's ImageNet-style network) or `cifar` (a CIFAR-style one).
+    /// Preset: `paper` (the paper's network: an ImageNet stem, a 7x7 stride-2 convolution and a
+    /// max pool, that shrinks 32x32 images to 8x8) or `cifar` (a 3x3 stride-1 stem that keeps
+    /// 32x32: the usual choice for CIFAR, slower and more accurate).
     #[arg(long, default_value = "paper")]
     pub preset: String,
     /// Base width w: stage s has w*2^s channels (64 is the published network); 1 to 1024.
@@ -115,9 +118,11 @@ pub struct DataArgs {
     /// CIFAR-100 labels: fine (100 classes) or coarse (20).
     #[arg(long, value_enum, default_value = "fine")]
     pub labels: LabelKind,
-    /// cifar10: the folder holding cifar-10-batches-bin/; cifar100: holding cifar-100-binary/;
-    /// imagefolder: a folder or .tar.gz with train/ and test/, one folder per class.
-    #[arg(long, default_value = "data")]
+    /// Where the dataset is. cifar10: the folder holding cifar-10-batches-bin/ (the official
+    /// archive is downloaded there when missing, md5-checked); cifar100: likewise with
+    /// cifar-100-binary/; imagefolder: a folder or .tar.gz with train/ and test/, one folder per
+    /// class. Default: $SENET_DATA, else ./data.
+    #[arg(long, env = "SENET_DATA", default_value = "data")]
     pub data: PathBuf,
     /// Download the CIFAR archive from this URL instead of the official one.
     #[arg(long)]
@@ -129,7 +134,7 @@ pub struct DataArgs {
     #[arg(long, default_value_t = 32, value_parser = count_in::<1, MAX_IMAGE_SIZE>)]
     pub image_size: usize,
     /// Resize image-folder images of another size to --image-size.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub resize: bool,
 }
 
@@ -150,6 +155,8 @@ impl DataArgs {
             dir: self.data.clone(),
             url: self.data_url.clone(),
             md5: self.data_md5.clone(),
+            mean: None,
+            std: None,
         }
     }
 }
@@ -176,10 +183,22 @@ impl ScheduleArg {
 /// The flags of `senet train`.
 #[derive(Args, Clone, Debug)]
 pub struct TrainArgs {
+    /// Take every option from this TOML or JSON file, keys named as the flags without their
+    /// dashes (`lr = 0.05`, `no-augment = true`, `set = ["stem=cifar"]`); a flag on the command
+    /// line overrides the file. A run's config.json is such a file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
+    /// Per-channel mean to normalize with, 3 numbers (default: the dataset's own: CIFAR's
+    /// published values, an image folder's computed from its training split).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel std to normalize with, 3 positive numbers (default: the dataset's own).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    pub std: Option<Vec<f32>>,
     /// Epochs to train; 1 to 100000.
     #[arg(long, default_value_t = 15, value_parser = count_in::<1, 100_000>)]
     pub epochs: usize,
@@ -219,10 +238,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f64,
     /// Turn off random crop and flip (normalization stays).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub no_augment: bool,
     /// Keep the file order instead of shuffling every epoch.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     pub no_shuffle: bool,
     /// Seed of the weights, the data order and the augmentation.
     #[arg(long, default_value_t = 0)]
@@ -233,15 +252,38 @@ pub struct TrainArgs {
     /// Start from every tensor of this checkpoint (BN statistics included) with a fresh optimizer.
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Output folder (config.json, metrics.csv, curves.png, last/best checkpoints).
+    /// Output folder (config.json, metrics.csv, steps.csv, curves.png, last/best
+    /// checkpoints); default runs/<model>-<depth>. A folder that holds a run is refused unless
+    /// --resume or --overwrite.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in --out from last.safetensors.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
+    /// Replace the run in --out: its files (checkpoints, metrics, curves, TensorBoard events)
+    /// are removed before the new run starts; refused if --out holds any other file.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Background threads preparing batches; 0 to 64.
     #[arg(long, default_value_t = 2, value_parser = count_in::<0, 64>)]
     pub workers: usize,
+    /// Write the mean training loss, top-1 and learning rate of every N steps to steps.csv
+    /// (and print a progress line when stderr is not a terminal); 1 to 1000000.
+    #[arg(long, default_value_t = 50, value_parser = steps_in::<1, 1_000_000>)]
+    pub log_every: u64,
+    /// Also write TensorBoard event files to --out/tensorboard (`tensorboard --logdir runs`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    pub tensorboard: bool,
+}
+
+/// `--mean` / `--std` as 3 numbers.
+fn three(name: &str, v: &Option<Vec<f32>>) -> Result<Option<[f32; 3]>> {
+    v.clone()
+        .map(|v| {
+            v.try_into()
+                .map_err(|v: Vec<f32>| anyhow!("{name} takes 3 numbers (R,G,B), got {}", v.len()))
+        })
+        .transpose()
 }
 
 impl TrainArgs {
@@ -253,10 +295,15 @@ impl TrainArgs {
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(model.name()));
+        let data = DataOptions {
+            mean: three("--mean", &self.mean)?,
+            std: three("--std", &self.std)?,
+            ..self.data.options()
+        };
         Ok(TrainOptions {
             model,
             classes: self.model.classes,
-            data: self.data.options(),
+            data,
             epochs: self.epochs,
             max_steps: self.max_steps,
             save_every: self.save_every,
@@ -276,7 +323,10 @@ impl TrainArgs {
             init: self.init.clone(),
             out,
             resume: self.resume,
+            overwrite: self.overwrite,
             workers: self.workers,
+            log_every: self.log_every,
+            tensorboard: self.tensorboard,
             progress: true,
         })
     }

@@ -2,16 +2,19 @@
 //! test split, with per-class accuracy).
 use crate::model_meta::load_model;
 use crate::options::DataOptions;
-use anyhow::{bail, Context, Result};
+use crate::plot::MisclassifiedImage;
+use anyhow::{anyhow, bail, Context, Result};
 use senet_data::{Batch, BatchLoader, Dataset, LoaderOptions, Split};
 use senet_models::{Model, ModelConfig};
+use senet_nn::checkpoint::{write_atomically, Metadata};
 use senet_nn::Module;
 use senet_tensor::{Device, NoGradGuard, Tensor};
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Loss and accuracy over a split, with per-class accuracy.
+/// Loss and accuracy over a split, with per-class accuracy, the confusion matrix and the
+/// most confident mistakes.
 #[derive(Clone, Debug)]
 pub struct Evaluation {
     pub loss: f64,
@@ -19,6 +22,41 @@ pub struct Evaluation {
     pub top5: f64,
     /// `(correct, total)` per class.
     pub per_class: Vec<(usize, usize)>,
+    /// `classes x classes` counts, row = true class, column = predicted class; `None` above
+    /// [`MAX_CONFUSION_CLASSES`].
+    pub confusion: Option<Vec<u64>>,
+    /// The wrong predictions made with the highest confidence, most confident first (as many
+    /// as asked for).
+    pub mistakes: Vec<Mistake>,
+}
+
+/// The most classes a confusion matrix is kept for (a million counts).
+pub const MAX_CONFUSION_CLASSES: usize = 1000;
+
+/// One wrong prediction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mistake {
+    /// The image's place in the split.
+    pub index: usize,
+    pub label: usize,
+    pub predicted: usize,
+    /// The softmax probability of `predicted`.
+    pub confidence: f32,
+}
+
+/// The predicted class of a row of logits and its softmax probability. A tie for the highest
+/// score goes to a class other than `label` (as in [`topk`], a tie is not a correct answer).
+fn prediction(row: &[f32], label: usize) -> (usize, f32) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let predicted = row
+        .iter()
+        .enumerate()
+        .filter(|&(_, &v)| v == max)
+        .map(|(k, _)| k)
+        .find(|&k| k != label)
+        .unwrap_or(label);
+    let sum: f64 = row.iter().map(|&v| f64::from(v - max).exp()).sum();
+    (predicted, (1.0 / sum) as f32)
 }
 
 impl Evaluation {
@@ -112,6 +150,18 @@ pub fn evaluate(
     batch: usize,
     device: Device,
 ) -> Result<Evaluation> {
+    evaluate_keeping(model, split, ds, batch, device, 0)
+}
+
+/// [`evaluate`], also keeping the `mistakes` most confident wrong predictions.
+pub fn evaluate_keeping(
+    model: &mut Model,
+    split: &Arc<Split>,
+    ds: &Dataset,
+    batch: usize,
+    device: Device,
+    mistakes: usize,
+) -> Result<Evaluation> {
     let classes = model.config().classes;
     let loader = BatchLoader::new(
         split,
@@ -122,6 +172,8 @@ pub fn evaluate(
     )?;
     let (mut loss, mut top1, mut top5, mut seen) = (0.0, 0, 0, 0);
     let mut per_class = vec![(0, 0); classes];
+    let mut confusion = (classes <= MAX_CONFUSION_CLASSES).then(|| vec![0u64; classes * classes]);
+    let mut wrong: Vec<Mistake> = Vec::new();
     for b in loader {
         let _guard = NoGradGuard::new();
         let x = batch_tensor(&b, ds.image_size, device)?;
@@ -130,10 +182,29 @@ pub fn evaluate(
         check_finite(&logits, classes, seen)?;
         loss += batch_loss * b.len as f64;
         let (t1, t5) = topk(&logits, classes, &b.labels, Some(&mut per_class));
+        for (i, (row, &label)) in logits.chunks_exact(classes).zip(&b.labels).enumerate() {
+            let label = label as usize;
+            let (predicted, confidence) = prediction(row, label);
+            if let Some(c) = confusion.as_mut() {
+                c[label * classes + predicted] += 1;
+            }
+            if predicted != label && mistakes > 0 {
+                wrong.push(Mistake {
+                    index: seen + i,
+                    label,
+                    predicted,
+                    confidence,
+                });
+            }
+        }
+        if wrong.len() > 2 * mistakes + 1024 {
+            keep_most_confident(&mut wrong, mistakes);
+        }
         top1 += t1;
         top5 += t5;
         seen += b.len;
     }
+    keep_most_confident(&mut wrong, mistakes);
     if seen == 0 {
         bail!("the test split is empty");
     }
@@ -142,24 +213,51 @@ pub fn evaluate(
         top1: 100.0 * top1 as f64 / seen as f64,
         top5: 100.0 * top5 as f64 / seen as f64,
         per_class,
+        confusion,
+        mistakes: wrong,
     })
 }
 
+/// The `n` most confident mistakes, most confident first (ties: the earlier image first).
+fn keep_most_confident(wrong: &mut Vec<Mistake>, n: usize) {
+    wrong.sort_by(|a, b| {
+        b.confidence
+            .total_cmp(&a.confidence)
+            .then(a.index.cmp(&b.index))
+    });
+    wrong.truncate(n);
+}
+
+/// What `senet eval` found: the evaluation, the dataset's class names and description, the
+/// checkpoint, and the mistakes' images.
+pub struct EvalReport {
+    pub evaluation: Evaluation,
+    pub classes: Vec<String>,
+    pub checkpoint: PathBuf,
+    /// The dataset in words and its folder or archive.
+    pub dataset: String,
+    pub data: PathBuf,
+    /// The images of `evaluation.mistakes`, in the same order.
+    pub misclassified: Vec<MisclassifiedImage>,
+}
+
 /// `senet eval`: the checkpoint at `path` (described by its metadata, else by `flags`) on the
-/// test split of `data`. Returns the evaluation and the dataset's class names.
+/// test split of `data`, normalized as the checkpoint was trained (its stored mean and std),
+/// keeping the `mistakes` most confident wrong predictions.
 pub fn evaluate_checkpoint(
     path: &Path,
     flags: &Option<Result<ModelConfig>>,
     data: &DataOptions,
     device: &str,
     batch: usize,
-) -> Result<(Evaluation, Vec<String>)> {
+    mistakes: usize,
+) -> Result<EvalReport> {
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
     let device = Device::parse(device).with_context(|| format!("--device {device}"))?;
     let (mut model, meta) = load_model(path, flags, device)?;
-    let ds = data
+    let mut ds = data
         .load()
         .with_context(|| format!("loading --data {}", data.dir.display()))?;
     if ds.classes.len() != model.config().classes {
@@ -182,10 +280,154 @@ pub fn evaluate_checkpoint(
             );
         }
     }
+    // The weights expect inputs normalized as in training.
+    if let Some(mean) = stored_stats(&meta, "mean", path)? {
+        ds.mean = mean;
+    }
+    if let Some(std) = stored_stats(&meta, "std", path)? {
+        ds.std = std;
+    }
     senet_data::files::check_batch(batch.min(ds.test.len), ds.image_size, "--batch")?;
-    let e = evaluate(&mut model, &ds.test, &ds, batch, device)
+    let e = evaluate_keeping(&mut model, &ds.test, &ds, batch, device, mistakes)
         .with_context(|| format!("evaluating --checkpoint {}", path.display()))?;
-    Ok((e, ds.classes))
+    let misclassified = e
+        .mistakes
+        .iter()
+        .map(|m| MisclassifiedImage {
+            rgb: interleaved(ds.test.image(m.index), ds.image_size),
+            size: ds.image_size,
+            label: m.label,
+            predicted: m.predicted,
+            confidence: m.confidence,
+        })
+        .collect();
+    Ok(EvalReport {
+        evaluation: e,
+        classes: ds.classes,
+        checkpoint: path.to_path_buf(),
+        dataset: data.describe(),
+        data: data.dir.clone(),
+        misclassified,
+    })
+}
+
+/// The mean or std a checkpoint stores (3 finite numbers, a std positive), if any.
+fn stored_stats(meta: &Metadata, key: &str, path: &Path) -> Result<Option<[f32; 3]>> {
+    let Some(text) = meta.get(key) else {
+        return Ok(None);
+    };
+    let what = || format!("{}: checkpoint metadata {key}={text:?}", path.display());
+    let v: Vec<f32> = serde_json::from_str(text).with_context(what)?;
+    let v: [f32; 3] = v
+        .try_into()
+        .map_err(|_| anyhow!("{}: expected 3 numbers", what()))?;
+    if v.iter()
+        .any(|x| !x.is_finite() || (key == "std" && *x <= 0.0))
+    {
+        bail!("{}: not usable for normalization", what());
+    }
+    Ok(Some(v))
+}
+
+/// A planar `[3, size, size]` image as interleaved RGB rows (what pictures are drawn from).
+fn interleaved(planar: &[u8], size: usize) -> Vec<u8> {
+    let plane = size * size;
+    (0..plane)
+        .flat_map(|p| (0..3).map(move |c| planar[c * plane + p]))
+        .collect()
+}
+
+/// A CSV field: quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+impl EvalReport {
+    /// `confusion.csv`: a header of predicted classes, then one row per true class.
+    pub fn confusion_csv(&self) -> Option<String> {
+        let counts = self.evaluation.confusion.as_ref()?;
+        let n = self.classes.len();
+        let mut s = String::from("true \\ predicted");
+        for name in &self.classes {
+            s.push(',');
+            s.push_str(&csv_field(name));
+        }
+        s.push('\n');
+        for (name, row) in self.classes.iter().zip(counts.chunks_exact(n)) {
+            s.push_str(&csv_field(name));
+            for c in row {
+                write!(s, ",{c}").expect("writing to a String");
+            }
+            s.push('\n');
+        }
+        Some(s)
+    }
+
+    /// Every figure of the text report as one JSON document.
+    pub fn to_json(&self) -> serde_json::Value {
+        let e = &self.evaluation;
+        let per_class: Vec<serde_json::Value> = self
+            .classes
+            .iter()
+            .zip(&e.per_class)
+            .map(|(name, &(correct, images))| {
+                serde_json::json!({
+                    "class": name,
+                    "correct": correct,
+                    "images": images,
+                    "accuracy": 100.0 * correct as f64 / images.max(1) as f64,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "checkpoint": self.checkpoint.display().to_string(),
+            "dataset": self.dataset,
+            "data": self.data.display().to_string(),
+            "images": e.per_class.iter().map(|p| p.1).sum::<usize>(),
+            "loss": e.loss,
+            "top1": e.top1,
+            "top5": e.top5,
+            "per_class": per_class,
+        })
+    }
+
+    /// Writes `confusion.csv`, `confusion.png` and (with mistakes kept) `misclassified.png`
+    /// into `dir`; returns the paths written.
+    pub fn write_files(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut written = Vec::new();
+        let mut write = |name: &str, bytes: &[u8]| -> Result<()> {
+            let path = dir.join(name);
+            write_atomically(&path, bytes)
+                .with_context(|| format!("writing {}", path.display()))?;
+            written.push(path);
+            Ok(())
+        };
+        if let (Some(csv), Some(counts)) = (self.confusion_csv(), &self.evaluation.confusion) {
+            write("confusion.csv", csv.as_bytes())?;
+            let title = format!(
+                "{} on the test split of {}: top-1 {:.2}%",
+                self.checkpoint.display(),
+                self.dataset,
+                self.evaluation.top1
+            );
+            write(
+                "confusion.png",
+                &crate::plot::confusion_png(counts, &self.classes, &title)?,
+            )?;
+        }
+        if !self.misclassified.is_empty() {
+            write(
+                "misclassified.png",
+                &crate::plot::misclassified_png(&self.misclassified, &self.classes)?,
+            )?;
+        }
+        Ok(written)
+    }
 }
 
 #[cfg(test)]
@@ -231,6 +473,8 @@ mod tests {
             top1: 50.0,
             top5: 100.0,
             per_class: vec![(1, 2), (0, 0)],
+            confusion: None,
+            mistakes: Vec::new(),
         };
         let names = ["cat".to_string(), "dog".to_string()];
         let report = e.report(&names);

@@ -17,6 +17,7 @@
 //! (the step loop) -> model_meta, evaluate, metrics, options, `progress`, run_dir and [`stop`].
 
 pub mod args;
+pub mod config_file;
 pub mod evaluate;
 pub mod metrics;
 pub mod model_meta;
@@ -26,14 +27,16 @@ mod progress;
 pub mod run_dir;
 pub mod save_set;
 pub mod stop;
+pub mod tensorboard;
 mod trainer;
 
 pub use args::{DataArgs, ModelArgs, TrainArgs};
-pub use evaluate::{evaluate, evaluate_checkpoint, Evaluation};
-pub use metrics::EpochMetrics;
+pub use evaluate::{evaluate, evaluate_checkpoint, EvalReport, Evaluation, Mistake};
+pub use metrics::{EpochMetrics, StepMetrics};
 pub use model_meta::{config_from_metadata, load_model, model_metadata};
 pub use options::{DataOptions, DatasetSpec, OptimizerChoice, TrainOptions};
 pub use plot::curves;
+pub use progress::say;
 pub use stop::{Outcome, StopHandle};
 
 use anyhow::Result;
@@ -43,6 +46,10 @@ use anyhow::Result;
 /// step with a checkpoint saved.
 pub fn train(o: &TrainOptions, stop: &StopHandle) -> Result<(Vec<EpochMetrics>, Outcome)> {
     let mut trainer = trainer::Trainer::start(o, stop)?;
-    let outcome = trainer.run()?;
-    Ok((trainer.rows, outcome))
+    let outcome = trainer.run();
+    if outcome.is_err() {
+        // A run that fails before its first step leaves no folder behind (when it made it).
+        trainer.discard_if_unstarted();
+    }
+    Ok((trainer.rows, outcome?))
 }

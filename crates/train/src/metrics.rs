@@ -63,10 +63,68 @@ impl EpochMetrics {
     }
 }
 
+/// One row of `steps.csv`: the training figures of the last `--log-every` steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepMetrics {
+    /// Optimizer steps taken so far (the row's last step).
+    pub step: u64,
+    /// Epochs so far as a fraction (`step / steps_per_epoch`): the x axis of the curves.
+    pub epoch: f64,
+    /// Mean training loss over the steps since the previous row.
+    pub train_loss: f64,
+    /// Training top-1 (%) over the same steps.
+    pub train_top1: f64,
+    /// Learning rate of the row's last step.
+    pub lr: f64,
+    /// Seconds since the Unix epoch when the row was written.
+    pub time: f64,
+}
+
+pub const STEPS_CSV_HEADER: &str = "step,epoch,train_loss,train_top1,lr,time";
+
+impl StepMetrics {
+    pub fn csv(&self) -> String {
+        format!(
+            "{},{:.6},{:.6},{:.4},{:.8},{:.3}",
+            self.step, self.epoch, self.train_loss, self.train_top1, self.lr, self.time
+        )
+    }
+
+    pub fn parse(line: &str) -> Result<Self> {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 6 {
+            bail!("steps.csv row {line:?} has {} fields, expected 6", f.len());
+        }
+        let n = |i: usize| {
+            f[i].parse::<f64>()
+                .map_err(|_| anyhow!("steps.csv row {line:?}: field {} is not a number", i + 1))
+        };
+        Ok(StepMetrics {
+            step: f[0]
+                .parse()
+                .map_err(|_| anyhow!("steps.csv row {line:?}: field 1 is not a step count"))?,
+            epoch: n(1)?,
+            train_loss: n(2)?,
+            train_top1: n(3)?,
+            lr: n(4)?,
+            time: n(5)?,
+        })
+    }
+}
+
 /// The whole of `metrics.csv`: the header, then one line per row.
 pub fn csv_text(rows: &[EpochMetrics]) -> String {
     std::iter::once(CSV_HEADER.to_string())
         .chain(rows.iter().map(EpochMetrics::csv))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// The whole of `steps.csv`.
+pub fn steps_csv_text(rows: &[StepMetrics]) -> String {
+    std::iter::once(STEPS_CSV_HEADER.to_string())
+        .chain(rows.iter().map(StepMetrics::csv))
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"

@@ -22,11 +22,38 @@ pub struct DataOptions {
     pub dir: PathBuf,
     pub url: Option<String>,
     pub md5: Option<String>,
+    /// Per-channel mean and std to normalize with, replacing the dataset's own (CIFAR's
+    /// published values, or an image folder's computed from its training split).
+    pub mean: Option<[f32; 3]>,
+    pub std: Option<[f32; 3]>,
 }
 
 impl DataOptions {
-    /// Loads (downloading CIFAR when needed) the dataset.
+    /// `spec` read from `dir`, the official download URL, the dataset's own normalization.
+    pub fn new(spec: DatasetSpec, dir: impl Into<PathBuf>) -> Self {
+        DataOptions {
+            spec,
+            dir: dir.into(),
+            url: None,
+            md5: None,
+            mean: None,
+            std: None,
+        }
+    }
+
+    /// Loads (downloading CIFAR when needed) the dataset, with `mean` and `std` applied.
     pub fn load(&self) -> Result<Dataset> {
+        let mut ds = self.load_files()?;
+        if let Some(mean) = self.mean {
+            ds.mean = mean;
+        }
+        if let Some(std) = self.std {
+            ds.std = std;
+        }
+        Ok(ds)
+    }
+
+    fn load_files(&self) -> Result<Dataset> {
         let download = data::DownloadOptions {
             url: self.url.clone(),
             md5: self.md5.clone(),
@@ -104,12 +131,54 @@ pub struct TrainOptions {
     pub init: Option<PathBuf>,
     pub out: PathBuf,
     pub resume: bool,
+    /// Remove the files of a run already in `out` before starting (never other files).
+    pub overwrite: bool,
     pub workers: usize,
+    /// Write a row of `steps.csv` (and TensorBoard scalars) every this many steps.
+    pub log_every: u64,
+    /// Also write TensorBoard event files under `out/tensorboard`.
+    pub tensorboard: bool,
     /// Show a progress bar (off in tests).
     pub progress: bool,
 }
 
 impl TrainOptions {
+    /// The default recipe (what `senet train` does with no recipe flags) for `model` on
+    /// `data`, written to `out`: 15 epochs of batch 128, SGD with Nesterov momentum 0.9, lr 0.1,
+    /// weight decay 5e-4, one warm-up epoch then cosine, random crop and flip, seed 0, on the
+    /// CPU, without a progress display.
+    pub fn new(model: ModelConfig, data: DataOptions, out: impl Into<PathBuf>) -> Self {
+        TrainOptions {
+            model,
+            classes: None,
+            data,
+            epochs: 15,
+            max_steps: None,
+            save_every: None,
+            batch: 128,
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+            optimizer: OptimizerChoice::Sgd,
+            schedule: ScheduleKind::Cosine,
+            warmup: 1.0,
+            label_smoothing: 0.0,
+            augment: true,
+            shuffle: true,
+            seed: 0,
+            device: "cpu".into(),
+            init: None,
+            out: out.into(),
+            resume: false,
+            overwrite: false,
+            workers: 2,
+            log_every: 50,
+            tensorboard: false,
+            progress: false,
+        }
+    }
+
     /// The checks that need no data: run before anything is read or written.
     pub fn validate(&self) -> Result<()> {
         if self.batch == 0 {
@@ -149,6 +218,26 @@ impl TrainOptions {
         if self.save_every == Some(0) {
             bail!("--save-every must be at least 1");
         }
+        if self.log_every == 0 {
+            bail!("--log-every must be at least 1");
+        }
+        if self.resume && self.overwrite {
+            bail!("--resume continues the run in --out and --overwrite replaces it: give one");
+        }
+        for (name, values) in [("--mean", self.data.mean), ("--std", self.data.std)] {
+            let Some(v) = values else { continue };
+            if v.iter().any(|x| !x.is_finite()) || (name == "--std" && v.iter().any(|&x| x <= 0.0))
+            {
+                bail!(
+                    "{name} must be 3 finite numbers{}, got {v:?}",
+                    if name == "--std" {
+                        ", each positive"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
         Ok(())
     }
 
@@ -176,6 +265,32 @@ impl TrainOptions {
             )
         }
         Ok(ds.train.len / self.batch)
+    }
+
+    /// The title of `curves.png`: the model, the dataset and the recipe.
+    pub fn title(&self, model: &ModelConfig, ds: &Dataset) -> String {
+        let width = if model.width == 64 {
+            String::new()
+        } else {
+            format!(", width {}", model.width)
+        };
+        let optimizer = match self.optimizer {
+            OptimizerChoice::Sgd if self.nesterov && self.momentum > 0.0 => "SGD Nesterov",
+            OptimizerChoice::Sgd => "SGD",
+            OptimizerChoice::AdamW => "AdamW",
+        };
+        format!(
+            "{} ({} preset{width}) on {} ({} classes) | {optimizer} lr {} wd {}, batch {}, {} epochs, {} schedule",
+            model.name(),
+            model.preset,
+            self.data.describe(),
+            ds.classes.len(),
+            self.lr,
+            self.weight_decay,
+            self.batch,
+            self.epochs,
+            crate::config_file::schedule_flag(self.schedule)
+        )
     }
 
     /// A fresh optimizer of the chosen kind.

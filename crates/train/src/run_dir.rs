@@ -1,16 +1,17 @@
 //! The run folder (`--out`): `config.json`, `metrics.csv`, `curves.png`, `last.safetensors` +
 //! `last.optim.safetensors` (the optimizer state) and `best.safetensors`, each written through
 //! a temporary file and a rename; and reading them back to resume.
-use crate::metrics::{self, EpochMetrics};
-use crate::options::TrainOptions;
+use crate::config_file::{self, RESUME_KEYS};
+use crate::metrics::{self, EpochMetrics, StepMetrics};
 use crate::plot;
 use crate::save_set::SaveSet;
 use anyhow::{anyhow, bail, Context, Result};
-use senet_models::{Model, ModelConfig};
+use senet_models::Model;
 use senet_nn::checkpoint::{self, Metadata};
 use senet_nn::optim::Optimizer;
 use senet_tensor::Device;
-use serde_json::Value;
+use serde_json::{Map, Value};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Where a run was, saved in the checkpoint metadata so a resume continues exactly.
@@ -26,6 +27,10 @@ pub struct RunState {
     pub seen: u64,
     pub seconds: f64,
     pub best_top1: f64,
+    /// Running sums since the last row of `steps.csv`.
+    pub window_loss_sum: f64,
+    pub window_correct: u64,
+    pub window_seen: u64,
 }
 
 impl RunState {
@@ -41,6 +46,12 @@ impl RunState {
         m.insert("train_seen".into(), self.seen.to_string());
         m.insert("epoch_seconds".into(), self.seconds.to_string());
         m.insert("best_top1".into(), self.best_top1.to_string());
+        m.insert(
+            "window_loss_sum_bits".into(),
+            self.window_loss_sum.to_bits().to_string(),
+        );
+        m.insert("window_correct".into(), self.window_correct.to_string());
+        m.insert("window_seen".into(), self.window_seen.to_string());
     }
 
     pub fn read(m: &Metadata, path: &Path) -> Result<Self> {
@@ -52,6 +63,12 @@ impl RunState {
                 )
             })
         };
+        let optional = |k: &str| -> Result<u64> {
+            m.get(k).map_or(Ok(0), |v| {
+                v.parse()
+                    .with_context(|| format!("{}: metadata {k}={v:?}", path.display()))
+            })
+        };
         Ok(RunState {
             epoch: get("epoch")?.parse()?,
             step: get("step")?.parse()?,
@@ -60,72 +77,149 @@ impl RunState {
             seen: get("train_seen")?.parse()?,
             seconds: get("epoch_seconds")?.parse()?,
             best_top1: get("best_top1")?.parse()?,
+            // Checkpoints from before steps.csv have no window: the next row starts afresh.
+            window_loss_sum: f64::from_bits(optional("window_loss_sum_bits")?),
+            window_correct: optional("window_correct")?,
+            window_seen: optional("window_seen")?,
         })
     }
 }
 
-/// The settings that must not change between a run and its resume.
-const RESUME_KEYS: &[&str] = &[
-    "dataset",
-    "data",
-    "epochs",
-    "batch",
-    "lr",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "optimizer",
-    "schedule",
-    "warmup_epochs",
-    "label_smoothing",
-    "augment",
-    "shuffle",
-    "seed",
+/// The files a run writes into its folder (and `senet eval --run` adds): the only files
+/// `--overwrite` removes.
+pub const RUN_FILES: &[&str] = &[
+    "config.json",
+    "metrics.csv",
+    "steps.csv",
+    "curves.png",
+    "last.safetensors",
+    "last.optim.safetensors",
+    "best.safetensors",
+    "confusion.csv",
+    "confusion.png",
+    "misclassified.png",
+    "eval.json",
 ];
+/// The subfolder of `--tensorboard`'s event files.
+pub const TENSORBOARD_DIR: &str = "tensorboard";
 
-/// What `config.json` records: the model's options (as `model.*`) and every run setting.
-pub fn config_json(
-    o: &TrainOptions,
-    model: &ModelConfig,
-    device: &str,
-    ds_classes: usize,
-) -> Value {
-    let mut m = serde_json::Map::new();
-    for (k, v) in model.entries() {
-        m.insert(format!("model.{k}"), Value::String(v));
+/// Whether `name` in a run folder is a file the trainer writes: one of [`RUN_FILES`], or the
+/// temporary name of one (`.NAME.tmp`, `.NAME.staged`), or the save journal.
+fn is_run_file(name: &str) -> bool {
+    let temporary = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp").or_else(|| n.strip_suffix(".staged")));
+    RUN_FILES.contains(&temporary.unwrap_or(name)) || crate::save_set::is_journal(name)
+}
+
+/// What a folder given as `--out` holds.
+#[derive(Debug, Default)]
+pub struct Contents {
+    /// Files (and the TensorBoard folder) a run writes.
+    pub ours: Vec<PathBuf>,
+    /// Everything else: never removed.
+    pub foreign: Vec<PathBuf>,
+}
+
+impl Contents {
+    /// Holds a run: any of ours but the temporaries a kill can leave before the first file.
+    pub fn holds_run(&self) -> bool {
+        self.ours.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+        })
     }
-    let s = |v: String| Value::String(v);
-    let fields: Vec<(&str, Value)> = vec![
-        ("dataset", s(o.data.describe())),
-        ("data", s(o.data.dir.display().to_string())),
-        ("data_url", o.data.url.clone().map_or(Value::Null, s)),
-        ("dataset_classes", ds_classes.into()),
-        ("epochs", o.epochs.into()),
-        ("max_steps", o.max_steps.map_or(Value::Null, |v| v.into())),
-        ("batch", o.batch.into()),
-        ("lr", o.lr.into()),
-        ("momentum", o.momentum.into()),
-        ("nesterov", o.nesterov.into()),
-        ("weight_decay", o.weight_decay.into()),
-        ("optimizer", s(format!("{:?}", o.optimizer).to_lowercase())),
-        ("schedule", s(format!("{:?}", o.schedule).to_lowercase())),
-        ("warmup_epochs", o.warmup.into()),
-        ("label_smoothing", o.label_smoothing.into()),
-        ("augment", o.augment.into()),
-        ("shuffle", o.shuffle.into()),
-        ("seed", o.seed.into()),
-        ("device", s(device.to_string())),
-        (
-            "init",
-            o.init
-                .as_ref()
-                .map_or(Value::Null, |p| s(p.display().to_string())),
+
+    fn names(paths: &[PathBuf]) -> String {
+        let mut names: Vec<String> = paths
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        if names.len() > 8 {
+            let more = names.len() - 8;
+            names.truncate(8);
+            names.push(format!("and {more} more"));
+        }
+        names.join(", ")
+    }
+}
+
+/// Sorts the entries of `out` into the run's files and others; `None` when `out` does not
+/// exist. The TensorBoard folder counts as ours when it holds only event files.
+pub fn inspect(out: &Path) -> Result<Option<Contents>> {
+    let meta = match std::fs::symlink_metadata(out) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("--out {}", out.display())),
+    };
+    if !meta.is_dir() {
+        bail!("--out {} exists and is not a folder", out.display());
+    }
+    let mut c = Contents::default();
+    let entries =
+        std::fs::read_dir(out).with_context(|| format!("reading --out {}", out.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading --out {}", out.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let kind = entry.file_type()?;
+        let ours = if name == TENSORBOARD_DIR && kind.is_dir() {
+            std::fs::read_dir(entry.path())?.all(|e| {
+                e.is_ok_and(|e| {
+                    e.file_type().is_ok_and(|t| t.is_file())
+                        && e.file_name()
+                            .to_string_lossy()
+                            .starts_with(crate::tensorboard::FILE_PREFIX)
+                })
+            })
+        } else {
+            kind.is_file() && is_run_file(&name)
+        };
+        if ours {
+            c.ours.push(entry.path());
+        } else {
+            c.foreign.push(entry.path());
+        }
+    }
+    Ok(Some(c))
+}
+
+/// Checks what `--out` holds against `--resume` and `--overwrite` before anything is read or
+/// written: a run there is never replaced by accident, and `--overwrite` never touches a file
+/// the trainer did not write. Returns the folder's contents.
+pub fn check_out(out: &Path, resume: bool, overwrite: bool) -> Result<Option<Contents>> {
+    let contents = inspect(out)?;
+    match &contents {
+        None if resume => bail!("--resume: {} does not exist", out.display()),
+        Some(c) if c.holds_run() && !resume && !overwrite => bail!(
+            "{} already holds a run ({}): pass --resume to continue it, --overwrite to replace \
+             it, or choose another --out",
+            out.display(),
+            Contents::names(&c.ours)
         ),
-    ];
-    for (k, v) in fields {
-        m.insert(k.to_string(), v);
+        Some(c) if overwrite && !c.foreign.is_empty() => bail!(
+            "--overwrite: {} also holds files the trainer did not write ({}); it removes only \
+             its own files, so move those away or choose another --out",
+            out.display(),
+            Contents::names(&c.foreign)
+        ),
+        _ => {}
     }
-    Value::Object(m)
+    Ok(contents)
+}
+
+/// Removes the run files in `contents` (what [`inspect`] called ours).
+pub fn remove_run_files(contents: &Contents) -> Result<()> {
+    for path in &contents.ours {
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(path)
+        } else {
+            std::fs::remove_file(path)
+        };
+        removed.with_context(|| format!("--overwrite: removing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A run folder's text file: a regular file of at most `cap` bytes, UTF-8.
@@ -145,6 +239,14 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// What `curves.png` shows: the epoch rows, the logged steps, and the title.
+#[derive(Clone, Copy)]
+pub struct Curves<'a> {
+    pub rows: &'a [EpochMetrics],
+    pub steps: &'a [StepMetrics],
+    pub title: &'a str,
+}
+
 /// The files of one run folder.
 pub struct RunDir {
     out: PathBuf,
@@ -157,7 +259,10 @@ impl RunDir {
         std::fs::create_dir_all(out)
             .with_context(|| format!("creating --out {}", out.display()))?;
         if crate::save_set::recover(out)? {
-            eprintln!("finished a save that was interrupted in {}", out.display());
+            crate::progress::say(format!(
+                "finished a save that was interrupted in {}",
+                out.display()
+            ));
         }
         Ok(RunDir {
             out: out.to_path_buf(),
@@ -169,30 +274,52 @@ impl RunDir {
         self.out.join("last.safetensors")
     }
 
-    /// Refuses to resume with settings (`json`, as [`config_json`] makes them) that differ
-    /// from the run's `config.json` in a key that must not change; names each difference.
+    /// Refuses to resume with settings (`json`, as [`config_file::config_json`] makes them)
+    /// that differ from the run's `config.json` in a key that must not change, or with another
+    /// model; names each difference. An old-format `config.json` is compared through
+    /// [`config_file::legacy_flags`], on the keys it has.
     pub fn check_resume_config(&self, json: &Value) -> Result<()> {
         let config_path = self.out.join("config.json");
-        let old: Value = serde_json::from_str(
-            &read_text(&config_path, 1 << 20)
-                .with_context(|| format!("--resume needs {}", config_path.display()))?,
-        )
-        .with_context(|| format!("{} is not valid JSON", config_path.display()))?;
+        let old = config_file::read(&config_path)
+            .with_context(|| format!("--resume needs {}", config_path.display()))?;
+        let model =
+            |m: &Map<String, Value>| m.get("resolved").and_then(|r| r.get("model")).cloned();
         let mut diffs = Vec::new();
-        for key in RESUME_KEYS.iter().copied().chain(
-            json.as_object()
-                .expect("config_json makes an object")
-                .keys()
-                .map(String::as_str)
-                .filter(|k| k.starts_with("model.")),
-        ) {
-            if old.get(key) != json.get(key) {
+        // The normalization is f32: compared as f32, however the file wrote the digits.
+        let as_f32 = |v: Option<&Value>| -> Option<Vec<f32>> {
+            v?.as_array()?
+                .iter()
+                .map(|x| x.as_f64().map(|x| x as f32))
+                .collect()
+        };
+        for key in RESUME_KEYS.iter().copied().filter(|k| old.contains_key(*k)) {
+            // A path as an absolute one (older runs recorded it as given).
+            let as_path = |v: Option<&Value>| {
+                v.and_then(Value::as_str)
+                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p)))
+            };
+            let same = if key == "mean" || key == "std" {
+                as_f32(old.get(key)) == as_f32(json.get(key))
+            } else if key == "data" {
+                as_path(old.get(key)) == as_path(json.get(key))
+            } else {
+                old.get(key) == json.get(key)
+            };
+            if !same {
                 diffs.push(format!(
-                    "{key}: {} (run) vs {} (now)",
+                    "--{key}: {} (run) vs {} (now)",
                     old.get(key).unwrap_or(&Value::Null),
                     json.get(key).unwrap_or(&Value::Null)
                 ));
             }
+        }
+        let now = json.as_object().and_then(model);
+        if model(&old) != now {
+            diffs.push(format!(
+                "model: {} (run) vs {} (now)",
+                model(&old).unwrap_or(Value::Null),
+                now.unwrap_or(Value::Null)
+            ));
         }
         if !diffs.is_empty() {
             bail!(
@@ -255,6 +382,65 @@ impl RunDir {
         Ok(rows)
     }
 
+    /// The rows of `steps.csv` up to step `step`, and the file rewritten to hold just those (a
+    /// run resumed from an earlier checkpoint logs the later steps again). A last line cut
+    /// short by a kill is dropped; any other line that does not parse is an error.
+    pub fn restore_steps(&self, step: u64) -> Result<Vec<StepMetrics>> {
+        let path = self.out.join("steps.csv");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let text = read_text(&path, 256 << 20)?;
+        let lines: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let mut rows = Vec::with_capacity(lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            match StepMetrics::parse(line) {
+                Ok(r) => rows.push(r),
+                Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+        rows.retain(|r| r.step <= step);
+        write_text(&path, &metrics::steps_csv_text(&rows))?;
+        Ok(rows)
+    }
+
+    /// Appends rows to `steps.csv` (made with its header when missing). A log, not a
+    /// checkpoint: appended as it grows, and trimmed to the checkpoint on resume.
+    pub fn append_steps(&self, rows: &[StepMetrics]) -> Result<()> {
+        let path = self.out.join("steps.csv");
+        let new = !path.exists();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut text = String::new();
+        if new {
+            text.push_str(metrics::STEPS_CSV_HEADER);
+            text.push('\n');
+        }
+        for r in rows {
+            text.push_str(&r.csv());
+            text.push('\n');
+        }
+        file.write_all(text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Removes what a run that failed before its first step wrote, and the folder when that
+    /// leaves it empty (it was made for this run).
+    pub fn discard(&self) {
+        if let Ok(Some(contents)) = inspect(&self.out) {
+            let _ = remove_run_files(&contents);
+        }
+        let _ = std::fs::remove_dir(&self.out);
+    }
+
     pub fn write_config(&self, json: &Value) -> Result<()> {
         write_text(
             &self.out.join("config.json"),
@@ -263,14 +449,14 @@ impl RunDir {
     }
 
     /// Saves `last.safetensors` and `last.optim.safetensors` as one set (see [`SaveSet`]),
-    /// with `best.safetensors` when `best`, and `metrics.csv` and `curves.png` when `rows`.
+    /// with `best.safetensors` when `best`, and `metrics.csv` and `curves.png` when `curves`.
     pub fn save(
         &self,
         model: &mut Model,
         opt: &Optimizer,
         meta: &Metadata,
         best: bool,
-        rows: Option<&[EpochMetrics]>,
+        curves: Option<Curves>,
     ) -> Result<()> {
         let mut set = SaveSet::new(&self.out);
         let weights = checkpoint::to_bytes(model, meta)?;
@@ -287,9 +473,15 @@ impl RunDir {
         if best {
             set.stage("best.safetensors", &weights)?;
         }
-        if let Some(rows) = rows {
-            set.stage("metrics.csv", metrics::csv_text(rows).as_bytes())?;
-            set.stage("curves.png", &plot::curves_png(rows)?)?;
+        if let Some(c) = curves {
+            // No epoch finished yet: curves.png shows the logged steps, metrics.csv waits.
+            if !c.rows.is_empty() {
+                set.stage("metrics.csv", metrics::csv_text(c.rows).as_bytes())?;
+            }
+            set.stage(
+                "curves.png",
+                &plot::curves_png_titled(c.rows, c.steps, c.title)?,
+            )?;
         }
         set.commit()
     }

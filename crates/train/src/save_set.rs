@@ -37,6 +37,12 @@ const NAMES: &[&str] = &[
 /// A journal is a few short lines; a bigger file is not one of ours.
 const MAX_JOURNAL_BYTES: u64 = 4096;
 
+/// Whether `name` is the save journal or its temporary name.
+pub fn is_journal(name: &str) -> bool {
+    name.strip_prefix(JOURNAL)
+        .is_some_and(|rest| rest.is_empty() || rest == ".tmp")
+}
+
 fn staged(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}.staged"))
 }
