@@ -29,16 +29,8 @@ enum Command {
     /// confusion.csv / confusion.png (and misclassified.png with --misclassified) written into
     /// the run folder with --run, else into --out.
     Eval {
-        /// A safetensors checkpoint (ours, or PyTorch's with --model ... flags).
-        #[arg(long, required_unless_present = "run", conflicts_with = "run")]
-        checkpoint: Option<PathBuf>,
-        /// A run folder of `senet train`: its dataset, model and normalization, and its best
-        /// checkpoint (or --which last); data flags given here override the run's.
-        #[arg(long, value_name = "DIR")]
-        run: Option<PathBuf>,
-        /// With --run: `best` (best.safetensors) or `last` (last.safetensors).
-        #[arg(long, value_enum, default_value = "best", requires = "run")]
-        which: Which,
+        #[command(flatten)]
+        source: Source,
         /// The folder for confusion.csv, confusion.png and misclassified.png (required without
         /// --run; eval writes nowhere else).
         #[arg(
@@ -69,15 +61,8 @@ enum Command {
     /// Classify PNG/JPEG images (files, or folders whose images are read in name order): the
     /// five most likely classes of each.
     Predict {
-        /// A safetensors checkpoint (ours, or PyTorch's with --model ... flags).
-        #[arg(long, required_unless_present = "run", conflicts_with = "run")]
-        checkpoint: Option<PathBuf>,
-        /// A run folder of `senet train`: its best checkpoint (or --which last).
-        #[arg(long, value_name = "DIR")]
-        run: Option<PathBuf>,
-        /// With --run: `best` (best.safetensors) or `last` (last.safetensors).
-        #[arg(long, value_enum, default_value = "best", requires = "run")]
-        which: Which,
+        #[command(flatten)]
+        source: Source,
         /// Images to classify, and folders of images.
         #[arg(required = true)]
         images: Vec<PathBuf>,
@@ -151,6 +136,51 @@ enum Command {
     Devices,
 }
 
+/// The checkpoint `eval` and `predict` read: a file, or a run folder's.
+#[derive(clap::Args)]
+struct Source {
+    /// A safetensors checkpoint (ours, or PyTorch's with --model ... flags).
+    #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+    checkpoint: Option<PathBuf>,
+    /// A run folder of `senet train`: its best checkpoint (or --which last), whose metadata
+    /// gives the model, classes and normalization; `eval` also takes the run's dataset from its
+    /// config.json (data flags given here override it).
+    #[arg(long, value_name = "DIR")]
+    run: Option<PathBuf>,
+    /// With --run: `best` (best.safetensors) or `last` (last.safetensors).
+    #[arg(long, value_enum, default_value = "best", requires = "run")]
+    which: Which,
+}
+
+impl Source {
+    /// The checkpoint file: `--checkpoint`, or the run's, which must exist.
+    fn path(&self) -> Result<PathBuf> {
+        let Some(dir) = &self.run else {
+            return Ok(self
+                .checkpoint
+                .clone()
+                .expect("clap requires --checkpoint without --run"));
+        };
+        if !dir.join("config.json").is_file() {
+            bail!(
+                "--run {}: no config.json there, so not a run folder of `senet train`",
+                dir.display()
+            );
+        }
+        let path = self.which.path(dir);
+        if !path.exists() {
+            match self.which {
+                Which::Best => bail!(
+                    "--run {}: no best.safetensors yet (no epoch has finished): use --which last",
+                    dir.display()
+                ),
+                Which::Last => bail!("--run {}: no last.safetensors yet", dir.display()),
+            }
+        }
+        Ok(path)
+    }
+}
+
 /// Which checkpoint of a run `--run` means.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum Which {
@@ -177,7 +207,10 @@ fn parse_cli() -> Result<Cli> {
         Command::Train(TrainArgs {
             config: Some(file), ..
         }) => (file.clone(), None),
-        Command::Eval { run: Some(dir), .. } => (dir.join("config.json"), Some(&RUN_DATA_KEYS)),
+        Command::Eval {
+            source: Source { run: Some(dir), .. },
+            ..
+        } => (dir.join("config.json"), Some(&RUN_DATA_KEYS)),
         _ => return Ok(cli),
     };
     let (name, given) = matches.subcommand().expect("a subcommand is required");
@@ -226,9 +259,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train(&args),
         Command::Eval {
-            checkpoint,
-            run,
-            which,
+            source,
             out,
             misclassified,
             json,
@@ -237,12 +268,10 @@ fn main() -> ExitCode {
             device,
             batch,
         } => (|| {
-            let (checkpoint, out) = match &run {
-                Some(dir) => (run_checkpoint(dir, which)?, dir.clone()),
-                None => (
-                    checkpoint.expect("clap requires --checkpoint without --run"),
-                    out.expect("clap requires --out without --run"),
-                ),
+            let checkpoint = source.path()?;
+            let out = match source.run {
+                Some(dir) => dir,
+                None => out.expect("clap requires --out without --run"),
             };
             senet::commands::eval(
                 &checkpoint,
@@ -258,9 +287,7 @@ fn main() -> ExitCode {
             )
         })(),
         Command::Predict {
-            checkpoint,
-            run,
-            which,
+            source,
             images,
             json,
             model,
@@ -270,10 +297,7 @@ fn main() -> ExitCode {
             resize,
             device,
         } => (|| {
-            let checkpoint = match &run {
-                Some(dir) => run_checkpoint(dir, which)?,
-                None => checkpoint.expect("clap requires --checkpoint without --run"),
-            };
+            let checkpoint = source.path()?;
             senet::commands::predict(
                 &checkpoint,
                 &images,
@@ -325,27 +349,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The checkpoint `--run DIR --which W` names, which must exist.
-fn run_checkpoint(dir: &Path, which: Which) -> Result<PathBuf> {
-    if !dir.join("config.json").is_file() {
-        bail!(
-            "--run {}: no config.json there, so not a run folder of `senet train`",
-            dir.display()
-        );
-    }
-    let path = which.path(dir);
-    if !path.exists() {
-        match which {
-            Which::Best => bail!(
-                "--run {}: no best.safetensors yet (no epoch has finished): use --which last",
-                dir.display()
-            ),
-            Which::Last => bail!("--run {}: no last.safetensors yet", dir.display()),
-        }
-    }
-    Ok(path)
 }
 
 /// Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid or not set" on every device

@@ -280,6 +280,15 @@ fn every_parser_ends_in_ok_or_an_error_within_its_caps() {
         }
     });
 
+    total += fuzz_run_files(&dir);
+    eprintln!("fuzz: {total} inputs in all");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The files a run folder holds and resume reads (`config.json`, `metrics.csv`, `steps.csv`,
+/// TensorBoard events) and a `--config` TOML file. Returns the inputs run.
+fn fuzz_run_files(dir: &std::path::Path) -> u32 {
+    let mut total = 0;
     // config.json, metrics.csv and steps.csv of a run folder on resume, and a --config file.
     let run = dir.join("run");
     let run_dir = senet::train::run_dir::RunDir::create(&run).unwrap();
@@ -332,6 +341,5 @@ fn every_parser_ends_in_ok_or_an_error_within_its_caps() {
         let _ = senet::train::tensorboard::read_scalars(&events_file);
     });
 
-    eprintln!("fuzz: {total} inputs in all");
-    std::fs::remove_dir_all(&dir).unwrap();
+    total
 }

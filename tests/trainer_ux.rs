@@ -11,6 +11,8 @@ use std::path::Path;
 #[path = "fixtures/support.rs"]
 mod support;
 use support::*;
+mod common;
+use common::checkpoint_bits as tensors;
 
 /// A tiny CIFAR-10 folder: 20 training images (4 steps of 5 per epoch), 10 test images.
 fn tiny_data(dir: &Path) {
@@ -47,19 +49,6 @@ fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Every tensor of a checkpoint as raw bytes, by name (the metadata holds times, which differ).
-fn tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut v: Vec<(String, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, t)| (n, t.data().to_vec()))
         .collect();
     v.sort();
     v

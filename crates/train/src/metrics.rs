@@ -112,22 +112,24 @@ impl StepMetrics {
     }
 }
 
-/// The whole of `metrics.csv`: the header, then one line per row.
+/// A CSV file's text: the header, then one line per row.
+fn with_header(header: &str, lines: impl Iterator<Item = String>) -> String {
+    let mut text = format!("{header}\n");
+    for line in lines {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
+
+/// The whole of `metrics.csv`.
 pub fn csv_text(rows: &[EpochMetrics]) -> String {
-    std::iter::once(CSV_HEADER.to_string())
-        .chain(rows.iter().map(EpochMetrics::csv))
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
+    with_header(CSV_HEADER, rows.iter().map(EpochMetrics::csv))
 }
 
 /// The whole of `steps.csv`.
 pub fn steps_csv_text(rows: &[StepMetrics]) -> String {
-    std::iter::once(STEPS_CSV_HEADER.to_string())
-        .chain(rows.iter().map(StepMetrics::csv))
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
+    with_header(STEPS_CSV_HEADER, rows.iter().map(StepMetrics::csv))
 }
 
 /// The rows of a `metrics.csv` text (blank lines skipped).
