@@ -253,7 +253,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Output folder (config.json, metrics.csv, steps.csv, curves.png, last/best
-    /// checkpoints); default runs/<model>-<depth>. A folder that holds a run is refused unless
+    /// checkpoints); default runs/MODEL-DEPTH. A folder that holds a run is refused unless
     /// --resume or --overwrite.
     #[arg(long)]
     pub out: Option<PathBuf>,

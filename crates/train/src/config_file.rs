@@ -11,13 +11,12 @@
 //!
 //! Runs written before this format (keys such as `warmup_epochs` and `model.family`, no
 //! `version`) are translated by [`legacy_flags`], so they still resume and evaluate.
-use crate::options::{DatasetSpec, OptimizerChoice, TrainOptions};
+use crate::options::{schedule_flag, DatasetSpec, OptimizerChoice, TrainOptions};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Command};
 use senet_data::Dataset;
 use senet_models::ModelConfig;
-use senet_nn::schedule::ScheduleKind;
 use serde_json::{Map, Value};
 use std::ffi::OsString;
 use std::path::Path;
@@ -33,16 +32,6 @@ const INFO_KEYS: [&str; 3] = ["version", "commit", "resolved"];
 
 /// The largest config file read (a run's `config.json` is about 1.5 KB).
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
-
-/// The flag `--schedule` takes for `kind`.
-pub(crate) fn schedule_flag(kind: ScheduleKind) -> &'static str {
-    match kind {
-        ScheduleKind::Constant => "constant",
-        ScheduleKind::Step { .. } => "step",
-        ScheduleKind::Cosine => "cosine",
-        ScheduleKind::OneCycle => "onecycle",
-    }
-}
 
 /// Every training option of `o` under its flag's name, as the flag would be written.
 pub fn options_json(o: &TrainOptions) -> Map<String, Value> {

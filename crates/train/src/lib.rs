@@ -5,16 +5,20 @@
 //! [`StopHandle`]. One epoch: a seeded permutation of the training split in batches (augmented
 //! on background threads), forward in training mode, cross-entropy, `backward`, one optimizer
 //! step with the scheduled learning rate; then an evaluation on the test split ([`evaluate()`]).
-//! After every epoch the run folder (`--out`, [`run_dir`]) gets `metrics.csv`, `curves.png`
-//! ([`plot`]), `last.safetensors` (+ `last.optim.safetensors`, the optimizer state) and, when the
-//! test top-1 improved, `best.safetensors` — each through a temporary file and a rename.
-//! `--resume` continues from `last.*`: since the data order and the augmentation depend only on
-//! (seed, epoch, batch) and the CPU kernels are deterministic, a run killed and resumed ends with
-//! the same bits as one that never stopped.
+//! Every `--log-every` steps a row goes to `steps.csv` (and, with `--tensorboard`, to
+//! [`tensorboard`] event files). After every epoch the run folder (`--out`, [`run_dir`]) gets
+//! `metrics.csv`, `curves.png` ([`plot`]), `last.safetensors` (+ `last.optim.safetensors`, the
+//! optimizer state) and, when the test top-1 improved, `best.safetensors`, saved as one set
+//! ([`save_set`]). `config.json` ([`config_file`]) records every option under its flag's name,
+//! and is what `--config` reads. `--resume` continues from `last.*`: since the data order and the
+//! augmentation depend only on (seed, epoch, batch) and the CPU kernels are deterministic, a run
+//! killed and resumed ends with the same bits as one that never stopped.
 //!
-//! Modules depend one way: [`args`] -> [`options`]; [`plot`] -> [`metrics`]; [`run_dir`] ->
-//! options, metrics, plot; [`evaluate`](mod@evaluate) -> [`model_meta`], options; `trainer`
-//! (the step loop) -> model_meta, evaluate, metrics, options, `progress`, run_dir and [`stop`].
+//! Modules depend one way: [`args`] -> [`options`]; [`config_file`] -> options; [`plot`] ->
+//! [`metrics`]; [`run_dir`] -> config_file, metrics, plot, save_set, `progress`;
+//! [`evaluate`](mod@evaluate) -> [`model_meta`], options, plot; `trainer` (the step loop) ->
+//! config_file, evaluate, metrics, model_meta, options, progress, run_dir, [`stop`] and
+//! tensorboard.
 
 pub mod args;
 pub mod config_file;

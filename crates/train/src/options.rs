@@ -96,6 +96,16 @@ impl DataOptions {
     }
 }
 
+/// The flag `--schedule` takes for `kind`.
+pub fn schedule_flag(kind: ScheduleKind) -> &'static str {
+    match kind {
+        ScheduleKind::Constant => "constant",
+        ScheduleKind::Step { .. } => "step",
+        ScheduleKind::Cosine => "cosine",
+        ScheduleKind::OneCycle => "onecycle",
+    }
+}
+
 /// The optimizer of a run (`--optimizer`).
 #[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
 pub enum OptimizerChoice {
@@ -289,7 +299,7 @@ impl TrainOptions {
             self.weight_decay,
             self.batch,
             self.epochs,
-            crate::config_file::schedule_flag(self.schedule)
+            schedule_flag(self.schedule)
         )
     }
 

@@ -80,7 +80,7 @@ impl SaveSet {
         }
     }
 
-    /// Writes `bytes` as the staged copy of `name` (one of [`NAMES`]) and syncs it.
+    /// Writes `bytes` as the staged copy of `name` (one of `NAMES`) and syncs it.
     pub fn stage(&mut self, name: &'static str, bytes: &[u8]) -> Result<()> {
         debug_assert!(NAMES.contains(&name));
         let path = staged(&self.dir, name);

@@ -59,8 +59,8 @@ fn tile_origin(i: usize, shown: usize) -> (i64, i64) {
     (x, y)
 }
 
-/// The PNG bytes of a grid of (at most [`MAX_IMAGES`] of) `images`, `COLUMNS` to a row, each
-/// captioned "true: <name>" and "pred: <name> <NN>%" with `names` indexed by class.
+/// The PNG bytes of a grid of (at most `MAX_IMAGES` of) `images`, `COLUMNS` to a row, each
+/// captioned `true: NAME` and `pred: NAME NN%` with `names` indexed by class.
 pub fn misclassified_png(images: &[MisclassifiedImage], names: &[String]) -> Result<Vec<u8>> {
     if images.is_empty() {
         bail!("no misclassified images to draw");
