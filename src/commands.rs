@@ -46,8 +46,8 @@ pub fn eval(
     batch: usize,
 ) -> Result<ExitCode> {
     let report = evaluate_checkpoint(path, flags, data, device, batch, output.misclassified)?;
-    let written = report.write_files(&output.dir)?;
     if output.json {
+        let written = report.write_files(&output.dir)?;
         let mut doc = report.to_json();
         doc["files"] = written
             .iter()
@@ -56,8 +56,9 @@ pub fn eval(
             .into();
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
+        // The figures first: a folder that cannot be written to costs the pictures only.
         print!("{}", report.evaluation.report(&report.classes));
-        for p in &written {
+        for p in report.write_files(&output.dir)? {
             eprintln!("wrote {}", p.display());
         }
     }
@@ -151,7 +152,8 @@ fn expand_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()));
-            if image && entry.file_type().is_ok_and(|t| t.is_file()) {
+            // A link to an image counts (as a file named on the command line does).
+            if image && path.is_file() {
                 found.push(path);
                 if found.len() > MAX_FOLDER_IMAGES {
                     bail!("{} holds more than {MAX_FOLDER_IMAGES} images", p.display());

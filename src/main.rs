@@ -41,8 +41,8 @@ enum Command {
         )]
         out: Option<PathBuf>,
         /// Also write misclassified.png: the N test images the model got wrong with the highest
-        /// confidence, with their true and predicted classes; 0 to 1024.
-        #[arg(long, value_name = "N", default_value_t = 0, value_parser = count_in::<0, 1024>)]
+        /// confidence, with their true and predicted classes; 0 to 64.
+        #[arg(long, value_name = "N", default_value_t = 0, value_parser = count_in::<0, 64>)]
         misclassified: usize,
         /// Print one JSON document (every figure of the text report) instead of the text.
         #[arg(long)]

@@ -121,7 +121,58 @@ fn a_run_is_never_overwritten_by_accident() {
     let err = failure(&senet(train_args(&dir.join("missing"), &fresh, &[])));
     assert!(err.contains("missing"), "{err}");
     assert!(!fresh.exists());
+    links_locks_and_other_programs_files(&dir, &out);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--out` is checked like an attacker's: a link planted as steps.csv is not written through,
+/// another program's event files are not removed, and a folder another run holds is refused.
+fn links_locks_and_other_programs_files(dir: &Path, out: &Path) {
+    // Another program's event file in tensorboard/ makes that folder not ours.
+    let tb = out.join("tensorboard");
+    std::fs::create_dir_all(&tb).unwrap();
+    let pytorch = tb.join("events.out.tfevents.1796000000.host.42.0");
+    std::fs::write(&pytorch, "not ours").unwrap();
+    let err = failure(&senet(train_args(dir, out, &["--overwrite"])));
+    assert!(
+        err.contains("tensorboard") && err.contains("did not write"),
+        "{err}"
+    );
+    assert!(pytorch.exists());
+    std::fs::remove_dir_all(&tb).unwrap();
+
+    // A second run on a folder whose lock is held (by this test, as a running run holds it).
+    let lock = std::fs::File::create(out.join(".senet-lock")).unwrap();
+    // SAFETY: flock(2) on a descriptor this test owns.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    let err = failure(&senet(train_args(dir, out, &["--resume"])));
+    assert!(err.contains("in use by another"), "{err}");
+    drop(lock);
+
+    // A link planted as steps.csv in a fresh folder: refused, the target untouched.
+    let fresh = dir.join("linked");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let target = dir.join("precious.txt");
+    std::fs::write(&target, "mine\n").unwrap();
+    std::os::unix::fs::symlink(&target, fresh.join("steps.csv")).unwrap();
+    let err = failure(&senet(train_args(
+        dir,
+        &fresh,
+        &["--log-every", "1", "--max-steps", "2"],
+    )));
+    assert!(err.contains("steps.csv"), "{err}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "mine\n");
+
+    // --out itself may be a link to a folder.
+    let real = dir.join("real-run");
+    std::fs::create_dir_all(&real).unwrap();
+    let via = dir.join("via-link");
+    std::os::unix::fs::symlink(&real, &via).unwrap();
+    success(&senet(train_args(dir, &via, &["--max-steps", "1"])));
+    assert!(real.join("last.safetensors").exists());
 }
 
 #[test]
@@ -166,7 +217,9 @@ fn a_run_remembers_itself() {
     ] {
         assert_eq!(config[key], value, "{key} in {config}");
     }
-    assert_eq!(config["mean"].as_array().unwrap().len(), 3);
+    // The normalization as given (none) and as used (the dataset's).
+    assert_eq!(config["mean"], Value::Null);
+    assert_eq!(config["resolved"]["mean"].as_array().unwrap().len(), 3);
     assert!(config["commit"].as_str().is_some_and(|c| !c.is_empty()));
 
     // The run's config.json as --config, with one flag overridden, trains the same run: the
@@ -217,6 +270,12 @@ fn config_files_give_every_option(dir: &Path) {
     assert_eq!(config["lr"], 0.04, "the flag wins");
     assert_eq!(config["label-smoothing"], 0.1);
     assert_eq!(config["epochs"], 1);
+    std::fs::write(&toml, "model = \"resnet\"\nresume = true\n").unwrap();
+    let err = failure(&senet(strings(&["train", "--config", &s(&toml)])));
+    assert!(
+        err.contains("`resume`") && err.contains("command line"),
+        "{err}"
+    );
     std::fs::write(&toml, "model = \"resnet\"\nlearning_rate = 0.1\n").unwrap();
     let err = failure(&senet(strings(&["train", "--config", &s(&toml)])));
     assert!(

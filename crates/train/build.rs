@@ -30,5 +30,14 @@ fn main() {
             println!("cargo:rerun-if-changed={dir}/{head}");
         }
     }
-    println!("cargo:rerun-if-changed=build.rs");
+    // And when a source file changes, so that `-dirty` follows edits (cargo scans folders).
+    for path in [
+        "build.rs",
+        "../../src",
+        "../../crates",
+        "../../shaders",
+        "../../Cargo.toml",
+    ] {
+        println!("cargo:rerun-if-changed={path}");
+    }
 }

@@ -28,7 +28,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const COMMIT: &str = env!("SENET_COMMIT");
 
 /// Keys of `config.json` that are not flags: read back for information, never applied.
-const INFO_KEYS: [&str; 3] = ["version", "commit", "resolved"];
+const INFO_KEYS: [&str; 4] = ["version", "commit", "resolved", "resumed"];
 
 /// The largest config file read (a run's `config.json` is about 1.5 KB).
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -132,12 +132,15 @@ fn f32_json(v: [f32; 3]) -> Value {
     )
 }
 
-/// The whole of a run's `config.json`: [`options_json`] with the normalization the run uses
-/// (`mean`, `std`: the dataset's unless given), the version and commit, and `resolved`.
+/// The most class names `resolved` lists (the checkpoints hold them all): `config.json` stays
+/// far under the size [`read`] accepts.
+const MAX_LISTED_CLASSES: usize = 1000;
+
+/// The whole of a run's `config.json`: [`options_json`], the version and commit, and
+/// `resolved`: the model, the normalization used (`mean`, `std`: the dataset's unless given),
+/// the classes and the device.
 pub fn config_json(o: &TrainOptions, model: &ModelConfig, ds: &Dataset, device: &str) -> Value {
     let mut m = options_json(o);
-    m.insert("mean".into(), f32_json(ds.mean));
-    m.insert("std".into(), f32_json(ds.std));
     m.insert("version".into(), VERSION.into());
     m.insert("commit".into(), COMMIT.into());
     let model: Map<String, Value> = model
@@ -145,16 +148,55 @@ pub fn config_json(o: &TrainOptions, model: &ModelConfig, ds: &Dataset, device: 
         .into_iter()
         .map(|(k, v)| (k.to_string(), Value::String(v)))
         .collect();
+    let classes: Value = if ds.classes.len() <= MAX_LISTED_CLASSES {
+        serde_json::json!(ds.classes)
+    } else {
+        ds.classes.len().into()
+    };
     m.insert(
         "resolved".into(),
         serde_json::json!({
             "model": model,
             "dataset": o.data.describe(),
-            "classes": ds.classes,
+            "mean": f32_json(ds.mean),
+            "std": f32_json(ds.std),
+            "classes": classes,
             "device": device,
         }),
     );
     Value::Object(m)
+}
+
+/// On resume: the run keeps the `version` and `commit` it started with, and `resumed` lists
+/// each later build that continued it (with a warning when it differs).
+pub fn carry_history(old: &Map<String, Value>, json: &mut Value) {
+    let (Some(version), Some(commit)) = (old.get("version"), old.get("commit")) else {
+        return; // an old-format file: this build is the first recorded
+    };
+    let mut resumed = old
+        .get("resumed")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let now = (json["version"].clone(), json["commit"].clone());
+    let last = resumed
+        .last()
+        .map_or((version.clone(), commit.clone()), |r| {
+            (r["version"].clone(), r["commit"].clone())
+        });
+    if now != last {
+        crate::progress::say(format!(
+            "warning: the run was made by senet {} (commit {}), this is {} (commit {}): \
+             both are recorded in config.json",
+            last.0, last.1, now.0, now.1
+        ));
+        resumed.push(serde_json::json!({ "version": now.0, "commit": now.1 }));
+    }
+    json["version"] = version.clone();
+    json["commit"] = commit.clone();
+    if !resumed.is_empty() {
+        json["resumed"] = Value::Array(resumed);
+    }
 }
 
 /// The settings a resumed run must share with the run it continues (the model is compared
@@ -331,6 +373,13 @@ pub fn flag_args(
                 cmd.get_name()
             );
         };
+        if !arg.get_action().takes_values() {
+            bail!(
+                "{}: `{key}` is not an option a file can give (it takes no value): give --{key} \
+                 on the command line",
+                source.display()
+            );
+        }
         if given.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine) {
             continue; // the command line wins
         }

@@ -98,8 +98,9 @@ pub const RUN_FILES: &[&str] = &[
     "confusion.csv",
     "confusion.png",
     "misclassified.png",
-    "eval.json",
 ];
+/// The lock a run holds on its folder while it runs (see [`RunLock`]).
+pub const LOCK_FILE: &str = ".senet-lock";
 /// The subfolder of `--tensorboard`'s event files.
 pub const TENSORBOARD_DIR: &str = "tensorboard";
 
@@ -109,7 +110,9 @@ fn is_run_file(name: &str) -> bool {
     let temporary = name
         .strip_prefix('.')
         .and_then(|n| n.strip_suffix(".tmp").or_else(|| n.strip_suffix(".staged")));
-    RUN_FILES.contains(&temporary.unwrap_or(name)) || crate::save_set::is_journal(name)
+    RUN_FILES.contains(&temporary.unwrap_or(name))
+        || crate::save_set::is_journal(name)
+        || name == LOCK_FILE
 }
 
 /// What a folder given as `--out` holds.
@@ -149,7 +152,8 @@ impl Contents {
 /// Sorts the entries of `out` into the run's files and others; `None` when `out` does not
 /// exist. The TensorBoard folder counts as ours when it holds only event files.
 pub fn inspect(out: &Path) -> Result<Option<Contents>> {
-    let meta = match std::fs::symlink_metadata(out) {
+    // `out` itself may be a link to a folder (entries inside it are not followed).
+    let meta = match std::fs::metadata(out) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("--out {}", out.display())),
@@ -169,8 +173,8 @@ pub fn inspect(out: &Path) -> Result<Option<Contents>> {
                 e.is_ok_and(|e| {
                     e.file_type().is_ok_and(|t| t.is_file())
                         && e.file_name()
-                            .to_string_lossy()
-                            .starts_with(crate::tensorboard::FILE_PREFIX)
+                            .to_str()
+                            .is_some_and(crate::tensorboard::is_own_file)
                 })
             })
         } else {
@@ -209,9 +213,37 @@ pub fn check_out(out: &Path, resume: bool, overwrite: bool) -> Result<Option<Con
     Ok(contents)
 }
 
-/// Removes the run files in `contents` (what [`inspect`] called ours).
+/// Makes the folder `out` (and its parents); returns whether this call made it.
+pub fn make_folder(out: &Path) -> Result<bool> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating --out {}", out.display()))?;
+    }
+    match std::fs::create_dir(out) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("creating --out {}", out.display())),
+    }
+}
+
+/// Removes what a run that failed before its first step wrote into `out`, and `out` when that
+/// leaves it empty (call it only for a folder the run made).
+pub fn discard(out: &Path) {
+    if let Ok(Some(contents)) = inspect(out) {
+        let _ = remove_run_files(&contents);
+    }
+    let _ = std::fs::remove_file(out.join(LOCK_FILE));
+    let _ = std::fs::remove_dir(out);
+}
+
+/// Removes the run files in `contents` (what [`inspect`] called ours) but the lock, which the
+/// running process holds.
 pub fn remove_run_files(contents: &Contents) -> Result<()> {
-    for path in &contents.ours {
+    for path in contents
+        .ours
+        .iter()
+        .filter(|p| p.file_name().is_some_and(|n| n != LOCK_FILE))
+    {
         let removed = if path.is_dir() {
             std::fs::remove_dir_all(path)
         } else {
@@ -220,6 +252,40 @@ pub fn remove_run_files(contents: &Contents) -> Result<()> {
         removed.with_context(|| format!("--overwrite: removing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// An exclusive lock on a run folder, held while a run uses it: a second `senet train` on the
+/// same `--out` (a resume and an overwrite started together, say) is refused instead of both
+/// writing there. The OS releases it when the process ends, however it ends.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    pub fn take(out: &Path) -> Result<Self> {
+        let path = out.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock(2) on a descriptor this function owns.
+            let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if taken != 0 {
+                bail!(
+                    "{} is in use by another `senet train` (it holds {}): wait for it to end, or \
+                     choose another --out",
+                    out.display(),
+                    path.display()
+                );
+            }
+        }
+        Ok(RunLock { _file: file })
+    }
 }
 
 /// A run folder's text file: a regular file of at most `cap` bytes, UTF-8.
@@ -245,6 +311,27 @@ pub struct Curves<'a> {
     pub rows: &'a [EpochMetrics],
     pub steps: &'a [StepMetrics],
     pub title: &'a str,
+}
+
+/// Whether two recorded values of the setting `key` are the same: the normalization as f32
+/// (however the file wrote the digits), `data` as an absolute path (older runs recorded it as
+/// given), anything else exactly.
+fn same_setting(key: &str, a: Option<&Value>, b: Option<&Value>) -> bool {
+    let as_f32 = |v: Option<&Value>| -> Option<Vec<f32>> {
+        v?.as_array()?
+            .iter()
+            .map(|x| x.as_f64().map(|x| x as f32))
+            .collect()
+    };
+    let as_path = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p)))
+    };
+    match key {
+        "mean" | "std" => as_f32(a) == as_f32(b),
+        "data" => as_path(a) == as_path(b),
+        _ => a == b,
+    }
 }
 
 /// The files of one run folder.
@@ -278,48 +365,35 @@ impl RunDir {
     /// that differ from the run's `config.json` in a key that must not change, or with another
     /// model; names each difference. An old-format `config.json` is compared through
     /// [`config_file::legacy_flags`], on the keys it has.
-    pub fn check_resume_config(&self, json: &Value) -> Result<()> {
+    pub fn check_resume_config(&self, json: &Value) -> Result<Map<String, Value>> {
         let config_path = self.out.join("config.json");
         let old = config_file::read(&config_path)
             .with_context(|| format!("--resume needs {}", config_path.display()))?;
-        let model =
-            |m: &Map<String, Value>| m.get("resolved").and_then(|r| r.get("model")).cloned();
+        let empty = Map::new();
+        let now = json.as_object().unwrap_or(&empty);
+        let resolved =
+            |m: &Map<String, Value>, key: &str| m.get("resolved").and_then(|r| r.get(key)).cloned();
         let mut diffs = Vec::new();
-        // The normalization is f32: compared as f32, however the file wrote the digits.
-        let as_f32 = |v: Option<&Value>| -> Option<Vec<f32>> {
-            v?.as_array()?
-                .iter()
-                .map(|x| x.as_f64().map(|x| x as f32))
-                .collect()
-        };
         for key in RESUME_KEYS.iter().copied().filter(|k| old.contains_key(*k)) {
-            // A path as an absolute one (older runs recorded it as given).
-            let as_path = |v: Option<&Value>| {
-                v.and_then(Value::as_str)
-                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p)))
-            };
-            let same = if key == "mean" || key == "std" {
-                as_f32(old.get(key)) == as_f32(json.get(key))
-            } else if key == "data" {
-                as_path(old.get(key)) == as_path(json.get(key))
-            } else {
-                old.get(key) == json.get(key)
-            };
-            if !same {
+            if !same_setting(key, old.get(key), now.get(key)) {
                 diffs.push(format!(
                     "--{key}: {} (run) vs {} (now)",
                     old.get(key).unwrap_or(&Value::Null),
-                    json.get(key).unwrap_or(&Value::Null)
+                    now.get(key).unwrap_or(&Value::Null)
                 ));
             }
         }
-        let now = json.as_object().and_then(model);
-        if model(&old) != now {
-            diffs.push(format!(
-                "model: {} (run) vs {} (now)",
-                model(&old).unwrap_or(Value::Null),
-                now.unwrap_or(Value::Null)
-            ));
+        // What the options came to: the model, and the normalization used (the dataset's own
+        // when not given). Old-format files have the model only.
+        for key in ["model", "mean", "std"] {
+            let (then, current) = (resolved(&old, key), resolved(now, key));
+            if then.is_some() && !same_setting(key, then.as_ref(), current.as_ref()) {
+                diffs.push(format!(
+                    "{key} used: {} (run) vs {} (now)",
+                    then.unwrap_or(Value::Null),
+                    current.unwrap_or(Value::Null)
+                ));
+            }
         }
         if !diffs.is_empty() {
             bail!(
@@ -328,7 +402,7 @@ impl RunDir {
                 diffs.join("\n  ")
             );
         }
-        Ok(())
+        Ok(old)
     }
 
     /// Loads `last.safetensors` into `model` and `last.optim.safetensors` into `opt`; returns
@@ -391,18 +465,29 @@ impl RunDir {
             return Ok(Vec::new());
         }
         let text = read_text(&path, 256 << 20)?;
-        let lines: Vec<&str> = text
-            .lines()
-            .skip(1)
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        let mut rows = Vec::with_capacity(lines.len());
-        for (i, line) in lines.iter().enumerate() {
+        let mut lines = text.lines();
+        if lines.next().is_some_and(|h| h != metrics::STEPS_CSV_HEADER) {
+            bail!(
+                "{} does not start with the header {}: not a file this program wrote",
+                path.display(),
+                metrics::STEPS_CSV_HEADER
+            );
+        }
+        // A log, not a checkpoint: a damaged line is dropped with a warning rather than keep a
+        // good checkpoint from resuming (a kill can cut the last line short).
+        let mut rows = Vec::new();
+        let mut dropped = 0;
+        for line in lines.filter(|l| !l.trim().is_empty()) {
             match StepMetrics::parse(line) {
                 Ok(r) => rows.push(r),
-                Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
-                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+                Err(_) => dropped += 1,
             }
+        }
+        if dropped > 0 {
+            crate::progress::say(format!(
+                "{}: dropped {dropped} damaged line(s)",
+                path.display()
+            ));
         }
         rows.retain(|r| r.step <= step);
         write_text(&path, &metrics::steps_csv_text(&rows))?;
@@ -413,14 +498,21 @@ impl RunDir {
     /// checkpoint: appended as it grows, and trimmed to the checkpoint on resume.
     pub fn append_steps(&self, rows: &[StepMetrics]) -> Result<()> {
         let path = self.out.join("steps.csv");
-        let new = !path.exists();
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        // The one file not written through a rename: never follow a link planted in its place.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+        let mut file = options
             .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .with_context(|| format!("opening {} (it must be a regular file)", path.display()))?;
+        let empty = file
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?
+            .len()
+            == 0;
         let mut text = String::new();
-        if new {
+        if empty {
             text.push_str(metrics::STEPS_CSV_HEADER);
             text.push('\n');
         }
@@ -435,10 +527,7 @@ impl RunDir {
     /// Removes what a run that failed before its first step wrote, and the folder when that
     /// leaves it empty (it was made for this run).
     pub fn discard(&self) {
-        if let Ok(Some(contents)) = inspect(&self.out) {
-            let _ = remove_run_files(&contents);
-        }
-        let _ = std::fs::remove_dir(&self.out);
+        discard(&self.out);
     }
 
     pub fn write_config(&self, json: &Value) -> Result<()> {

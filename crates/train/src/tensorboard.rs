@@ -1,6 +1,6 @@
 //! TensorBoard event files, written and read back by hand: no protobuf or TensorBoard crate.
 //!
-//! An event file (`events.out.tfevents.<unix seconds>.<host>.<pid>`) is a sequence of
+//! An event file (`events.out.tfevents.<unix seconds>.<host>.<pid>.senet`) is a sequence of
 //! TFRecords. Each record frames one serialized `Event`:
 //!
 //! ```text
@@ -44,6 +44,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How the name of every event file this module writes starts.
 pub const FILE_PREFIX: &str = "events.out.tfevents.";
+
+/// Ends the names of the files [`EventWriter`] makes (before a `.N` that keeps a name unique):
+/// what tells them from other programs' event files in the same folder.
+const OWN_SUFFIX: &str = ".senet";
+
+/// Whether `name` is an event file [`EventWriter`] made (`--overwrite` removes only those).
+pub fn is_own_file(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(FILE_PREFIX) else {
+        return false;
+    };
+    rest.ends_with(OWN_SUFFIX)
+        || rest.rsplit_once('.').is_some_and(|(head, n)| {
+            head.ends_with(OWN_SUFFIX) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+        })
+}
 
 /// The `file_version` of the first event; TensorBoard checks the `brain.Event:` prefix.
 const FILE_VERSION: &str = "brain.Event:2";
@@ -470,7 +485,7 @@ pub struct EventWriter {
 
 impl EventWriter {
     /// Creates `dir` if needed and a new event file in it, named
-    /// `events.out.tfevents.<unix seconds>.<host>.<pid>` (plus `.1`, `.2`, ... if that name
+    /// `events.out.tfevents.<unix seconds>.<host>.<pid>.senet` (plus `.1`, `.2`, ... if that name
     /// is taken: a resumed run may start within the same second), and writes the
     /// `file_version` event.
     pub fn create(dir: &Path) -> Result<Self> {
@@ -479,7 +494,7 @@ impl EventWriter {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let base = format!(
-            "{FILE_PREFIX}{seconds}.{}.{}",
+            "{FILE_PREFIX}{seconds}.{}.{}{OWN_SUFFIX}",
             hostname(),
             std::process::id()
         );
@@ -724,6 +739,25 @@ mod tests {
         );
         assert_eq!(&record[12..14], b"ab");
         assert_eq!(record[14..], masked_crc32c(b"ab").to_le_bytes());
+    }
+
+    #[test]
+    fn own_files_are_told_from_other_programs() {
+        assert!(is_own_file("events.out.tfevents.1796216893.vm.24916.senet"));
+        assert!(is_own_file(
+            "events.out.tfevents.1796216893.vm.24916.senet.3"
+        ));
+        // PyTorch's SummaryWriter uses the same prefix, without our suffix.
+        assert!(!is_own_file("events.out.tfevents.1796216893.vm.24916.0"));
+        assert!(!is_own_file(
+            "events.out.tfevents.1796216893.vm.24916.senet.x"
+        ));
+        assert!(!is_own_file("notes.senet"));
+        let dir = scratch("own-files");
+        let w = EventWriter::create(&dir).unwrap();
+        let name = w.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert!(is_own_file(&name), "{name}");
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

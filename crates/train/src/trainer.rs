@@ -6,7 +6,7 @@ use crate::metrics::{EpochMetrics, StepMetrics};
 use crate::model_meta::model_metadata;
 use crate::options::TrainOptions;
 use crate::progress::{say, short_duration, unix_seconds, EpochProgress};
-use crate::run_dir::{self, Curves, RunDir, RunState};
+use crate::run_dir::{self, Curves, RunDir, RunLock, RunState};
 use crate::stop::{Outcome, StopHandle};
 use crate::tensorboard::EventWriter;
 use anyhow::{bail, Context, Result};
@@ -45,10 +45,13 @@ pub struct Trainer<'a> {
     title: String,
     /// Whether this run made the folder (removed again if the run fails before a step).
     made_folder: bool,
-    /// For the whole run's time left: when this session's first step started, the step it
-    /// started from, and how long the last test evaluation took.
+    /// Held while the run uses the folder.
+    _lock: RunLock,
+    /// For the whole run's time left: when this session's first step started and the step it
+    /// started from.
     session: (Instant, u64),
-    eval_seconds: f64,
+    /// The last test evaluation's seconds, and all of this session's with its saves.
+    eval_seconds: (f64, f64),
 }
 
 /// Loads the dataset of `o`, saying what it loads and what it found.
@@ -79,6 +82,26 @@ impl<'a> Trainer<'a> {
     /// has passed: a run that cannot start leaves `--out` as it was.
     pub fn start(o: &'a TrainOptions, stop: &'a StopHandle) -> Result<Self> {
         o.validate()?;
+        // Checked before anything is made (a quick error), then again under the folder's lock.
+        run_dir::check_out(&o.out, o.resume, o.overwrite)?;
+        let made_folder = run_dir::make_folder(&o.out)?;
+        let started = RunLock::take(&o.out).and_then(|lock| Self::start_locked(o, stop, lock));
+        match started {
+            Ok(mut t) => {
+                t.made_folder = made_folder;
+                Ok(t)
+            }
+            Err(e) => {
+                if made_folder {
+                    run_dir::discard(&o.out);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Trainer::start`] once this process holds the folder's lock.
+    fn start_locked(o: &'a TrainOptions, stop: &'a StopHandle, lock: RunLock) -> Result<Self> {
         let contents = run_dir::check_out(&o.out, o.resume, o.overwrite)?;
         let device = Device::parse(&o.device).with_context(|| format!("--device {}", o.device))?;
         let ds = load_dataset(o)?;
@@ -101,7 +124,7 @@ impl<'a> Trainer<'a> {
             steps_per_epoch,
             total_steps,
         };
-        let json = config_json(o, &config, &ds, &device.describe());
+        let mut json = config_json(o, &config, &ds, &device.describe());
 
         if let (true, Some(c)) = (o.overwrite, &contents) {
             if c.holds_run() {
@@ -113,13 +136,12 @@ impl<'a> Trainer<'a> {
             }
             run_dir::remove_run_files(c)?;
         }
-        let made_folder = contents.is_none();
         let dir = RunDir::create(&o.out)?;
         let (state, rows, steps) = if o.resume {
             Self::resume_state(
                 o,
                 &dir,
-                &json,
+                &mut json,
                 &mut model,
                 &mut opt,
                 device,
@@ -131,7 +153,8 @@ impl<'a> Trainer<'a> {
         dir.write_config(&json)?;
         let events = if o.tensorboard {
             let mut events = EventWriter::create(&o.out.join(run_dir::TENSORBOARD_DIR))?;
-            if state.step > 0 {
+            if o.resume {
+                // TensorBoard forgets what the stopped run logged after this point.
                 events.session_start(state.step + 1)?;
             }
             Some(events)
@@ -157,8 +180,9 @@ impl<'a> Trainer<'a> {
             base_meta,
             steps,
             events,
-            made_folder,
-            eval_seconds: 0.0,
+            made_folder: false,
+            _lock: lock,
+            eval_seconds: (0.0, 0.0),
         })
     }
 
@@ -168,23 +192,34 @@ impl<'a> Trainer<'a> {
     fn resume_state(
         o: &TrainOptions,
         dir: &RunDir,
-        json: &serde_json::Value,
+        json: &mut serde_json::Value,
         model: &mut Model,
         opt: &mut Optimizer,
         device: Device,
         steps_per_epoch: usize,
     ) -> Result<(RunState, Vec<EpochMetrics>, Vec<StepMetrics>)> {
         if o.out.join("config.json").exists() {
-            dir.check_resume_config(json)?;
+            let old = dir.check_resume_config(json)?;
+            crate::config_file::carry_history(&old, json);
         }
-        // A folder holding nothing but our own dot-file temporaries (a kill while config.json
-        // was first written) counts as empty.
+        // Nothing saved yet (a kill before the first save, even before config.json was
+        // written): nothing to resume. Any saved file without last.safetensors is an error
+        // (load_last names it), never a restart that would replace metrics.csv or best.
+        let saved = [
+            "last.safetensors",
+            "last.optim.safetensors",
+            "best.safetensors",
+            "metrics.csv",
+        ]
+        .iter()
+        .any(|f| o.out.join(f).exists());
+        // Only our dot files (the lock, a temporary config.json) besides config.json.
         let started_only = o.out.join("config.json").exists()
             || std::fs::read_dir(&o.out).is_ok_and(|d| {
                 d.flatten()
                     .all(|e| e.file_name().to_string_lossy().starts_with('.'))
             });
-        if !dir.last().exists() && started_only {
+        if !saved && started_only {
             say(format!(
                 "{} has no checkpoint yet (the run stopped before its first save): starting from step 0",
                 o.out.display()
@@ -247,7 +282,9 @@ impl<'a> Trainer<'a> {
                 ControlFlow::Continue(lr) => lr,
                 ControlFlow::Break(outcome) => return Ok(outcome),
             };
+            let ended = Instant::now();
             self.end_epoch(lr)?;
+            self.eval_seconds.1 += ended.elapsed().as_secs_f64();
             if self.stop.is_stopped() {
                 return Ok(Outcome::Interrupted);
             }
@@ -360,7 +397,9 @@ impl<'a> Trainer<'a> {
     fn run_seconds_left(&self) -> f64 {
         let (started, first_step) = self.session;
         let done = self.state.step.saturating_sub(first_step).max(1) as f64;
-        let per_step = started.elapsed().as_secs_f64() / done;
+        // The session's time less its evaluations (counted apart below) and saves.
+        let stepping = started.elapsed().as_secs_f64() - self.eval_seconds.1;
+        let per_step = stepping.max(0.0) / done;
         let total = (self.steps_per_epoch * self.o.epochs) as u64;
         let last = self.o.max_steps.map_or(total, |m| m.min(total));
         let evals = if self.o.max_steps.is_some_and(|m| m < total) {
@@ -368,7 +407,7 @@ impl<'a> Trainer<'a> {
         } else {
             self.o.epochs - self.state.epoch
         };
-        last.saturating_sub(self.state.step) as f64 * per_step + evals as f64 * self.eval_seconds
+        last.saturating_sub(self.state.step) as f64 * per_step + evals as f64 * self.eval_seconds.0
     }
 
     /// Writes a row of `steps.csv` (and TensorBoard scalars) for the steps since the last one.
@@ -441,7 +480,8 @@ impl<'a> Trainer<'a> {
                     self.dir.last().display()
                 )
             })?;
-        self.eval_seconds = started.elapsed().as_secs_f64();
+        let took = started.elapsed().as_secs_f64();
+        self.eval_seconds.0 = took;
         let s = &self.state;
         let row = EpochMetrics {
             epoch: s.epoch + 1,

@@ -36,7 +36,8 @@ pub fn nice_ticks(lo: f64, hi: f64, max_ticks: usize) -> Vec<f64> {
 
 /// A range that ticks can be put on: finite, increasing and not empty.
 fn widen(lo: f64, hi: f64) -> (f64, f64) {
-    if !lo.is_finite() || !hi.is_finite() {
+    // A span past f64's range (values near ±1e308) has no step: treat it as unusable too.
+    if !lo.is_finite() || !hi.is_finite() || !(hi - lo).is_finite() {
         return (0.0, 1.0);
     }
     let (lo, hi) = (lo.min(hi), lo.max(hi));
