@@ -823,7 +823,7 @@ mod tests {
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
         assert!(name.starts_with(FILE_PREFIX), "{name}");
         assert!(
-            name.ends_with(&format!(".{}", std::process::id())),
+            name.ends_with(&format!(".{}.senet", std::process::id())),
             "{name}"
         );
         // The version event is flushed at once: a file with no scalars is already valid.
