@@ -41,6 +41,8 @@ fn main() -> anyhow::Result<()> {
         .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
         .collect::<std::io::Result<_>>()?;
     files.sort();
+    // `.senet-lock` is the lock a run holds on its folder while it runs: not one of its results.
+    files.retain(|f| !f.starts_with('.'));
     println!("  {}", files.join(", "));
     std::fs::remove_dir_all(&dir)?;
     Ok(())

@@ -109,18 +109,29 @@ pub fn bench(config: &ModelConfig, o: &BenchOptions) -> Result<ExitCode> {
     for _ in 0..2 {
         train_step(&mut model)?;
     }
+    let gpu = gpu_of(device)?;
+    let stats = || gpu.as_ref().map(|g| g.stats());
+    let before = stats();
     let t = Instant::now();
     for _ in 0..steps {
         train_step(&mut model)?;
     }
     let train_secs = t.elapsed().as_secs_f64();
+    let train_stats = stats().zip(before).map(|(a, b)| a - b);
     let peak_tensors = profile::peak_tensor_bytes() as u64;
     let peak_rss = resident_bytes().map(|(_, peak)| peak);
     infer_passes(&mut model, &x, 2)?;
+    let before = stats();
     let infer_secs = infer_passes(&mut model, &x, steps)?;
+    let infer_stats = stats().zip(before).map(|(a, b)| a - b);
     let per_sec = |secs: f64| (batch * steps) as f64 / secs;
     println!("train: {:.1} images/s", per_sec(train_secs));
     println!("inference: {:.1} images/s", per_sec(infer_secs));
+    for (what, s) in [("train", train_stats), ("inference", infer_stats)] {
+        if let Some(s) = s {
+            println!("{what}: {}", gpu_stats_line(&s, steps));
+        }
+    }
     println!(
         "memory: tensors at their peak {:.1} MiB (parameters, gradients, optimizer state, saved activations)",
         mib(peak_tensors)
@@ -189,6 +200,36 @@ fn profile_steps(
         profile::format_table(&infer_rows, o.steps, Some(infer_secs))
     );
     Ok(())
+}
+
+/// The opened GPU of `device`, if it is one.
+fn gpu_of(device: Device) -> Result<Option<Arc<crate::gpu::Gpu>>> {
+    Ok(match device {
+        Device::Gpu(i) => Some(crate::gpu::Gpu::open_index(i)?),
+        Device::Cpu => None,
+    })
+}
+
+/// One line of what the device was asked per step of the timed (unprofiled) loop: dispatches,
+/// submissions, readbacks, bytes each way, and buffers created (arrays the pool lacked, and
+/// one-command buffers). With `--profile` each timed kernel is waited for, which would count a
+/// submission per kernel, so these figures come from the loop before it.
+fn gpu_stats_line(s: &crate::gpu::GpuStats, steps: usize) -> String {
+    let n = steps.max(1) as f64;
+    let per = |v: u64| v as f64 / n;
+    format!(
+        "gpu per step: {:.0} dispatches, {:.1} submissions, {:.1} readbacks, {:.2} MiB uploaded, \
+         {:.3} MiB read back, {:.1} new array buffers ({:.2} MiB), {:.0} one-command buffers \
+         (parameters, staging)",
+        per(s.dispatches),
+        per(s.submissions),
+        per(s.readbacks),
+        per(s.bytes_uploaded) / 1048576.0,
+        per(s.bytes_read) / 1048576.0,
+        per(s.buffers_created),
+        per(s.bytes_created) / 1048576.0,
+        per(s.transient_buffers)
+    )
 }
 
 /// Seconds to prepare `steps` training batches from random images the way the trainer does

@@ -31,7 +31,7 @@ macro_rules! shader {
 }
 
 pub use runtime::{
-    adapters, AdapterSummary, DeviceRequest, Gpu, GpuBuffer, GpuError, Result, Shader,
+    adapters, AdapterSummary, DeviceRequest, Gpu, GpuBuffer, GpuError, GpuStats, Result, Shader,
 };
 
 pub mod batchnorm;

@@ -1,6 +1,7 @@
 //! Adapter choice, device, buffer pool, pipeline cache, batched submission and readback.
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// What can go wrong on the GPU, each turned into an error of the call that caused it.
@@ -234,6 +235,58 @@ struct Pending {
 /// command buffers stay small.
 const DISPATCHES_PER_SUBMIT: usize = 128;
 
+/// What a device has been asked to do since it was opened: the figures a GPU step is judged by
+/// (how many dispatches and submissions, how much crosses the bus, whether memory is still
+/// being allocated). Take two [`Gpu::stats`] and subtract to see one step's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuStats {
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+    /// Command buffers submitted to the queue.
+    pub submissions: u64,
+    /// Reads of an array back to the host (each waits for the device).
+    pub readbacks: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_read: u64,
+    /// Array buffers created (the pool had none of the size), and their bytes.
+    pub buffers_created: u64,
+    pub bytes_created: u64,
+    /// Other buffers made for one command: a dispatch's parameters, a readback's staging.
+    pub transient_buffers: u64,
+}
+
+impl std::ops::Sub for GpuStats {
+    type Output = GpuStats;
+    fn sub(self, o: GpuStats) -> GpuStats {
+        GpuStats {
+            dispatches: self.dispatches - o.dispatches,
+            submissions: self.submissions - o.submissions,
+            readbacks: self.readbacks - o.readbacks,
+            bytes_uploaded: self.bytes_uploaded - o.bytes_uploaded,
+            bytes_read: self.bytes_read - o.bytes_read,
+            buffers_created: self.buffers_created - o.buffers_created,
+            bytes_created: self.bytes_created - o.bytes_created,
+            transient_buffers: self.transient_buffers - o.transient_buffers,
+        }
+    }
+}
+
+/// The counters behind [`GpuStats`], one atomic each (kernels record from several threads).
+#[derive(Default)]
+struct Counters {
+    dispatches: AtomicU64,
+    submissions: AtomicU64,
+    readbacks: AtomicU64,
+    bytes_uploaded: AtomicU64,
+    bytes_read: AtomicU64,
+    buffers_created: AtomicU64,
+    transient_buffers: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
 /// One opened adapter: device, queue, pool, caches.
 pub struct Gpu {
     /// Index in [`adapters`]; also the `gpu:N` name of the device.
@@ -251,6 +304,7 @@ pub struct Gpu {
     pending: Mutex<Pending>,
     /// Set by the device-lost callback and by errors no scope caught; every later call fails.
     fatal: Arc<Mutex<Option<GpuError>>>,
+    counters: Counters,
 }
 
 /// Rounds a byte size up to a pool bucket: 8 buckets per power of two (at most 12.5% waste),
@@ -332,7 +386,24 @@ impl Gpu {
                 dispatches: 0,
             }),
             fatal,
+            counters: Counters::default(),
         })
+    }
+
+    /// What this device has done since it was opened (see [`GpuStats`]).
+    pub fn stats(&self) -> GpuStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GpuStats {
+            dispatches: get(&c.dispatches),
+            submissions: get(&c.submissions),
+            readbacks: get(&c.readbacks),
+            bytes_uploaded: get(&c.bytes_uploaded),
+            bytes_read: get(&c.bytes_read),
+            buffers_created: get(&c.buffers_created),
+            bytes_created: self.created_bytes.load(Ordering::Relaxed),
+            transient_buffers: get(&c.transient_buffers),
+        }
     }
 
     pub fn limits(&self) -> &wgpu::Limits {
@@ -384,6 +455,7 @@ impl Gpu {
             | wgpu::BufferUsages::COPY_DST;
         self.created_bytes
             .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        bump(&self.counters.buffers_created, 1);
         self.scoped("allocating a buffer", || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: None,
@@ -451,6 +523,7 @@ impl Gpu {
                 .copy_from_slice(bytemuck::cast_slice(data));
         }
         buffer.unmap();
+        bump(&self.counters.bytes_uploaded, data.len() as u64 * 4);
         Ok(GpuBuffer {
             buffer: Some(buffer),
             len: data.len(),
@@ -479,6 +552,7 @@ impl Gpu {
             p.encoder.take()
         };
         if let Some(enc) = encoder {
+            bump(&self.counters.submissions, 1);
             self.scoped("submitting commands", || {
                 self.queue.submit([enc.finish()]);
             })?;
@@ -523,6 +597,9 @@ impl Gpu {
             return Ok(Vec::new());
         }
         let bytes = buf.byte_len();
+        bump(&self.counters.readbacks, 1);
+        bump(&self.counters.bytes_read, buf.len as u64 * 4);
+        bump(&self.counters.transient_buffers, 1);
         let staging = self.scoped("allocating a readback buffer", || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("readback"),
@@ -655,11 +732,13 @@ impl Gpu {
             return Ok(());
         }
         let pipeline = self.pipeline(shader, entry, constants)?;
+        bump(&self.counters.dispatches, 1);
         let uniform = if params.is_empty() {
             None
         } else {
             // A fresh mapped buffer per dispatch keeps parameters ordered with the commands.
             let size = (params.len() as u64).div_ceil(16) * 16;
+            bump(&self.counters.transient_buffers, 1);
             let u = self.scoped("allocating a uniform", || {
                 self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(entry),
@@ -785,6 +864,35 @@ mod tests {
         assert_eq!(gpu.read::<f32>(&b).unwrap(), vec![2.0, 3.0, 0.0]);
         assert_eq!(gpu.read::<f32>(&c).unwrap(), vec![0.0; 3]);
         assert!(gpu.copy(&b, 2, &c, 0, 5).is_err());
+    }
+
+    #[test]
+    fn stats_count_what_the_device_was_asked() {
+        let Some((_lock, gpu)) = gpu_for_tests() else {
+            return;
+        };
+        gpu.flush().unwrap();
+        let before = gpu.stats();
+        let a = gpu.upload(&[1.0f32, 2.0, 3.0]).unwrap(); // a new buffer (uploads are fresh)
+        let b = gpu.zeros(3).unwrap(); // from the pool, or a new buffer
+        gpu.copy(&a, 0, &b, 0, 3).unwrap();
+        assert_eq!(gpu.read::<f32>(&b).unwrap(), vec![1.0, 2.0, 3.0]);
+        let d = gpu.stats() - before;
+        assert_eq!(
+            (d.bytes_uploaded, d.readbacks, d.bytes_read, d.submissions),
+            (12, 1, 12, 1),
+            "{d:?}"
+        );
+        assert!((1..=2).contains(&d.buffers_created), "{d:?}");
+        assert_eq!(d.transient_buffers, 1, "the readback's staging: {d:?}");
+        assert_eq!(d.dispatches, 0);
+        // Dropped arrays go back to the pool: the same sizes again create nothing new.
+        drop((a, b));
+        let before = gpu.stats();
+        let c = gpu.zeros(3).unwrap();
+        let e = gpu.zeros(3).unwrap();
+        assert_eq!((gpu.stats() - before).buffers_created, 0);
+        drop((c, e));
     }
 
     #[test]
