@@ -22,6 +22,9 @@ struct Args {
     /// `both` (the CPU, then the best GPU adapter if any), `cpu`, `gpu`, `auto` or an adapter name.
     #[arg(long, default_value = "both")]
     device: String,
+    /// Sizes n of the n x n x n matmuls, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
+    sizes: Vec<usize>,
     /// Only rows whose name contains this.
     #[arg(long, default_value = "")]
     filter: String,
@@ -79,7 +82,7 @@ fn run(args: &Args, device: Device, cpu_peak: f64) -> Result<()> {
             secs * 1e3,
         )
     };
-    for n in [256usize, 512, 1024] {
+    for &n in &args.sizes {
         let name = format!("matmul {n}x{n}x{n}");
         if wanted(&name) {
             let (x, y) = (tensor(&[n, n], 1, device)?, tensor(&[n, n], 2, device)?);

@@ -42,7 +42,7 @@ fn at(ch: u32, t: u32) -> u32 {
 
 // A `*_partial` workgroup's work: its flat index g = ch * chunks + chunk (also where its partial
 // sum goes), the channel, and this thread's first value t and the end of the chunk; the thread
-// takes every WG-th value from there. `valid` is false past the last chunk of the last channel,
+// takes every RWG-th value from there. `valid` is false past the last chunk of the last channel,
 // the same for the whole workgroup.
 struct Chunk {
     valid: bool,
@@ -100,7 +100,7 @@ fn workgroup_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
 // This thread's share of the sum of channel ch's chunk partials in `part`.
 fn part_share(ch: u32, lid: u32) -> f32 {
     var acc = 0.0;
-    for (var k = lid; k < p.chunks; k += WG) {
+    for (var k = lid; k < p.chunks; k += RWG) {
         acc += part[ch * p.chunks + k];
     }
     return acc;
@@ -120,19 +120,19 @@ fn invstd_of(v: f32) -> f32 {
 
 // ---- mean: partial sums of x - x0, then mean = x0 + sum / m -------------------------------
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn mean_partial(inv: Invocation) {
     let chunk = chunk_of(inv);
     if (!chunk.valid) { return; }
     let x0 = x[chunk.ch * p.hw];
     var acc = 0.0;
-    for (var t = chunk.first; t < chunk.end; t += WG) {
+    for (var t = chunk.first; t < chunk.end; t += RWG) {
         acc += x[at(chunk.ch, t)] - x0;
     }
     store_partial(chunk, acc, inv.lid.x);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn mean_finalize(inv: Invocation) {
     let ch = workgroup_index(inv);
     if (ch >= p.c) { return; }
@@ -142,20 +142,20 @@ fn mean_finalize(inv: Invocation) {
 
 // ---- biased variance: partial sums of (x - mean)^2, then var and invstd -------------------
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn var_partial(inv: Invocation) {
     let chunk = chunk_of(inv);
     if (!chunk.valid) { return; }
     let m = mean[chunk.ch];
     var acc = 0.0;
-    for (var t = chunk.first; t < chunk.end; t += WG) {
+    for (var t = chunk.first; t < chunk.end; t += RWG) {
         let d = x[at(chunk.ch, t)] - m;
         acc += d * d;
     }
     store_partial(chunk, acc, inv.lid.x);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn var_finalize(inv: Invocation) {
     let ch = workgroup_index(inv);
     if (ch >= p.c) { return; }
@@ -188,14 +188,14 @@ fn apply_norm(inv: Invocation) {
 
 // ---- backward: per-channel sum(dy) and sum(dy * (x - mean)), then dbias and dweight -------
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn grad_partial(inv: Invocation) {
     let chunk = chunk_of(inv);
     if (!chunk.valid) { return; }
     let m = mean[chunk.ch];
     // (sum of dy, sum of dy * (x - mean))
     var acc = vec2<f32>();
-    for (var t = chunk.first; t < chunk.end; t += WG) {
+    for (var t = chunk.first; t < chunk.end; t += RWG) {
         let j = at(chunk.ch, t);
         acc += vec2<f32>(dy[j], dy[j] * (x[j] - m));
     }
@@ -206,12 +206,12 @@ fn grad_partial(inv: Invocation) {
     }
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn grad_finalize(inv: Invocation) {
     let ch = workgroup_index(inv);
     if (ch >= p.c) { return; }
     var acc = vec2<f32>();
-    for (var k = inv.lid.x; k < p.chunks; k += WG) {
+    for (var k = inv.lid.x; k < p.chunks; k += RWG) {
         acc += vec2<f32>(part[ch * p.chunks + k], part2[ch * p.chunks + k]);
     }
     let s = workgroup_sum2(acc, inv.lid.x);

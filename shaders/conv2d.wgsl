@@ -53,7 +53,12 @@ fn load_b(r: u32, k: u32, col: u32) -> f32 {
 
 // Y_g(row, col) is y[n, g*cout_g + row, oh, ow].
 fn store_c(row: u32, col: u32, v: f32) {
-    let co = tile.batch * p.cout_g + row;
+    store_y(tile.batch, row, col, v);
+}
+
+// Y_g(row, col) of group g.
+fn store_y(g: u32, row: u32, col: u32, v: f32) {
+    let co = g * p.cout_g + row;
     var out = v;
     if (HAS_BIAS) {
         out += bias[co];
@@ -94,4 +99,57 @@ fn direct_forward(inv: Invocation) {
         s += bias[co];
     }
     y[idx] = s;
+}
+
+// ---- the subgroup GEMM's view (gemm_subgroup.wgsl): the same product, decoded per slot ------
+
+var<private> sg_group: u32;
+// Per column slot: the index of x[sample, group's first channel, 0, 0], the window's origin,
+// and whether the column lies inside Y.
+var<private> sg_base: array<u32, SG_COLS_PER_LANE>;
+var<private> sg_origin: array<vec2<i32>, SG_COLS_PER_LANE>;
+var<private> sg_ok: array<bool, SG_COLS_PER_LANE>;
+// Per K position (ci, tap): ci's plane offset and the tap's offset.
+var<private> sg_plane: u32;
+var<private> sg_tap: vec2<i32>;
+
+fn sg_dims() -> vec3<u32> {
+    return vec3<u32>(p.cout_g, p.batch * p.oh * p.ow, p.groups);
+}
+
+fn sg_tile(product: u32) -> vec2<u32> {
+    sg_group = product;
+    return vec2<u32>(0u, p.cin_g * p.kh * p.kw);
+}
+
+fn sg_column(s: u32, col: u32) {
+    let plane = p.oh * p.ow;
+    let c = min(col, p.batch * plane - 1u);
+    sg_ok[s] = col < p.batch * plane;
+    sg_base[s] = (c / plane * p.cin + sg_group * p.cin_g) * p.h * p.w;
+    sg_origin[s] = window_origin(c % plane);
+}
+
+fn sg_step(k: u32) {
+    let taps = p.kh * p.kw;
+    sg_plane = k / taps * p.h * p.w;
+    sg_tap = tap_offset(k % taps);
+}
+
+// Loads from clamped indices and selects 0 outside (no branch around a load: see
+// gemm_subgroup.wgsl).
+fn sg_a(row: u32, k: u32) -> f32 {
+    let kdim = p.cin_g * p.kh * p.kw;
+    let w = wt[(sg_group * p.cout_g + min(row, p.cout_g - 1u)) * kdim + k];
+    return select(0.0, w, row < p.cout_g);
+}
+
+fn sg_b(s: u32, k: u32) -> f32 {
+    let at = sg_origin[s] + sg_tap;
+    let v = x[sg_base[s] + sg_plane + plane_offset(clamp_to_image(at))];
+    return select(0.0, v, sg_ok[s] && inside(at));
+}
+
+fn sg_c(row: u32, col: u32, v: f32) {
+    store_y(sg_group, row, col, v);
 }

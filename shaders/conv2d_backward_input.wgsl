@@ -96,3 +96,79 @@ fn store_c(ci: u32, col: u32, v: f32) {
 fn backward_input(inv: Invocation) {
     run_gemm(inv, p.cin_g, p.batch * p.h * p.w, p.groups, true, true);
 }
+
+// ---- the subgroup GEMM's view (gemm_subgroup.wgsl): the same product, decoded per slot ------
+
+// How the output position is found from the tap-shifted pixel, a pipeline constant: 0, stride
+// 1 on both axes (the pixel itself); 1, both strides powers of two (a shift and a mask); 2, any
+// stride (a division, slow on a CPU adapter, where integer vector division is a loop).
+override STRIDE_KIND: u32 = 2u;
+
+var<private> sg_group: u32;
+// Per column slot: the index of dy[sample, group's first channel, 0, 0], the pixel in padded
+// coordinates, and whether the column lies inside dX.
+var<private> sg_base: array<u32, SG_COLS_PER_LANE>;
+var<private> sg_at: array<vec2<i32>, SG_COLS_PER_LANE>;
+var<private> sg_ok: array<bool, SG_COLS_PER_LANE>;
+// Per K position (co, tap): co within the group, the tap and its offset.
+var<private> sg_co: u32;
+var<private> sg_tap_index: u32;
+var<private> sg_tap: vec2<i32>;
+// STRIDE_KIND 1: the strides' log2 and the bits below them.
+var<private> sg_shift: vec2<u32>;
+var<private> sg_mask: vec2<u32>;
+
+fn sg_dims() -> vec3<u32> {
+    return vec3<u32>(p.cin_g, p.batch * p.h * p.w, p.groups);
+}
+
+fn sg_tile(product: u32) -> vec2<u32> {
+    sg_group = product;
+    sg_shift = firstTrailingBit(vec2<u32>(p.sh, p.sw));
+    sg_mask = vec2<u32>(p.sh, p.sw) - 1u;
+    return vec2<u32>(0u, p.cout_g * p.kh * p.kw);
+}
+
+fn sg_column(s: u32, col: u32) {
+    let plane = p.h * p.w;
+    let c = min(col, p.batch * plane - 1u);
+    sg_ok[s] = col < p.batch * plane;
+    sg_base[s] = (c / plane * p.cout + sg_group * p.cout_g) * p.oh * p.ow;
+    sg_at[s] = padded(c % plane);
+}
+
+fn sg_step(k: u32) {
+    let taps = p.kh * p.kw;
+    sg_co = k / taps;
+    sg_tap_index = k % taps;
+    sg_tap = tap_offset(sg_tap_index);
+}
+
+// Loads from clamped indices and selects 0 outside (no branch around a load: see
+// gemm_subgroup.wgsl).
+fn sg_a(ci: u32, k: u32) -> f32 {
+    let taps = p.kh * p.kw;
+    let w = wt[((sg_group * p.cout_g + sg_co) * p.cin_g + min(ci, p.cin_g - 1u)) * taps + sg_tap_index];
+    return select(0.0, w, ci < p.cin_g);
+}
+
+fn sg_b(s: u32, k: u32) -> f32 {
+    let t = sg_at[s] - sg_tap;
+    let u = vec2<u32>(max(t, vec2<i32>(0)));
+    var o = u;
+    var on_grid = true;
+    if (STRIDE_KIND == 1u) {
+        o = u >> sg_shift;
+        on_grid = all((u & sg_mask) == vec2<u32>(0u));
+    } else if (STRIDE_KIND == 2u) {
+        o = u / vec2<u32>(p.sh, p.sw);
+        on_grid = all(o * vec2<u32>(p.sh, p.sw) == u);
+    }
+    let ok = sg_ok[s] && all(t >= vec2<i32>(0)) && on_grid && o.x < p.oh && o.y < p.ow;
+    let v = dy[sg_base[s] + (sg_co * p.oh + min(o.x, p.oh - 1u)) * p.ow + min(o.y, p.ow - 1u)];
+    return select(0.0, v, ok);
+}
+
+fn sg_c(ci: u32, col: u32, v: f32) {
+    dx[column_index(col, p.h * p.w, p.cin, sg_group * p.cin_g + ci)] = v;
+}

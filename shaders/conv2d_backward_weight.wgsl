@@ -101,6 +101,64 @@ fn backward_weight(inv: Invocation) {
 }
 
 // dw[i] = sum over s of partials[s * len + i], in order of s.
+// ---- the subgroup GEMM's view (gemm_subgroup.wgsl): the same product, decoded per slot ------
+
+var<private> sg_group: u32;
+var<private> sg_split: u32;
+// Per column slot (ci, tap): ci's plane offset, the tap's offset, and whether the column lies
+// inside dW.
+var<private> sg_plane: array<u32, SG_COLS_PER_LANE>;
+var<private> sg_tap: array<vec2<i32>, SG_COLS_PER_LANE>;
+var<private> sg_ok: array<bool, SG_COLS_PER_LANE>;
+// Per K position (n, oh, ow): where its dy and x values start, and the window's origin.
+var<private> sg_dy_at: u32;
+var<private> sg_x_base: u32;
+var<private> sg_origin: vec2<i32>;
+
+fn sg_dims() -> vec3<u32> {
+    return vec3<u32>(p.cout_g, p.cin_g * p.kh * p.kw, p.groups * p.splits);
+}
+
+fn sg_tile(product: u32) -> vec2<u32> {
+    sg_group = product % p.groups;
+    sg_split = product / p.groups;
+    let k_begin = sg_split * p.k_split;
+    return vec2<u32>(k_begin, min(k_begin + p.k_split, p.batch * p.oh * p.ow));
+}
+
+fn sg_column(s: u32, j: u32) {
+    let taps = p.kh * p.kw;
+    let c = min(j, p.cin_g * taps - 1u);
+    sg_ok[s] = j < p.cin_g * taps;
+    sg_plane[s] = c / taps * p.h * p.w;
+    sg_tap[s] = tap_offset(c % taps);
+}
+
+fn sg_step(k: u32) {
+    let plane = p.oh * p.ow;
+    let n = k / plane;
+    sg_dy_at = (n * p.cout + sg_group * p.cout_g) * plane + k % plane;
+    sg_x_base = (n * p.cin + sg_group * p.cin_g) * p.h * p.w;
+    sg_origin = window_origin(k % plane);
+}
+
+// Loads from clamped indices and selects 0 outside (no branch around a load: see
+// gemm_subgroup.wgsl).
+fn sg_a(co: u32, k: u32) -> f32 {
+    let v = dy[sg_dy_at + min(co, p.cout_g - 1u) * p.oh * p.ow];
+    return select(0.0, v, co < p.cout_g);
+}
+
+fn sg_b(s: u32, k: u32) -> f32 {
+    let at = sg_origin + sg_tap[s];
+    let v = x[sg_x_base + sg_plane[s] + plane_offset(clamp_to_image(at))];
+    return select(0.0, v, sg_ok[s] && inside(at));
+}
+
+fn sg_c(co: u32, j: u32, v: f32) {
+    dw[sg_split * p.len + (sg_group * p.cout_g + co) * p.cin_g * p.kh * p.kw + j] = v;
+}
+
 @compute @workgroup_size(WG)
 fn reduce_splits(inv: Invocation) {
     let i = thread_index(inv);
@@ -114,7 +172,7 @@ fn reduce_splits(inv: Invocation) {
 
 // One workgroup per weight (co, ci, ki, kj): the sum over the batch and output positions of
 // dy[n, co, oh, ow] * x[n, group's first channel + ci, ih, iw].
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn direct_backward_weight(inv: Invocation) {
     let taps = p.kh * p.kw;
     let id = workgroup_index(inv);
@@ -127,7 +185,7 @@ fn direct_backward_weight(inv: Invocation) {
     for (var n = 0u; n < p.batch; n++) {
         let dybase = (n * p.cout + co) * plane;
         let xbase = (n * p.cin + ci) * p.h * p.w;
-        for (var i = inv.lid.x; i < plane; i += WG) {
+        for (var i = inv.lid.x; i < plane; i += RWG) {
             let at = window_origin(i) + tap;
             if (inside(at)) {
                 s = fma(dy[dybase + i], x[xbase + plane_offset(at)], s);
@@ -139,14 +197,14 @@ fn direct_backward_weight(inv: Invocation) {
 }
 
 // One workgroup per output channel: dbias[c] = the sum of dy over the batch and positions.
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn backward_bias(inv: Invocation) {
     let c = workgroup_index(inv);
     if (c >= p.cout) { return; }
     let plane = p.oh * p.ow;
     var s = 0.0;
     for (var n = 0u; n < p.batch; n++) {
-        for (var i = inv.lid.x; i < plane; i += WG) {
+        for (var i = inv.lid.x; i < plane; i += RWG) {
             s += dy[(n * p.cout + c) * plane + i];
         }
     }

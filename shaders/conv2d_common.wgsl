@@ -37,6 +37,11 @@ fn inside(at: vec2<i32>) -> bool {
     return at.x >= 0 && at.y >= 0 && at.x < i32(p.h) && at.y < i32(p.w);
 }
 
+// The nearest coordinate inside the image (to read somewhere valid, then select 0).
+fn clamp_to_image(at: vec2<i32>) -> vec2<i32> {
+    return clamp(at, vec2<i32>(0), vec2<i32>(i32(p.h) - 1, i32(p.w) - 1));
+}
+
 // Offset of an input coordinate inside the image within its plane.
 fn plane_offset(at: vec2<i32>) -> u32 {
     return u32(at.x) * p.w + u32(at.y);

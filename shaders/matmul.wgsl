@@ -64,3 +64,44 @@ fn gemm(inv: Invocation) {
     // rows are contiguous, N of B when B's rows are.
     run_gemm(inv, p.m, p.n, p.batch, p.a.w == 1u, p.b.w == 1u);
 }
+
+// ---- the subgroup GEMM's view of the same operands (gemm_subgroup.wgsl) ----------------------
+
+var<private> sg_batch: u32;
+// The thread's columns, and whether each lies inside C.
+var<private> sg_col: array<u32, SG_COLS_PER_LANE>;
+var<private> sg_col_ok: array<bool, SG_COLS_PER_LANE>;
+
+fn sg_dims() -> vec3<u32> {
+    return vec3<u32>(p.m, p.n, p.batch);
+}
+
+fn sg_tile(product: u32) -> vec2<u32> {
+    sg_batch = product;
+    return vec2<u32>(0u, p.k);
+}
+
+fn sg_column(s: u32, col: u32) {
+    sg_col[s] = min(col, p.n - 1u);
+    sg_col_ok[s] = col < p.n;
+}
+
+fn sg_step(k: u32) {}
+
+// Loads from clamped indices and selects 0 outside the matrix: no branch around the load
+// (on a CPU adapter a branch makes every load inside it test each lane).
+fn sg_a(row: u32, k: u32) -> f32 {
+    return select(0.0, a[at(p.a, sg_batch, min(row, p.m - 1u), k)], row < p.m);
+}
+
+fn sg_b(s: u32, k: u32) -> f32 {
+    return select(0.0, b[at(p.b, sg_batch, k, sg_col[s])], sg_col_ok[s]);
+}
+
+fn sg_c(row: u32, col: u32, v: f32) {
+    var out = v;
+    if (HAS_BIAS) {
+        out += bias[at(p.bias, sg_batch, row, col)];
+    }
+    c[at(p.c, sg_batch, row, col)] = out;
+}

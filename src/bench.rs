@@ -136,6 +136,16 @@ pub fn bench(config: &ModelConfig, o: &BenchOptions) -> Result<ExitCode> {
         "memory: tensors at their peak {:.1} MiB (parameters, gradients, optimizer state, saved activations)",
         mib(peak_tensors)
     );
+    if let Some(g) = &gpu {
+        // Pooled buffers are never freed, so what the device holds is every buffer created.
+        let (held, idle) = g.buffer_bytes();
+        println!(
+            "memory: gpu buffers {:.1} MiB ({:.1} MiB of them idle in the pool now) = {:.2}x the tensors at their peak",
+            mib(held),
+            mib(idle),
+            held as f64 / peak_tensors.max(1) as f64
+        );
+    }
     if let (Some(start), Some(peak)) = (at_start, peak_rss) {
         let bound = 1.5 * peak_tensors as f64 + start as f64;
         println!(
@@ -190,6 +200,12 @@ fn profile_steps(
         o.steps,
         data_secs / o.steps as f64 * 1e3
     );
+    if x.device() != Device::Cpu {
+        println!(
+            "(on a GPU each kernel's time is wall time with a wait for the device after it, \
+             GPU timestamp queries are not used yet: the sum exceeds the unprofiled step)"
+        );
+    }
     print!(
         "{}",
         profile::format_table(&train_rows, o.steps, Some(train_secs))

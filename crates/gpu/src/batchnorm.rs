@@ -164,7 +164,7 @@ impl<'a> Call<'a> {
         self.gpu.dispatch(
             &SHADER,
             entry,
-            &[],
+            &[("RWG", f64::from(self.gpu.reduce_workgroup()))],
             bytemuck::bytes_of(&self.params),
             buffers,
             self.gpu.grid_1d(workgroups),
@@ -459,84 +459,87 @@ mod tests {
         let Some((_lock, gpu)) = gpu_for_tests() else {
             return;
         };
-        let mut rng = StdRng::seed_from_u64(11);
-        let eps = 1e-5;
-        for s in senet_spec::cases::batch_norm_cases() {
-            let len = s.n * s.c * s.hw;
-            let x = input(&mut rng, s);
-            let dy = rand_vec::<f32>(&mut rng, len, -1.0, 1.0);
-            let w = rand_vec::<f32>(&mut rng, s.c, 0.5, 1.5);
-            let b = rand_vec::<f32>(&mut rng, s.c, -1.0, 1.0);
-            let rmean = rand_vec::<f32>(&mut rng, s.c, -1.0, 2.0);
-            let rvar = rand_vec::<f32>(&mut rng, s.c, 0.5, 2.0);
-            let rinvstd: Vec<f32> = rvar
-                .iter()
-                .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
-                .collect();
-            let up = |v: &[f32]| gpu.upload(v).unwrap();
-            let (xb, dyb, wb, bb, rmb, rvb, rib) = (
-                up(&x),
-                up(&dy),
-                up(&w),
-                up(&b),
-                up(&rmean),
-                up(&rvar),
-                up(&rinvstd),
-            );
-            let read = |b: &GpuBuffer| gpu.read::<f32>(b).unwrap();
-            for affine in [true, false] {
-                let (wc, bc) = if affine {
-                    (Some(&w[..]), Some(&b[..]))
-                } else {
-                    (None, None)
-                };
-                let (wg, bg) = if affine {
-                    (Some(&wb), Some(&bb))
-                } else {
-                    (None, None)
-                };
-                let ctx = format!("{s:?} affine {affine}");
-
-                let want = cpu::forward_train(s, &x, wc, bc, eps);
-                let got = forward_train(s, &xb, wg, bg, eps).unwrap();
-                assert_close(&format!("train y {ctx}"), &read(&got.y), &want.y, TOL);
-                assert_close(
-                    &format!("train mean {ctx}"),
-                    &read(&got.mean),
-                    &want.mean,
-                    TOL,
+        crate::testing::with_each_kernel_choice(&gpu, |tuned| {
+            let mut rng = StdRng::seed_from_u64(11);
+            let eps = 1e-5;
+            for s in senet_spec::cases::batch_norm_cases() {
+                let len = s.n * s.c * s.hw;
+                let x = input(&mut rng, s);
+                let dy = rand_vec::<f32>(&mut rng, len, -1.0, 1.0);
+                let w = rand_vec::<f32>(&mut rng, s.c, 0.5, 1.5);
+                let b = rand_vec::<f32>(&mut rng, s.c, -1.0, 1.0);
+                let rmean = rand_vec::<f32>(&mut rng, s.c, -1.0, 2.0);
+                let rvar = rand_vec::<f32>(&mut rng, s.c, 0.5, 2.0);
+                let rinvstd: Vec<f32> = rvar
+                    .iter()
+                    .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
+                    .collect();
+                let up = |v: &[f32]| gpu.upload(v).unwrap();
+                let (xb, dyb, wb, bb, rmb, rvb, rib) = (
+                    up(&x),
+                    up(&dy),
+                    up(&w),
+                    up(&b),
+                    up(&rmean),
+                    up(&rvar),
+                    up(&rinvstd),
                 );
-                assert_close(&format!("train var {ctx}"), &read(&got.var), &want.var, TOL);
-                assert_close(
-                    &format!("train invstd {ctx}"),
-                    &read(&got.invstd),
-                    &want.invstd,
-                    TOL,
-                );
+                let read = |b: &GpuBuffer| gpu.read::<f32>(b).unwrap();
+                for affine in [true, false] {
+                    let (wc, bc) = if affine {
+                        (Some(&w[..]), Some(&b[..]))
+                    } else {
+                        (None, None)
+                    };
+                    let (wg, bg) = if affine {
+                        (Some(&wb), Some(&bb))
+                    } else {
+                        (None, None)
+                    };
+                    let ctx = format!("{s:?} tuned {tuned} affine {affine}");
 
-                let y = forward_eval(s, &xb, wg, bg, &rmb, &rvb, eps).unwrap();
-                assert_close(
-                    &format!("eval y {ctx}"),
-                    &read(&y),
-                    &cpu::forward_eval(s, &x, wc, bc, &rmean, &rvar, eps),
-                    TOL,
-                );
+                    let want = cpu::forward_train(s, &x, wc, bc, eps);
+                    let got = forward_train(s, &xb, wg, bg, eps).unwrap();
+                    assert_close(&format!("train y {ctx}"), &read(&got.y), &want.y, TOL);
+                    assert_close(
+                        &format!("train mean {ctx}"),
+                        &read(&got.mean),
+                        &want.mean,
+                        TOL,
+                    );
+                    assert_close(&format!("train var {ctx}"), &read(&got.var), &want.var, TOL);
+                    assert_close(
+                        &format!("train invstd {ctx}"),
+                        &read(&got.invstd),
+                        &want.invstd,
+                        TOL,
+                    );
 
-                // Both devices get the CPU's statistics, so only the backward itself is compared.
-                let (mb, ib) = (up(&want.mean), up(&want.invstd));
-                let (dx, dw, db) = backward_train(s, &xb, &dyb, wg, &mb, &ib).unwrap();
-                let (rdx, rdw, rdb) = cpu::backward_train(s, &x, &dy, wc, &want.mean, &want.invstd);
-                assert_close(&format!("train dx {ctx}"), &read(&dx), &rdx, TOL);
-                assert_close(&format!("train dweight {ctx}"), &read(&dw), &rdw, TOL);
-                assert_close(&format!("train dbias {ctx}"), &read(&db), &rdb, TOL);
+                    let y = forward_eval(s, &xb, wg, bg, &rmb, &rvb, eps).unwrap();
+                    assert_close(
+                        &format!("eval y {ctx}"),
+                        &read(&y),
+                        &cpu::forward_eval(s, &x, wc, bc, &rmean, &rvar, eps),
+                        TOL,
+                    );
 
-                let (dx, dw, db) = backward_eval(s, &xb, &dyb, wg, &rmb, &rib).unwrap();
-                let (rdx, rdw, rdb) = cpu::backward_eval(s, &x, &dy, wc, &rmean, &rinvstd);
-                assert_close(&format!("eval dx {ctx}"), &read(&dx), &rdx, TOL);
-                assert_close(&format!("eval dweight {ctx}"), &read(&dw), &rdw, TOL);
-                assert_close(&format!("eval dbias {ctx}"), &read(&db), &rdb, TOL);
+                    // Both devices get the CPU's statistics, so only the backward itself is compared.
+                    let (mb, ib) = (up(&want.mean), up(&want.invstd));
+                    let (dx, dw, db) = backward_train(s, &xb, &dyb, wg, &mb, &ib).unwrap();
+                    let (rdx, rdw, rdb) =
+                        cpu::backward_train(s, &x, &dy, wc, &want.mean, &want.invstd);
+                    assert_close(&format!("train dx {ctx}"), &read(&dx), &rdx, TOL);
+                    assert_close(&format!("train dweight {ctx}"), &read(&dw), &rdw, TOL);
+                    assert_close(&format!("train dbias {ctx}"), &read(&db), &rdb, TOL);
+
+                    let (dx, dw, db) = backward_eval(s, &xb, &dyb, wg, &rmb, &rib).unwrap();
+                    let (rdx, rdw, rdb) = cpu::backward_eval(s, &x, &dy, wc, &rmean, &rinvstd);
+                    assert_close(&format!("eval dx {ctx}"), &read(&dx), &rdx, TOL);
+                    assert_close(&format!("eval dweight {ctx}"), &read(&dw), &rdw, TOL);
+                    assert_close(&format!("eval dbias {ctx}"), &read(&db), &rdb, TOL);
+                }
             }
-        }
+        });
     }
 
     #[test]
@@ -544,47 +547,49 @@ mod tests {
         let Some((_lock, gpu)) = gpu_for_tests() else {
             return;
         };
-        let mut rng = StdRng::seed_from_u64(12);
-        // Three chunks per channel; channel 1 sits at 1000 + N(0, 1).
-        let s = BnShape {
-            n: 2,
-            c: 2,
-            hw: 4500,
-        };
-        let x = input(&mut rng, s);
-        let xb = gpu.upload(&x).unwrap();
-        let run = || {
-            let o = forward_train(s, &xb, None, None, 1e-5).unwrap();
-            (
-                gpu.read::<f32>(&o.y).unwrap(),
-                gpu.read::<f32>(&o.mean).unwrap(),
-                gpu.read::<f32>(&o.var).unwrap(),
-            )
-        };
-        let (a, b) = (run(), run());
-        assert!(
-            a.0.iter()
-                .zip(&b.0)
-                .all(|(p, q)| p.to_bits() == q.to_bits()),
-            "y differs between runs"
-        );
-        assert_eq!(
-            (a.1.clone(), a.2.clone()),
-            (b.1, b.2),
-            "statistics differ between runs"
-        );
-        // The variance of the offset channel is that of N(0, 1), not 0 or noise.
-        let want = cpu::forward_train(s, &x, None, None, 1e-5);
-        assert!(
-            (a.2[1] - want.var[1]).abs() <= 1e-4 * want.var[1],
-            "var {} vs {}",
-            a.2[1],
-            want.var[1]
-        );
-        assert!(
-            want.var[1] > 0.8 && want.var[1] < 1.2,
-            "the test input lost its spread"
-        );
+        crate::testing::with_each_kernel_choice(&gpu, |tuned| {
+            let mut rng = StdRng::seed_from_u64(12);
+            // Three chunks per channel; channel 1 sits at 1000 + N(0, 1).
+            let s = BnShape {
+                n: 2,
+                c: 2,
+                hw: 4500,
+            };
+            let x = input(&mut rng, s);
+            let xb = gpu.upload(&x).unwrap();
+            let run = || {
+                let o = forward_train(s, &xb, None, None, 1e-5).unwrap();
+                (
+                    gpu.read::<f32>(&o.y).unwrap(),
+                    gpu.read::<f32>(&o.mean).unwrap(),
+                    gpu.read::<f32>(&o.var).unwrap(),
+                )
+            };
+            let (a, b) = (run(), run());
+            assert!(
+                a.0.iter()
+                    .zip(&b.0)
+                    .all(|(p, q)| p.to_bits() == q.to_bits()),
+                "y differs between runs (tuned kernels: {tuned})"
+            );
+            assert_eq!(
+                (a.1.clone(), a.2.clone()),
+                (b.1, b.2),
+                "statistics differ between runs (tuned kernels: {tuned})"
+            );
+            // The variance of the offset channel is that of N(0, 1), not 0 or noise.
+            let want = cpu::forward_train(s, &x, None, None, 1e-5);
+            assert!(
+                (a.2[1] - want.var[1]).abs() <= 1e-4 * want.var[1],
+                "var {} vs {} (tuned kernels: {tuned})",
+                a.2[1],
+                want.var[1]
+            );
+            assert!(
+                want.var[1] > 0.8 && want.var[1] < 1.2,
+                "the test input lost its spread"
+            );
+        });
     }
 
     #[test]

@@ -18,11 +18,14 @@
 //! the weight gradient splits its long K into ranges whose partial results are added in a
 //! fixed order, so every result is deterministic without atomics. Convolutions with small groups
 //! (at most [`DIRECT_MAX_GROUP`] channels in and out: ResNeXt's early stages, depthwise), where
-//! a GEMM tile would be a few rows tall, use direct kernels instead. The algorithms are
+//! a GEMM tile would be a few rows tall, use direct kernels instead. On an adapter with 8-wide
+//! subgroups (a CPU adapter such as lavapipe) the three GEMMs run the register-blocked subgroup
+//! GEMM of `shaders/gemm_subgroup.wgsl` over the same M, N and K, each shader defining its
+//! `sg_*` view of the operands next to the tiled GEMM's. The algorithms are
 //! described in `shaders/conv2d.wgsl`, `shaders/conv2d_backward_input.wgsl` and
 //! `shaders/conv2d_backward_weight.wgsl`.
 use crate::matmul::to_u32;
-use crate::{GpuBuffer, GpuError, Result, Shader};
+use crate::{gemm_subgroup, Gpu, GpuBuffer, GpuError, Result, Shader};
 use senet_spec::conv2d::Conv2dGeometry;
 
 /// Forward: `forward` (implicit GEMM) and `direct_forward`.
@@ -31,6 +34,7 @@ pub const SHADER: Shader = shader!(
     [
         "invocation.wgsl",
         "gemm_tile.wgsl",
+        "gemm_subgroup.wgsl",
         "conv2d_common.wgsl",
         "conv2d.wgsl"
     ]
@@ -41,6 +45,7 @@ pub const BACKWARD_INPUT_SHADER: Shader = shader!(
     [
         "invocation.wgsl",
         "gemm_tile.wgsl",
+        "gemm_subgroup.wgsl",
         "conv2d_common.wgsl",
         "conv2d_backward_input.wgsl"
     ]
@@ -53,10 +58,28 @@ pub const BACKWARD_WEIGHT_SHADER: Shader = shader!(
         "invocation.wgsl",
         "workgroup_reduce.wgsl",
         "gemm_tile.wgsl",
+        "gemm_subgroup.wgsl",
         "conv2d_common.wgsl",
         "conv2d_backward_weight.wgsl"
     ]
 );
+
+/// `shader` with the subgroup GEMM's entry point `gemm_subgroup` appended, built once.
+pub(crate) fn subgroup_shader(shader: &Shader) -> Shader {
+    use std::sync::OnceLock;
+    static FORWARD: OnceLock<String> = OnceLock::new();
+    static INPUT: OnceLock<String> = OnceLock::new();
+    static WEIGHT: OnceLock<String> = OnceLock::new();
+    let (cell, name) = match shader.name {
+        "conv2d" => (&FORWARD, "conv2d_subgroup"),
+        "conv2d_backward_input" => (&INPUT, "conv2d_backward_input_subgroup"),
+        _ => (&WEIGHT, "conv2d_backward_weight_subgroup"),
+    };
+    Shader {
+        name,
+        source: gemm_subgroup::with_entry_point(cell, shader.source),
+    }
+}
 
 /// Rows and columns of the output tile of each GEMM workgroup.
 pub const TILE: usize = 64;
@@ -73,6 +96,8 @@ pub const DIRECT_MAX_GROUP: usize = 8;
 enum Method {
     Gemm,
     Direct,
+    /// The register-blocked GEMM of `gemm_subgroup.wgsl`, on adapters with 8-wide subgroups.
+    Subgroup,
 }
 
 wgsl_params! {
@@ -181,10 +206,13 @@ impl Checked {
         })
     }
 
-    /// `forced` (tests run every geometry both ways), else the faster one for these groups.
-    fn method(&self, forced: Option<Method>) -> Method {
+    /// `forced` (tests run every geometry every way), else the fastest one on `gpu` for these
+    /// groups.
+    fn method(&self, forced: Option<Method>, gpu: &Gpu) -> Method {
         forced.unwrap_or(if self.cin_g.max(self.cout_g) <= DIRECT_MAX_GROUP {
             Method::Direct
+        } else if gemm_subgroup::available(gpu) {
+            Method::Subgroup
         } else {
             Method::Gemm
         })
@@ -244,15 +272,21 @@ fn forward_using(
     let constants = [("HAS_BIAS", if bias.is_some() { 1.0 } else { 0.0 })];
     // Without a bias the declared binding 3 gets `w` (two read-only uses are fine).
     let buffers = [(1, x), (2, w), (3, bias.unwrap_or(w)), (4, &y)];
-    let (entry, groups) = match c.method(method) {
-        Method::Direct => ("direct_forward", c.y_len.div_ceil(WORKGROUP)),
+    let (shader, entry, groups) = match c.method(method, gpu) {
+        Method::Direct => (SHADER, "direct_forward", c.y_len.div_ceil(WORKGROUP)),
         Method::Gemm => (
+            SHADER,
             "forward",
             gemm_tiles(c.cout_g, c.y_len / g.out_channels, g.groups),
         ),
+        Method::Subgroup => (
+            subgroup_shader(&SHADER),
+            "gemm_subgroup",
+            gemm_subgroup::workgroups(c.cout_g, c.y_len / g.out_channels, g.groups),
+        ),
     };
     gpu.dispatch(
-        &SHADER,
+        &shader,
         entry,
         &constants,
         bytemuck::bytes_of(&c.p),
@@ -279,17 +313,35 @@ fn backward_input_using(
     check_len(what, "dy", dy, c.y_len, g)?;
     let gpu = w.gpu();
     let dx = gpu.alloc(c.x_len)?;
-    let (entry, groups) = match c.method(method) {
-        Method::Direct => ("direct_backward_input", c.x_len.div_ceil(WORKGROUP)),
+    let stride_kind = match g.stride {
+        (1, 1) => 0.0,
+        (sh, sw) if sh.is_power_of_two() && sw.is_power_of_two() => 1.0,
+        _ => 2.0,
+    };
+    let (shader, entry, groups, constants) = match c.method(method, gpu) {
+        Method::Direct => (
+            BACKWARD_INPUT_SHADER,
+            "direct_backward_input",
+            c.x_len.div_ceil(WORKGROUP),
+            vec![],
+        ),
         Method::Gemm => (
+            BACKWARD_INPUT_SHADER,
             "backward_input",
             gemm_tiles(c.cin_g, c.x_len / g.in_channels, g.groups),
+            vec![],
+        ),
+        Method::Subgroup => (
+            subgroup_shader(&BACKWARD_INPUT_SHADER),
+            "gemm_subgroup",
+            gemm_subgroup::workgroups(c.cin_g, c.x_len / g.in_channels, g.groups),
+            vec![("STRIDE_KIND", stride_kind)],
         ),
     };
     gpu.dispatch(
-        &BACKWARD_INPUT_SHADER,
+        &shader,
         entry,
-        &[],
+        &constants,
         bytemuck::bytes_of(&c.p),
         &[(1, w), (2, dy), (3, &dx)],
         gpu.grid_1d(groups),
@@ -331,11 +383,12 @@ fn backward_weight_using(
     check_len(what, "dy", dy, c.y_len, g)?;
     let gpu = x.gpu();
     let dw = gpu.alloc(c.w_len)?;
-    if c.method(method) == Method::Direct {
+    let method = c.method(method, gpu);
+    if method == Method::Direct {
         gpu.dispatch(
             &BACKWARD_WEIGHT_SHADER,
             "direct_backward_weight",
-            &[],
+            &[("RWG", f64::from(gpu.reduce_workgroup()))],
             bytemuck::bytes_of(&c.p),
             &[(1, dy), (2, x), (3, &dw)],
             gpu.grid_1d(c.w_len),
@@ -343,7 +396,17 @@ fn backward_weight_using(
         return Ok(dw);
     }
     let kdim = c.y_len / g.out_channels;
-    let tiles = gemm_tiles(c.cout_g, c.cin_g * c.taps, g.groups);
+    let (shader, entry, tiles) = if method == Method::Subgroup {
+        let tiles = gemm_subgroup::workgroups(c.cout_g, c.cin_g * c.taps, g.groups);
+        (
+            subgroup_shader(&BACKWARD_WEIGHT_SHADER),
+            "gemm_subgroup",
+            tiles,
+        )
+    } else {
+        let tiles = gemm_tiles(c.cout_g, c.cin_g * c.taps, g.groups);
+        (BACKWARD_WEIGHT_SHADER, "backward_weight", tiles)
+    };
     let splits = splits
         .unwrap_or_else(|| weight_splits(tiles, kdim, c.w_len))
         .clamp(1, kdim);
@@ -354,8 +417,8 @@ fn backward_weight_using(
     c.p.k_split = k_split as u32; // at most kdim + 15: fine, kdim is at most y_len
     if splits == 1 {
         gpu.dispatch(
-            &BACKWARD_WEIGHT_SHADER,
-            "backward_weight",
+            &shader,
+            entry,
             &[],
             bytemuck::bytes_of(&c.p),
             &[(1, dy), (2, x), (3, &dw)],
@@ -370,8 +433,8 @@ fn backward_weight_using(
     )?;
     let partials = gpu.alloc(scratch_len)?;
     gpu.dispatch(
-        &BACKWARD_WEIGHT_SHADER,
-        "backward_weight",
+        &shader,
+        entry,
         &[],
         bytemuck::bytes_of(&c.p),
         &[(1, dy), (2, x), (3, &partials)],
@@ -398,7 +461,7 @@ pub fn backward_bias(g: &Conv2dGeometry, dy: &GpuBuffer) -> Result<GpuBuffer> {
     gpu.dispatch(
         &BACKWARD_WEIGHT_SHADER,
         "backward_bias",
-        &[],
+        &[("RWG", f64::from(gpu.reduce_workgroup()))],
         bytemuck::bytes_of(&c.p),
         &[(1, dy), (3, &db)],
         gpu.grid_1d(g.out_channels),
@@ -409,7 +472,7 @@ pub fn backward_bias(g: &Conv2dGeometry, dy: &GpuBuffer) -> Result<GpuBuffer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{gpu_for_tests, GEMM_TOL};
+    use crate::testing::{gemm_kernels, gpu_for_tests, GEMM_TOL};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use senet_cpu::conv2d as cpu;
@@ -454,7 +517,11 @@ mod tests {
             );
             // Both methods on every geometry: each is correct for any groups, and the automatic
             // choice depends on the group size.
-            for m in [Method::Gemm, Method::Direct] {
+            let mut methods = vec![Method::Gemm, Method::Direct];
+            if gemm_kernels(&gpu).contains(&true) {
+                methods.push(Method::Subgroup);
+            }
+            for &m in &methods {
                 let case = format!("{m:?} {g:?}");
                 let got = read(forward_using(&g, &xg, &wg, Some(&bg), Some(m)).unwrap());
                 assert_close(&format!("forward {case}"), &got, &want_y, GEMM_TOL);
@@ -467,8 +534,15 @@ mod tests {
                 );
                 let got = read(backward_input_using(&g, &wg, &dyg, Some(m)).unwrap());
                 assert_close(&format!("backward_input {case}"), &got, &want_dx, GEMM_TOL);
-                let got = read(backward_weight_using(&g, &xg, &dyg, Some(m), None).unwrap());
-                assert_close(&format!("backward_weight {case}"), &got, &want_dw, GEMM_TOL);
+                // The direct kernel reduces in a workgroup: both its sizes (RWG 256 and 8).
+                crate::testing::with_each_kernel_choice(&gpu, |tuned| {
+                    if tuned || m == Method::Direct {
+                        let got =
+                            read(backward_weight_using(&g, &xg, &dyg, Some(m), None).unwrap());
+                        let what = format!("backward_weight tuned {tuned} {case}");
+                        assert_close(&what, &got, &want_dw, GEMM_TOL);
+                    }
+                });
             }
             // The public entry points (automatic method).
             assert_close(
@@ -489,19 +563,21 @@ mod tests {
                 &want_dw,
                 GEMM_TOL,
             );
-            assert_close(
-                &format!("backward_bias {g:?}"),
-                &read(backward_bias(&g, &dyg).unwrap()),
-                &cpu::backward_bias(&g, &dy),
-                GEMM_TOL,
-            );
-            // Forced K splits of the GEMM, including more splits than K steps (some clamp away).
-            for splits in [2, 3, 1000] {
-                let got = read(
-                    backward_weight_using(&g, &xg, &dyg, Some(Method::Gemm), Some(splits)).unwrap(),
-                );
+            crate::testing::with_each_kernel_choice(&gpu, |tuned| {
                 assert_close(
-                    &format!("backward_weight splits={splits} {g:?}"),
+                    &format!("backward_bias tuned {tuned} {g:?}"),
+                    &read(backward_bias(&g, &dyg).unwrap()),
+                    &cpu::backward_bias(&g, &dy),
+                    GEMM_TOL,
+                );
+            });
+            // Forced K splits of the GEMM, including more splits than K steps (some clamp away).
+            let gemms = methods.iter().filter(|&&m| m != Method::Direct);
+            for (&m, splits) in gemms.flat_map(|m| [2, 3, 1000].map(|s| (m, s))) {
+                let got =
+                    read(backward_weight_using(&g, &xg, &dyg, Some(m), Some(splits)).unwrap());
+                assert_close(
+                    &format!("backward_weight {m:?} splits={splits} {g:?}"),
                     &got,
                     &want_dw,
                     GEMM_TOL,
@@ -523,7 +599,11 @@ mod tests {
         let dy = gpu
             .upload(&rand_vec::<f32>(&mut rng, 2 * 3 * 400, -1.0, 1.0))
             .unwrap();
-        for m in [Method::Gemm, Method::Direct] {
+        let mut methods = vec![Method::Gemm, Method::Direct];
+        if gemm_kernels(&gpu).contains(&true) {
+            methods.push(Method::Subgroup);
+        }
+        for m in methods {
             let run = || {
                 gpu.read::<f32>(&backward_weight_using(&g, &x, &dy, Some(m), None).unwrap())
                     .unwrap()

@@ -10,6 +10,10 @@
 //! parameters into a uniform and dispatches. This crate knows nothing of `Tensor`: buffers are
 //! flat arrays of f32 (or u32 indices) and the caller passes the sizes.
 //!
+//! Where the adapter offers more (8-wide subgroups, a CPU adapter's preference for small
+//! reduction workgroups), launchers pick kernels tuned for it at run time ([`Gpu::tuned_kernels`],
+//! [`gemm_subgroup`]); the plain kernels stay, tested beside them.
+//!
 //! Every launcher has a test against the CPU kernel of `senet-cpu` on small random shapes; on a
 //! machine without a GPU they run on Mesa's lavapipe (software Vulkan). Every uniform struct a
 //! shader reads is declared once in Rust with `wgsl_params!`, and a test (in `params`) parses
@@ -37,6 +41,7 @@ pub use runtime::{
 pub mod batchnorm;
 pub mod conv2d;
 pub mod elementwise;
+pub mod gemm_subgroup;
 pub mod grouped_linear;
 pub mod matmul;
 pub mod optim;

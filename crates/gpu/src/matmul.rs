@@ -10,13 +10,27 @@
 //! The kernel gives each workgroup a [`TILE_M`] x [`TILE_N`] tile of C and walks K in steps of
 //! [`TILE_K`] through workgroup memory; the shader's header explains the tiling. All batch
 //! entries and tiles go in one dispatch.
-use crate::{GpuBuffer, GpuError, Result, Shader};
+use crate::{gemm_subgroup, GpuBuffer, GpuError, Result, Shader};
 use senet_spec::matmul::MatmulShape;
 
 pub const SHADER: Shader = shader!(
     "matmul",
-    ["invocation.wgsl", "gemm_tile.wgsl", "matmul.wgsl"]
+    [
+        "invocation.wgsl",
+        "gemm_tile.wgsl",
+        "gemm_subgroup.wgsl",
+        "matmul.wgsl"
+    ]
 );
+
+/// [`SHADER`] with the subgroup GEMM's entry point `gemm_subgroup` appended.
+pub fn subgroup_shader() -> Shader {
+    static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    Shader {
+        name: "matmul_subgroup",
+        source: gemm_subgroup::with_entry_point(&SOURCE, SHADER.source),
+    }
+}
 
 /// Rows of C per workgroup.
 pub const TILE_M: usize = 64;
@@ -138,6 +152,19 @@ pub fn gemm(
     bias: Option<(&GpuBuffer, MatrixLayout)>,
     c: &GpuBuffer,
 ) -> Result<()> {
+    gemm_using(s, a, b, bias, c, None)
+}
+
+/// [`gemm`] with the kernel chosen: the subgroup GEMM (`Some(true)`, only on a device that
+/// has it), the tiled one (`Some(false)`), or `None` for [`gemm_subgroup::available`].
+pub fn gemm_using(
+    s: &GemmShape,
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    bias: Option<(&GpuBuffer, MatrixLayout)>,
+    c: &GpuBuffer,
+    use_subgroups: Option<bool>,
+) -> Result<()> {
     let what = "gemm";
     let dims = format!("batch {} x m {} x n {} x k {}", s.batch, s.m, s.n, s.k);
     let what_dims = format!("{what} ({dims})");
@@ -171,12 +198,28 @@ pub fn gemm(
     let has_bias = if bias.is_some() { 1.0 } else { 0.0 };
     // Without a bias the (unused but declared) binding 3 gets `a`: two read-only uses are fine.
     let bias_buf = bias.map(|(buf, _)| buf).unwrap_or(a);
+    let buffers = [(1, a), (2, b), (3, bias_buf), (4, c)];
+    let constants = [("HAS_BIAS", has_bias)];
+    let params = bytemuck::bytes_of(&params);
+    if use_subgroups.unwrap_or_else(|| gemm_subgroup::available(gpu)) {
+        if gpu.subgroup_size() != Some(gemm_subgroup::LANES as u32) {
+            return Err(GpuError::Validation(format!(
+                "{what_dims}: the subgroup GEMM needs subgroups of {} threads, {} has none",
+                gemm_subgroup::LANES,
+                gpu.summary
+            )));
+        }
+        let groups = gemm_subgroup::workgroups(s.m, s.n, s.batch);
+        let shader = subgroup_shader();
+        let grid = gpu.grid_1d(groups);
+        return gpu.dispatch(&shader, "gemm_subgroup", &constants, params, &buffers, grid);
+    }
     gpu.dispatch(
         &SHADER,
         "gemm",
-        &[("HAS_BIAS", has_bias)],
-        bytemuck::bytes_of(&params),
-        &[(1, a), (2, b), (3, bias_buf), (4, c)],
+        &constants,
+        params,
+        &buffers,
         gpu.grid_1d(tiles),
     )
 }
@@ -216,7 +259,7 @@ pub fn matmul(a: &GpuBuffer, b: &GpuBuffer, s: MatmulShape) -> Result<GpuBuffer>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{gpu_for_tests, GEMM_TOL};
+    use crate::testing::{gemm_kernels, gpu_for_tests, GEMM_TOL};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use senet_spec::testing::{assert_close, rand_vec};
@@ -241,15 +284,28 @@ mod tests {
             let s = MatmulShape { batch, m, k, n };
             let a = rand_vec::<f32>(&mut rng, batch * m * k, -1.0, 1.0);
             let b = rand_vec::<f32>(&mut rng, batch * k * n, -1.0, 1.0);
-            let got: Vec<f32> = gpu
-                .read(&matmul(&gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), s).unwrap())
-                .unwrap();
-            assert_close(
-                &format!("{s:?}"),
-                &got,
-                &senet_cpu::matmul::matmul(&a, &b, s),
-                GEMM_TOL,
-            );
+            let want = senet_cpu::matmul::matmul(&a, &b, s);
+            for subgroups in gemm_kernels(&gpu) {
+                let shape = GemmShape {
+                    batch,
+                    m,
+                    n,
+                    k,
+                    a: MatrixLayout::row_major(m, k),
+                    b: MatrixLayout::row_major(k, n),
+                    c: MatrixLayout::row_major(m, n),
+                };
+                let c = gpu.alloc(batch * m * n).unwrap();
+                let (ga, gb) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+                gemm_using(&shape, &ga, &gb, None, &c, Some(subgroups)).unwrap();
+                let got: Vec<f32> = gpu.read(&c).unwrap();
+                assert_close(
+                    &format!("{s:?} subgroups {subgroups}"),
+                    &got,
+                    &want,
+                    GEMM_TOL,
+                );
+            }
         }
     }
 
@@ -279,22 +335,12 @@ mod tests {
             b: MatrixLayout::row_major(k, n),
             c: MatrixLayout::row_major(m, n),
         };
-        let c = gpu.alloc(batch * m * n).unwrap();
         let bias_layout = MatrixLayout {
             offset: 0,
             batch_stride: n,
             row_stride: 0,
             col_stride: 1,
         };
-        gemm(
-            &s,
-            &gpu.upload(&a).unwrap(),
-            &gpu.upload(&b).unwrap(),
-            Some((&gpu.upload(&bias).unwrap(), bias_layout)),
-            &c,
-        )
-        .unwrap();
-        let got: Vec<f32> = gpu.read(&c).unwrap();
         let mut want = vec![0.0f32; batch * m * n];
         for g in 0..batch {
             let prod = senet_cpu::matmul::matmul(
@@ -308,7 +354,25 @@ mod tests {
                 }
             }
         }
-        assert_close("strided gemm", &got, &want, GEMM_TOL);
+        for subgroups in gemm_kernels(&gpu) {
+            let c = gpu.alloc(batch * m * n).unwrap();
+            gemm_using(
+                &s,
+                &gpu.upload(&a).unwrap(),
+                &gpu.upload(&b).unwrap(),
+                Some((&gpu.upload(&bias).unwrap(), bias_layout)),
+                &c,
+                Some(subgroups),
+            )
+            .unwrap();
+            let got: Vec<f32> = gpu.read(&c).unwrap();
+            assert_close(
+                &format!("strided gemm, subgroups {subgroups}"),
+                &got,
+                &want,
+                GEMM_TOL,
+            );
+        }
     }
 
     // About 7 s on lavapipe (66,000 workgroups): slow, but cheap enough to run in CI every time.

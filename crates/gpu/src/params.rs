@@ -130,12 +130,15 @@ mod tests {
     fn parse(name: &str, source: &str) -> naga::Module {
         let module = naga::front::wgsl::parse_str(source)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::default(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        // The subgroup variants need the capability a device with Features::SUBGROUP has.
+        let capabilities = if name.ends_with("_subgroup") {
+            naga::valid::Capabilities::default() | naga::valid::Capabilities::SUBGROUP
+        } else {
+            naga::valid::Capabilities::default()
+        };
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
         module
     }
 
@@ -246,6 +249,22 @@ mod tests {
                 vec![rust::<grouped_linear::SumParams>()],
             ),
             (matmul::SHADER, vec![rust::<matmul::GemmParams>()]),
+            (
+                matmul::subgroup_shader(),
+                vec![rust::<matmul::GemmParams>()],
+            ),
+            (
+                conv2d::subgroup_shader(&conv2d::SHADER),
+                vec![rust::<conv2d::ConvParams>()],
+            ),
+            (
+                conv2d::subgroup_shader(&conv2d::BACKWARD_INPUT_SHADER),
+                vec![rust::<conv2d::ConvParams>()],
+            ),
+            (
+                conv2d::subgroup_shader(&conv2d::BACKWARD_WEIGHT_SHADER),
+                vec![rust::<conv2d::ConvParams>()],
+            ),
             (
                 optim::SHADER,
                 vec![rust::<optim::SgdParams>(), rust::<optim::AdamParams>()],

@@ -229,11 +229,18 @@ impl fmt::Debug for GpuBuffer {
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     dispatches: usize,
+    /// The parameters of the recorded dispatches, one [`PARAM_SLOT`]-byte slot each, written
+    /// to the uniform ring just before the commands are submitted.
+    params: Vec<u8>,
 }
 
 /// Submit after this many dispatches even without a readback, so the GPU starts early and
 /// command buffers stay small.
 const DISPATCHES_PER_SUBMIT: usize = 128;
+
+/// Bytes of one dispatch's parameters in the uniform ring: the largest params struct fits, and
+/// it is a multiple of every adapter's uniform offset alignment (at most 256 by the spec).
+const PARAM_SLOT: usize = 256;
 
 /// What a device has been asked to do since it was opened: the figures a GPU step is judged by
 /// (how many dispatches and submissions, how much crosses the bus, whether memory is still
@@ -302,9 +309,27 @@ pub struct Gpu {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     pending: Mutex<Pending>,
+    /// The uniform buffer every dispatch of a submission reads its parameters from, a slot
+    /// each. One `queue.write_buffer` per submission fills it: the queue orders that write
+    /// after every earlier submission and before this one, so no dispatch allocates anything.
+    param_ring: wgpu::Buffer,
+    /// Readback staging buffers kept for the next read of the same bucket size.
+    staging: Mutex<HashMap<u64, wgpu::Buffer>>,
     /// Set by the device-lost callback and by errors no scope caught; every later call fails.
     fatal: Arc<Mutex<Option<GpuError>>>,
     counters: Counters,
+    /// The subgroup size when the device has subgroup operations and one fixed size.
+    subgroup_size: Option<u32>,
+    /// Whether launchers may pick the tuned kernels (see [`Gpu::set_tuned_kernels`]).
+    tuned_kernels: std::sync::atomic::AtomicBool,
+}
+
+/// The optional features used where the adapter has them: subgroup operations (the GEMM kernels'
+/// fast path) and timestamp queries (per-kernel GPU time in `senet bench --profile`).
+fn wanted_features() -> wgpu::Features {
+    wgpu::Features::SUBGROUP
+        | wgpu::Features::TIMESTAMP_QUERY
+        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
 }
 
 /// Rounds a byte size up to a pool bucket: 8 buckets per power of two (at most 12.5% waste),
@@ -352,7 +377,7 @@ impl Gpu {
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
             label: Some("senet"),
-            required_features: wgpu::Features::empty(),
+            required_features: adapter.features() & wanted_features(),
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -371,6 +396,17 @@ impl Gpu {
             let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
             f.get_or_insert(classify(&e));
         }));
+        let param_ring = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("dispatch parameters"),
+            size: (DISPATCHES_PER_SUBMIT * PARAM_SLOT) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let info = adapter.get_info();
+        let subgroup_size = (device.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == info.subgroup_max_size)
+            .then_some(info.subgroup_min_size);
+        let plain = std::env::var("SENET_GPU_KERNELS").is_ok_and(|v| v == "plain");
         Ok(Gpu {
             id: index,
             summary,
@@ -384,10 +420,46 @@ impl Gpu {
             pending: Mutex::new(Pending {
                 encoder: None,
                 dispatches: 0,
+                params: Vec::with_capacity(DISPATCHES_PER_SUBMIT * PARAM_SLOT),
             }),
+            param_ring,
+            staging: Mutex::new(HashMap::new()),
             fatal,
             counters: Counters::default(),
+            subgroup_size,
+            tuned_kernels: std::sync::atomic::AtomicBool::new(!plain),
         })
+    }
+
+    /// The number of threads in a subgroup, when the device has subgroup operations (requested
+    /// whenever the adapter offers them) with one fixed size.
+    pub fn subgroup_size(&self) -> Option<u32> {
+        self.subgroup_size
+    }
+
+    /// Whether launchers may choose the kernels tuned for this adapter: the subgroup GEMM where
+    /// subgroups are 8 wide, and 8-thread reduction workgroups on a CPU adapter. On by default;
+    /// off when the process started with `SENET_GPU_KERNELS=plain`, or after
+    /// `set_tuned_kernels(false)`, so the plain kernels (written for any GPU) can be run and
+    /// tested on every adapter.
+    pub fn tuned_kernels(&self) -> bool {
+        self.tuned_kernels.load(Ordering::Relaxed)
+    }
+
+    /// Allows (or forbids) the tuned kernels from now on; returns the previous setting.
+    pub fn set_tuned_kernels(&self, on: bool) -> bool {
+        self.tuned_kernels.swap(on, Ordering::Relaxed)
+    }
+
+    /// Threads of the workgroups that reduce with barriers (the `RWG` pipeline constant of
+    /// `workgroup_reduce.wgsl`): 8 on a CPU adapter, where the threads of a workgroup run 8 at
+    /// a time and each barrier switches between those groups, else 256.
+    pub fn reduce_workgroup(&self) -> u32 {
+        if self.tuned_kernels() && self.summary.device_type == "Cpu" {
+            8
+        } else {
+            256
+        }
     }
 
     /// What this device has done since it was opened (see [`GpuStats`]).
@@ -443,7 +515,7 @@ impl Gpu {
         }
     }
 
-    fn new_buffer(&self, bytes: u64, mapped: bool) -> Result<wgpu::Buffer> {
+    fn new_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
         if bytes > self.limits.max_buffer_size {
             return Err(GpuError::OutOfMemory(format!(
                 "a buffer of {bytes} bytes is larger than the adapter's maximum of {} bytes",
@@ -461,7 +533,7 @@ impl Gpu {
                 label: None,
                 size: bytes,
                 usage,
-                mapped_at_creation: mapped,
+                mapped_at_creation: false,
             })
         })
     }
@@ -481,6 +553,12 @@ impl Gpu {
 
     /// An uninitialized array of `len` 4-byte elements (from the pool when possible).
     pub fn alloc(self: &Arc<Self>, len: usize) -> Result<GpuBuffer> {
+        Ok(self.alloc_reporting_reuse(len)?.0)
+    }
+
+    /// [`Gpu::alloc`], and whether the memory came from the pool (so recorded commands of its
+    /// previous owner may still be waiting to use it).
+    fn alloc_reporting_reuse(self: &Arc<Self>, len: usize) -> Result<(GpuBuffer, bool)> {
         self.check()?;
         let bytes = bucket(len as u64 * 4);
         let reused = self
@@ -488,15 +566,17 @@ impl Gpu {
             .lock()
             .ok()
             .and_then(|mut p| p.get_mut(&bytes).and_then(Vec::pop));
+        let was_pooled = reused.is_some();
         let buffer = match reused {
             Some(b) => b,
-            None => self.new_buffer(bytes, false)?,
+            None => self.new_buffer(bytes)?,
         };
-        Ok(GpuBuffer {
+        let buf = GpuBuffer {
             buffer: Some(buffer),
             len,
             gpu: self.clone(),
-        })
+        };
+        Ok((buf, was_pooled))
     }
 
     /// An array of `len` zeros.
@@ -506,29 +586,25 @@ impl Gpu {
         Ok(b)
     }
 
-    /// Copies `data` to a new GPU array. The buffer is created mapped, so the copy is ordered
-    /// with everything else (a `queue.write_buffer` would run before earlier recorded work).
+    /// Copies `data` to a GPU array (from the pool when possible). `queue.write_buffer` runs
+    /// before any command not yet submitted, so when the memory comes from the pool the
+    /// recorded commands (which may still read it for its previous owner) are submitted first.
     pub fn upload<T: bytemuck::Pod>(self: &Arc<Self>, data: &[T]) -> Result<GpuBuffer> {
         assert_eq!(
             std::mem::size_of::<T>(),
             4,
             "GPU arrays hold 4-byte elements"
         );
-        let buffer = self.new_buffer(bucket(data.len() as u64 * 4), true)?;
-        {
-            let mut view = buffer
-                .get_mapped_range_mut(..)
-                .map_err(|e| GpuError::Validation(format!("mapping an upload buffer: {e:?}")))?;
-            view.slice(..data.len() * 4)
-                .copy_from_slice(bytemuck::cast_slice(data));
+        let (buf, was_pooled) = self.alloc_reporting_reuse(data.len())?;
+        if !data.is_empty() {
+            if was_pooled {
+                self.flush()?;
+            }
+            self.queue
+                .write_buffer(buf.raw(), 0, bytemuck::cast_slice(data));
+            bump(&self.counters.bytes_uploaded, data.len() as u64 * 4);
         }
-        buffer.unmap();
-        bump(&self.counters.bytes_uploaded, data.len() as u64 * 4);
-        Ok(GpuBuffer {
-            buffer: Some(buffer),
-            len: data.len(),
-            gpu: self.clone(),
-        })
+        Ok(buf)
     }
 
     /// Records into the open encoder (creating one if needed).
@@ -546,18 +622,18 @@ impl Gpu {
 
     /// Submits everything recorded so far (returns at once; the GPU runs it asynchronously).
     pub fn flush(&self) -> Result<()> {
-        let encoder = {
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            p.dispatches = 0;
-            p.encoder.take()
-        };
-        if let Some(enc) = encoder {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.dispatches = 0;
+        if let Some(enc) = p.encoder.take() {
             bump(&self.counters.submissions, 1);
-            self.scoped("submitting commands", || {
-                self.queue.submit([enc.finish()]);
-            })?;
+            if !p.params.is_empty() {
+                self.queue.write_buffer(&self.param_ring, 0, &p.params);
+            }
+            self.queue.submit([enc.finish()]);
         }
-        Ok(())
+        p.params.clear();
+        drop(p);
+        self.check()
     }
 
     /// Copies `src[src_offset..src_offset + len]` into `dst[dst_offset..]` (elements).
@@ -599,15 +675,26 @@ impl Gpu {
         let bytes = buf.byte_len();
         bump(&self.counters.readbacks, 1);
         bump(&self.counters.bytes_read, buf.len as u64 * 4);
-        bump(&self.counters.transient_buffers, 1);
-        let staging = self.scoped("allocating a readback buffer", || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
+        let size = bucket(bytes);
+        let kept = self
+            .staging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&size);
+        let staging = match kept {
+            Some(s) => s,
+            None => {
+                bump(&self.counters.transient_buffers, 1);
+                self.scoped("allocating a readback buffer", || {
+                    self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("readback"),
+                        size,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                })?
+            }
+        };
         self.with_encoder(|enc| enc.copy_buffer_to_buffer(buf.raw(), 0, &staging, 0, bytes))?;
         self.flush()?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -630,6 +717,10 @@ impl Gpu {
         let out = bytemuck::cast_slice::<u8, T>(&view[..buf.len * 4]).to_vec();
         drop(view);
         staging.unmap();
+        self.staging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(size, staging);
         Ok(out)
     }
 
@@ -731,34 +822,30 @@ impl Gpu {
         if groups.contains(&0) {
             return Ok(());
         }
+        if params.len() > PARAM_SLOT {
+            return Err(GpuError::Validation(format!(
+                "{}::{entry}: {} bytes of parameters, more than the {PARAM_SLOT} a dispatch has",
+                shader.name,
+                params.len()
+            )));
+        }
         let pipeline = self.pipeline(shader, entry, constants)?;
         bump(&self.counters.dispatches, 1);
-        let uniform = if params.is_empty() {
-            None
-        } else {
-            // A fresh mapped buffer per dispatch keeps parameters ordered with the commands.
-            let size = (params.len() as u64).div_ceil(16) * 16;
-            bump(&self.counters.transient_buffers, 1);
-            let u = self.scoped("allocating a uniform", || {
-                self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(entry),
-                    size,
-                    usage: wgpu::BufferUsages::UNIFORM,
-                    mapped_at_creation: true,
-                })
-            })?;
-            u.get_mapped_range_mut(..)
-                .map_err(|e| GpuError::Validation(format!("mapping a uniform: {e:?}")))?
-                .slice(..params.len())
-                .copy_from_slice(params);
-            u.unmap();
-            Some(u)
-        };
+        let what = format!("dispatching {}::{entry}", shader.name);
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let mut entries: Vec<wgpu::BindGroupEntry> = Vec::with_capacity(buffers.len() + 1);
-        if let Some(u) = &uniform {
+        if !params.is_empty() {
+            // This dispatch's slot of the ring, filled when the commands are submitted.
+            let offset = p.params.len();
+            p.params.extend_from_slice(params);
+            p.params.resize(offset + PARAM_SLOT, 0);
             entries.push(wgpu::BindGroupEntry {
                 binding: 0,
-                resource: u.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &self.param_ring,
+                    offset: offset as u64,
+                    size: wgpu::BufferSize::new((params.len() as u64).div_ceil(16) * 16),
+                }),
             });
         }
         for (binding, b) in buffers {
@@ -772,33 +859,32 @@ impl Gpu {
                 }),
             });
         }
-        let what = format!("dispatching {}::{entry}", shader.name);
-        let submit = self.scoped(&what, || {
+        // Counted before recording, so a failed dispatch's slot is never handed out twice.
+        p.dispatches += 1;
+        let recorded = self.scoped(&what, || {
             let layout = pipeline.get_bind_group_layout(0);
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(entry),
                 layout: &layout,
                 entries: &entries,
             });
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let enc = p.encoder.get_or_insert_with(|| {
                 self.device
                     .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                         label: Some("senet"),
                     })
             });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(entry),
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(&pipeline);
-                pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-            }
-            p.dispatches += 1;
-            p.dispatches >= DISPATCHES_PER_SUBMIT
-        })?;
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(entry),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        });
+        let submit = p.dispatches >= DISPATCHES_PER_SUBMIT;
+        drop(p);
+        recorded?;
         if submit {
             self.flush()?;
         }
@@ -873,26 +959,38 @@ mod tests {
         };
         gpu.flush().unwrap();
         let before = gpu.stats();
-        let a = gpu.upload(&[1.0f32, 2.0, 3.0]).unwrap(); // a new buffer (uploads are fresh)
-        let b = gpu.zeros(3).unwrap(); // from the pool, or a new buffer
+        let a = gpu.upload(&[1.0f32, 2.0, 3.0]).unwrap();
+        let b = gpu.zeros(3).unwrap();
         gpu.copy(&a, 0, &b, 0, 3).unwrap();
         assert_eq!(gpu.read::<f32>(&b).unwrap(), vec![1.0, 2.0, 3.0]);
         let d = gpu.stats() - before;
         assert_eq!(
-            (d.bytes_uploaded, d.readbacks, d.bytes_read, d.submissions),
-            (12, 1, 12, 1),
+            (d.bytes_uploaded, d.readbacks, d.bytes_read, d.dispatches),
+            (12, 1, 12, 0),
             "{d:?}"
         );
-        assert!((1..=2).contains(&d.buffers_created), "{d:?}");
-        assert_eq!(d.transient_buffers, 1, "the readback's staging: {d:?}");
-        assert_eq!(d.dispatches, 0);
-        // Dropped arrays go back to the pool: the same sizes again create nothing new.
+        // The zeros and the copy go in one submission; an upload into pooled memory may submit
+        // what was recorded before it.
+        assert!((1..=2).contains(&d.submissions), "{d:?}");
+        assert!(d.buffers_created <= 2, "{d:?}");
+        assert!(
+            d.transient_buffers <= 1,
+            "at most the readback's staging: {d:?}"
+        );
+        // Dropped arrays go back to the pool and staging buffers are kept: the same sizes again
+        // create nothing, and dispatches with parameters allocate nothing either.
         drop((a, b));
         let before = gpu.stats();
-        let c = gpu.zeros(3).unwrap();
-        let e = gpu.zeros(3).unwrap();
-        assert_eq!((gpu.stats() - before).buffers_created, 0);
-        drop((c, e));
+        let c = gpu.upload(&[4.0f32, 5.0, 6.0]).unwrap();
+        let mut last = None;
+        for v in 1..=3 {
+            last = Some(crate::elementwise::fill(&gpu, 3, v as f32).unwrap());
+        }
+        assert_eq!(gpu.read::<f32>(&last.unwrap()).unwrap(), vec![3.0; 3]);
+        assert_eq!(gpu.read::<f32>(&c).unwrap(), vec![4.0, 5.0, 6.0]);
+        let d = gpu.stats() - before;
+        assert_eq!((d.buffers_created, d.transient_buffers), (0, 0), "{d:?}");
+        assert_eq!(d.dispatches, 3, "{d:?}");
     }
 
     #[test]
