@@ -104,11 +104,9 @@ fn direct_forward(inv: Invocation) {
 // ---- the subgroup GEMM's view (gemm_subgroup.wgsl): the same product, decoded per slot ------
 
 var<private> sg_group: u32;
-// Per column slot: the index of x[sample, group's first channel, 0, 0], the window's origin,
-// and whether the column lies inside Y.
-var<private> sg_base: array<u32, SG_COLS_PER_LANE>;
+// Per column slot, besides sg_ok and sg_base (the index of x[sample, group's first channel, 0,
+// 0]: conv2d_common.wgsl): the window's origin.
 var<private> sg_origin: array<vec2<i32>, SG_COLS_PER_LANE>;
-var<private> sg_ok: array<bool, SG_COLS_PER_LANE>;
 // Per K position (ci, tap): ci's plane offset and the tap's offset.
 var<private> sg_plane: u32;
 var<private> sg_tap: vec2<i32>;
@@ -123,11 +121,8 @@ fn sg_tile(product: u32) -> vec2<u32> {
 }
 
 fn sg_column(s: u32, col: u32) {
-    let plane = p.oh * p.ow;
-    let c = min(col, p.batch * plane - 1u);
-    sg_ok[s] = col < p.batch * plane;
-    sg_base[s] = (c / plane * p.cin + sg_group * p.cin_g) * p.h * p.w;
-    sg_origin[s] = window_origin(c % plane);
+    let pix = sg_decode_column(s, col, sg_group, p.oh * p.ow, p.cin, p.cin_g, p.h * p.w);
+    sg_origin[s] = window_origin(pix);
 }
 
 fn sg_step(k: u32) {

@@ -105,11 +105,9 @@ fn backward_input(inv: Invocation) {
 override STRIDE_KIND: u32 = 2u;
 
 var<private> sg_group: u32;
-// Per column slot: the index of dy[sample, group's first channel, 0, 0], the pixel in padded
-// coordinates, and whether the column lies inside dX.
-var<private> sg_base: array<u32, SG_COLS_PER_LANE>;
+// Per column slot, besides sg_ok and sg_base (the index of dy[sample, group's first channel, 0,
+// 0]: conv2d_common.wgsl): the pixel in padded coordinates.
 var<private> sg_at: array<vec2<i32>, SG_COLS_PER_LANE>;
-var<private> sg_ok: array<bool, SG_COLS_PER_LANE>;
 // Per K position (co, tap): co within the group, the tap and its offset.
 var<private> sg_co: u32;
 var<private> sg_tap_index: u32;
@@ -130,11 +128,8 @@ fn sg_tile(product: u32) -> vec2<u32> {
 }
 
 fn sg_column(s: u32, col: u32) {
-    let plane = p.h * p.w;
-    let c = min(col, p.batch * plane - 1u);
-    sg_ok[s] = col < p.batch * plane;
-    sg_base[s] = (c / plane * p.cout + sg_group * p.cout_g) * p.oh * p.ow;
-    sg_at[s] = padded(c % plane);
+    let pix = sg_decode_column(s, col, sg_group, p.h * p.w, p.cout, p.cout_g, p.oh * p.ow);
+    sg_at[s] = padded(pix);
 }
 
 fn sg_step(k: u32) {

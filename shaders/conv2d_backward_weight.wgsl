@@ -105,11 +105,10 @@ fn backward_weight(inv: Invocation) {
 
 var<private> sg_group: u32;
 var<private> sg_split: u32;
-// Per column slot (ci, tap): ci's plane offset, the tap's offset, and whether the column lies
-// inside dW.
+// Per column slot (ci, tap): ci's plane offset and the tap's offset (sg_ok, from
+// conv2d_common.wgsl, says whether the column lies inside dW).
 var<private> sg_plane: array<u32, SG_COLS_PER_LANE>;
 var<private> sg_tap: array<vec2<i32>, SG_COLS_PER_LANE>;
-var<private> sg_ok: array<bool, SG_COLS_PER_LANE>;
 // Per K position (n, oh, ow): where its dy and x values start, and the window's origin.
 var<private> sg_dy_at: u32;
 var<private> sg_x_base: u32;

@@ -76,6 +76,19 @@ fn decode_column(plane: u32, channels: u32, group_channels: u32, read_plane: u32
     return col % plane;
 }
 
+// The same decoding for the subgroup GEMM (gemm_subgroup.wgsl), once per column slot s of the
+// thread, for group g: sets sg_ok[s] and sg_base[s] (a column past N is clamped to the last, so
+// it reads somewhere valid) and returns the column's position within its plane.
+var<private> sg_ok: array<bool, SG_COLS_PER_LANE>;
+var<private> sg_base: array<u32, SG_COLS_PER_LANE>;
+
+fn sg_decode_column(s: u32, col: u32, g: u32, plane: u32, channels: u32, group_channels: u32, read_plane: u32) -> u32 {
+    let c = min(col, p.batch * plane - 1u);
+    sg_ok[s] = col < p.batch * plane;
+    sg_base[s] = (c / plane * channels + g * group_channels) * read_plane;
+    return c % plane;
+}
+
 // Index of channel c of column col of such a GEMM in its NCHW output.
 fn column_index(col: u32, plane: u32, channels: u32, c: u32) -> u32 {
     return (col / plane * channels + c) * plane + col % plane;
