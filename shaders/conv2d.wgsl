@@ -141,7 +141,7 @@ fn sg_a(row: u32, k: u32) -> f32 {
 
 fn sg_b(s: u32, k: u32) -> f32 {
     let at = sg_origin[s] + sg_tap;
-    let v = x[sg_base[s] + sg_plane + plane_offset(clamp_to_image(at))];
+    let v = sg_texel(sg_base[s] + sg_plane + plane_offset(clamp_to_image(at)));
     return select(0.0, v, sg_ok[s] && inside(at));
 }
 

@@ -160,7 +160,7 @@ fn sg_b(s: u32, k: u32) -> f32 {
         on_grid = all(o * vec2<u32>(p.sh, p.sw) == u);
     }
     let ok = sg_ok[s] && all(t >= vec2<i32>(0)) && on_grid && o.x < p.oh && o.y < p.ow;
-    let v = dy[sg_base[s] + (sg_co * p.oh + min(o.x, p.oh - 1u)) * p.ow + min(o.y, p.ow - 1u)];
+    let v = sg_texel(sg_base[s] + (sg_co * p.oh + min(o.x, p.oh - 1u)) * p.ow + min(o.y, p.ow - 1u));
     return select(0.0, v, ok);
 }
 

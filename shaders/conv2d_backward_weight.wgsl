@@ -150,7 +150,7 @@ fn sg_a(co: u32, k: u32) -> f32 {
 
 fn sg_b(s: u32, k: u32) -> f32 {
     let at = sg_origin + sg_tap[s];
-    let v = x[sg_x_base + sg_plane[s] + plane_offset(clamp_to_image(at))];
+    let v = sg_texel(sg_x_base + sg_plane[s] + plane_offset(clamp_to_image(at)));
     return select(0.0, v, sg_ok[s] && inside(at));
 }
 

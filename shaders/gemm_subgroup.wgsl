@@ -10,7 +10,7 @@
 //                                        SG_COLS_PER_LANE columns: decode column col
 //   fn sg_step(k: u32)                   once per K position: decode what its loads share
 //   fn sg_a(row: u32, k: u32) -> f32     A(row, k), 0 outside A
-//   fn sg_b(s: u32, k: u32) -> f32       B(k, column of slot s), 0 outside B
+//   fn sg_b(s: u32, k: u32) -> f32       B(k, column of slot s), 0 outside B, read with sg_texel
 //   fn sg_c(row: u32, col: u32, v: f32)  C(row, col) = v, only called inside C
 //
 // Why a second GEMM. On a CPU adapter every thread of a subgroup is one lane of a SIMD vector:
@@ -22,10 +22,22 @@
 // SG_ROWS / 8 elements of A (rows lane, lane + 8, ...) and its SG_COLS_PER_LANE elements of B;
 // the subgroup then hands every A element to every lane with subgroupBroadcast (a register
 // shuffle), so each element read feeds 16 to 64 fmas instead of one. No workgroup memory, no
-// barriers. On lavapipe (2 cores) this runs the 1024^3 product at 9.0 GFLOP/s against the tiled
+// barriers. On lavapipe (2 cores) this runs the 1024^3 product at 13.8 GFLOP/s against the tiled
 // GEMM's 0.35 (cargo bench --bench kernels). Rows and columns past C read clamped indices and
 // select 0, so no load sits inside a branch: on a CPU adapter a branch makes each load test
 // every lane's mask.
+
+// The array B is read from reaches the kernel as a texture (Gpu::dispatch_reading_texels copies
+// it there): element i is texel (i % SG_TEXEL_ROW, i / SG_TEXEL_ROW). A storage-buffer load on
+// lavapipe is a loop over the lanes that inserts one element at a time through memory, a texel
+// fetch one vector gather; B's elements differ in every lane, A's are shared by broadcast. This
+// took the 1024^3 product from 14 to 18 GFLOP/s in a scratch kernel (2 cores).
+@group(0) @binding(7) var sg_texels: texture_2d<f32>;
+const SG_TEXEL_ROW: u32 = 4096u;
+
+fn sg_texel(i: u32) -> f32 {
+    return textureLoad(sg_texels, vec2<u32>(i % SG_TEXEL_ROW, i / SG_TEXEL_ROW), 0).x;
+}
 
 // Rows of C per workgroup, and columns per thread; crates/gpu/src/gemm_subgroup.rs has the same.
 const SG_ROWS: u32 = 64u;

@@ -208,10 +208,12 @@ impl Checked {
 
     /// `forced` (tests run every geometry every way), else the fastest one on `gpu` for these
     /// groups.
-    fn method(&self, forced: Option<Method>, gpu: &Gpu) -> Method {
+    /// `texel_len` is the length of the array the subgroup GEMM reads through the texel
+    /// texture (its B).
+    fn method(&self, forced: Option<Method>, gpu: &Gpu, texel_len: usize) -> Method {
         forced.unwrap_or(if self.cin_g.max(self.cout_g) <= DIRECT_MAX_GROUP {
             Method::Direct
-        } else if gemm_subgroup::available(gpu) {
+        } else if gemm_subgroup::available(gpu) && gpu.texels_fit(texel_len) {
             Method::Subgroup
         } else {
             Method::Gemm
@@ -234,6 +236,37 @@ fn check_len(
             buf.len()
         )))
     }
+}
+
+/// One dispatch of a pass. The subgroup GEMM reads the array at `b_binding` (its B) through
+/// the texel texture (see `shaders/gemm_subgroup.wgsl`), so that one is left out of its buffers.
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    gpu: &Gpu,
+    method: Method,
+    shader: &Shader,
+    entry: &str,
+    constants: &[(&str, f64)],
+    params: &ConvParams,
+    buffers: &[(u32, &GpuBuffer)],
+    b_binding: u32,
+    groups: usize,
+) -> Result<()> {
+    let params = bytemuck::bytes_of(params);
+    let grid = gpu.grid_1d(groups);
+    if method != Method::Subgroup {
+        return gpu.dispatch(shader, entry, constants, params, buffers, grid);
+    }
+    let b = buffers
+        .iter()
+        .find(|(at, _)| *at == b_binding)
+        .map(|(_, b)| *b);
+    let rest: Vec<(u32, &GpuBuffer)> = buffers
+        .iter()
+        .filter(|(at, _)| *at != b_binding)
+        .copied()
+        .collect();
+    gpu.dispatch_reading_texels(shader, entry, constants, params, &rest, b, grid)
 }
 
 /// Workgroups of a GEMM with an `m x n` output per group (and per K split).
@@ -272,7 +305,8 @@ fn forward_using(
     let constants = [("HAS_BIAS", if bias.is_some() { 1.0 } else { 0.0 })];
     // Without a bias the declared binding 3 gets `w` (two read-only uses are fine).
     let buffers = [(1, x), (2, w), (3, bias.unwrap_or(w)), (4, &y)];
-    let (shader, entry, groups) = match c.method(method, gpu) {
+    let method = c.method(method, gpu, c.x_len);
+    let (shader, entry, groups) = match method {
         Method::Direct => (SHADER, "direct_forward", c.y_len.div_ceil(WORKGROUP)),
         Method::Gemm => (
             SHADER,
@@ -285,13 +319,8 @@ fn forward_using(
             gemm_subgroup::workgroups(c.cout_g, c.y_len / g.out_channels, g.groups),
         ),
     };
-    gpu.dispatch(
-        &shader,
-        entry,
-        &constants,
-        bytemuck::bytes_of(&c.p),
-        &buffers,
-        gpu.grid_1d(groups),
+    launch(
+        gpu, method, &shader, entry, &constants, &c.p, &buffers, 1, groups,
     )?;
     Ok(y)
 }
@@ -318,7 +347,8 @@ fn backward_input_using(
         (sh, sw) if sh.is_power_of_two() && sw.is_power_of_two() => 1.0,
         _ => 2.0,
     };
-    let (shader, entry, groups, constants) = match c.method(method, gpu) {
+    let method = c.method(method, gpu, c.y_len);
+    let (shader, entry, groups, constants) = match method {
         Method::Direct => (
             BACKWARD_INPUT_SHADER,
             "direct_backward_input",
@@ -338,13 +368,9 @@ fn backward_input_using(
             vec![("STRIDE_KIND", stride_kind)],
         ),
     };
-    gpu.dispatch(
-        &shader,
-        entry,
-        &constants,
-        bytemuck::bytes_of(&c.p),
-        &[(1, w), (2, dy), (3, &dx)],
-        gpu.grid_1d(groups),
+    let buffers = [(1, w), (2, dy), (3, &dx)];
+    launch(
+        gpu, method, &shader, entry, &constants, &c.p, &buffers, 2, groups,
     )?;
     Ok(dx)
 }
@@ -383,7 +409,7 @@ fn backward_weight_using(
     check_len(what, "dy", dy, c.y_len, g)?;
     let gpu = x.gpu();
     let dw = gpu.alloc(c.w_len)?;
-    let method = c.method(method, gpu);
+    let method = c.method(method, gpu, c.x_len);
     if method == Method::Direct {
         gpu.dispatch(
             &BACKWARD_WEIGHT_SHADER,
@@ -416,14 +442,8 @@ fn backward_weight_using(
     c.p.splits = splits as u32; // at most kdim, checked to fit in u32
     c.p.k_split = k_split as u32; // at most kdim + 15: fine, kdim is at most y_len
     if splits == 1 {
-        gpu.dispatch(
-            &shader,
-            entry,
-            &[],
-            bytemuck::bytes_of(&c.p),
-            &[(1, dy), (2, x), (3, &dw)],
-            gpu.grid_1d(tiles),
-        )?;
+        let buffers = [(1, dy), (2, x), (3, &dw)];
+        launch(gpu, method, &shader, entry, &[], &c.p, &buffers, 2, tiles)?;
         return Ok(dw);
     }
     let scratch_len = splits * c.w_len;
@@ -432,13 +452,17 @@ fn backward_weight_using(
         scratch_len,
     )?;
     let partials = gpu.alloc(scratch_len)?;
-    gpu.dispatch(
+    let buffers = [(1, dy), (2, x), (3, &partials)];
+    launch(
+        gpu,
+        method,
         &shader,
         entry,
         &[],
-        bytemuck::bytes_of(&c.p),
-        &[(1, dy), (2, x), (3, &partials)],
-        gpu.grid_1d(tiles * splits),
+        &c.p,
+        &buffers,
+        2,
+        tiles * splits,
     )?;
     gpu.dispatch(
         &BACKWARD_WEIGHT_SHADER,

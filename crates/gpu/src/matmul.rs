@@ -201,7 +201,8 @@ pub fn gemm_using(
     let buffers = [(1, a), (2, b), (3, bias_buf), (4, c)];
     let constants = [("HAS_BIAS", has_bias)];
     let params = bytemuck::bytes_of(&params);
-    if use_subgroups.unwrap_or_else(|| gemm_subgroup::available(gpu)) {
+    let subgroups = gemm_subgroup::available(gpu) && gpu.texels_fit(b.len());
+    if use_subgroups.unwrap_or(subgroups) {
         if gpu.subgroup_size() != Some(gemm_subgroup::LANES as u32) {
             return Err(GpuError::Validation(format!(
                 "{what_dims}: the subgroup GEMM needs subgroups of {} threads, {} has none",
@@ -212,7 +213,17 @@ pub fn gemm_using(
         let groups = gemm_subgroup::workgroups(s.m, s.n, s.batch);
         let shader = subgroup_shader();
         let grid = gpu.grid_1d(groups);
-        return gpu.dispatch(&shader, "gemm_subgroup", &constants, params, &buffers, grid);
+        // B is read through the texel texture (see shaders/gemm_subgroup.wgsl).
+        let buffers = [(1, a), (3, bias_buf), (4, c)];
+        return gpu.dispatch_reading_texels(
+            &shader,
+            "gemm_subgroup",
+            &constants,
+            params,
+            &buffers,
+            Some(b),
+            grid,
+        );
     }
     gpu.dispatch(
         &SHADER,

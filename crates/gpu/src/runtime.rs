@@ -234,6 +234,19 @@ struct Pending {
     params: Vec<u8>,
 }
 
+/// Width, in texels, of the texture through which a dispatch may read one buffer
+/// ([`Gpu::dispatch_reading_texels`]); `SG_TEXEL_ROW` in `shaders/gemm_subgroup.wgsl`.
+pub const TEXEL_ROW: usize = 4096;
+/// The binding of that texture (`sg_texels` in `shaders/gemm_subgroup.wgsl`).
+pub const TEXELS_BINDING: u32 = 7;
+
+/// The one texture dispatches read a buffer through, grown to the largest buffer yet.
+struct Texels {
+    texture: wgpu::Texture,
+    view: wgpu::TextureView,
+    rows: u32,
+}
+
 /// Submit after this many dispatches even without a readback, so the GPU starts early and
 /// command buffers stay small.
 const DISPATCHES_PER_SUBMIT: usize = 128;
@@ -315,6 +328,7 @@ pub struct Gpu {
     param_ring: wgpu::Buffer,
     /// Readback staging buffers kept for the next read of the same bucket size.
     staging: Mutex<HashMap<u64, wgpu::Buffer>>,
+    texels: Mutex<Option<Texels>>,
     /// Set by the device-lost callback and by errors no scope caught; every later call fails.
     fatal: Arc<Mutex<Option<GpuError>>>,
     counters: Counters,
@@ -424,6 +438,7 @@ impl Gpu {
             }),
             param_ring,
             staging: Mutex::new(HashMap::new()),
+            texels: Mutex::new(None),
             fatal,
             counters: Counters::default(),
             subgroup_size,
@@ -812,6 +827,33 @@ impl Gpu {
         buffers: &[(u32, &GpuBuffer)],
         groups: [u32; 3],
     ) -> Result<()> {
+        self.dispatch_reading_texels(shader, entry, constants, params, buffers, None, groups)
+    }
+
+    /// Whether [`Gpu::dispatch_reading_texels`] can read an array of `len` elements: its
+    /// texture ([`TEXEL_ROW`] wide, a row per [`TEXEL_ROW`] elements) fits the adapter.
+    pub fn texels_fit(&self, len: usize) -> bool {
+        let max = self.limits.max_texture_dimension_2d as usize;
+        TEXEL_ROW <= max && len.div_ceil(TEXEL_ROW) <= max
+    }
+
+    /// [`Gpu::dispatch`] where the shader also reads `texels` through the `r32float` texture at
+    /// binding [`TEXELS_BINDING`]: element `i` at texel `(i % TEXEL_ROW, i / TEXEL_ROW)`. The
+    /// buffer is copied into the texture just before the dispatch. Why: on a CPU adapter
+    /// (lavapipe) a storage-buffer load is a loop over the SIMD lanes, one element at a time,
+    /// while a texel fetch is one vector gather, so the subgroup GEMM reads the operand whose
+    /// elements differ in every lane this way.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_reading_texels(
+        &self,
+        shader: &Shader,
+        entry: &str,
+        constants: &[(&str, f64)],
+        params: &[u8],
+        buffers: &[(u32, &GpuBuffer)],
+        texels: Option<&GpuBuffer>,
+        groups: [u32; 3],
+    ) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > max) {
             return Err(GpuError::Validation(format!(
@@ -859,6 +901,20 @@ impl Gpu {
                 }),
             });
         }
+        let texture = match texels {
+            Some(b) => Some(self.texels_for(b.len(), shader.name, entry)?),
+            None => None,
+        };
+        let texture = texture
+            .as_ref()
+            .map(|t| t.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(t) = texture.as_ref().and_then(|t| t.as_ref()) {
+            entries.push(wgpu::BindGroupEntry {
+                binding: TEXELS_BINDING,
+                resource: wgpu::BindingResource::TextureView(&t.view),
+            });
+        }
+        let texture = texture.as_ref().and_then(|t| t.as_ref());
         // Counted before recording, so a failed dispatch's slot is never handed out twice.
         p.dispatches += 1;
         let recorded = self.scoped(&what, || {
@@ -874,6 +930,9 @@ impl Gpu {
                         label: Some("senet"),
                     })
             });
+            if let (Some(b), Some(t)) = (texels, texture.as_ref()) {
+                copy_into_texels(enc, b, &t.texture);
+            }
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(entry),
                 timestamp_writes: None,
@@ -890,6 +949,91 @@ impl Gpu {
         }
         Ok(())
     }
+}
+
+impl Gpu {
+    /// The texel texture, grown (a new texture; dispatches recorded earlier keep the old one
+    /// alive) when an array of `len` elements needs more rows than it has.
+    fn texels_for(&self, len: usize, shader: &str, entry: &str) -> Result<&Mutex<Option<Texels>>> {
+        if !self.texels_fit(len) {
+            return Err(GpuError::Validation(format!(
+                "{shader}::{entry}: {len} elements do not fit a texture {TEXEL_ROW} texels wide \
+                 on {} (at most {} texels a side)",
+                self.summary, self.limits.max_texture_dimension_2d
+            )));
+        }
+        let rows = len.div_ceil(TEXEL_ROW).max(1) as u32;
+        let mut t = self.texels.lock().unwrap_or_else(|e| e.into_inner());
+        let have = t.as_ref().map_or(0, |t| t.rows);
+        if rows > have {
+            // Room to grow by an eighth, so a run of slightly larger arrays makes one texture.
+            let max = self.limits.max_texture_dimension_2d;
+            let rows = (rows + rows / 8).min(max);
+            let texture = self.scoped("creating the texel texture", || {
+                self.device.create_texture(&wgpu::TextureDescriptor {
+                    label: Some("texels"),
+                    size: wgpu::Extent3d {
+                        width: TEXEL_ROW as u32,
+                        height: rows,
+                        depth_or_array_layers: 1,
+                    },
+                    mip_level_count: 1,
+                    sample_count: 1,
+                    dimension: wgpu::TextureDimension::D2,
+                    format: wgpu::TextureFormat::R32Float,
+                    usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                    view_formats: &[],
+                })
+            })?;
+            let bytes = |rows: u32| rows as u64 * TEXEL_ROW as u64 * 4;
+            self.created_bytes.fetch_add(bytes(rows), Ordering::Relaxed);
+            self.created_bytes.fetch_sub(bytes(have), Ordering::Relaxed);
+            let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+            *t = Some(Texels {
+                texture,
+                view,
+                rows,
+            });
+        }
+        Ok(&self.texels)
+    }
+}
+
+/// Records the copy of `b` into the texel texture: its whole rows, then the partial last row.
+fn copy_into_texels(enc: &mut wgpu::CommandEncoder, b: &GpuBuffer, texture: &wgpu::Texture) {
+    let (full, rest) = (b.len() / TEXEL_ROW, b.len() % TEXEL_ROW);
+    let mut copy = |first_row: usize, rows: usize, width: usize| {
+        if rows == 0 || width == 0 {
+            return;
+        }
+        enc.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer: b.raw(),
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: (first_row * TEXEL_ROW * 4) as u64,
+                    bytes_per_row: Some((TEXEL_ROW * 4) as u32),
+                    rows_per_image: None,
+                },
+            },
+            wgpu::TexelCopyTextureInfo {
+                texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d {
+                    x: 0,
+                    y: first_row as u32,
+                    z: 0,
+                },
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::Extent3d {
+                width: width as u32,
+                height: rows as u32,
+                depth_or_array_layers: 1,
+            },
+        );
+    };
+    copy(0, full, TEXEL_ROW);
+    copy(full, 1, rest);
 }
 
 fn classify(e: &wgpu::Error) -> GpuError {
@@ -925,6 +1069,50 @@ mod tests {
                 .unwrap(),
             vec![1.0, 2.0]
         );
+    }
+
+    #[test]
+    fn dispatches_read_buffers_through_the_texel_texture() {
+        let Some((_lock, gpu)) = gpu_for_tests() else {
+            return;
+        };
+        let copy = Shader {
+            name: "texel_copy",
+            source: "@group(0) @binding(7) var texels: texture_2d<f32>;
+                @group(0) @binding(1) var<storage, read_write> out: array<f32>;
+                @compute @workgroup_size(64)
+                fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+                    let i = id.x + id.y * 64u * 65535u;
+                    if (i < arrayLength(&out)) {
+                        out[i] = textureLoad(texels, vec2<u32>(i % 4096u, i / 4096u), 0).x;
+                    }
+                }",
+        };
+        // Whole rows and a partial one; a longer array (the texture grows) and a shorter one
+        // again, recorded in one submission: each dispatch must see its own copy.
+        let lens = [2 * TEXEL_ROW + 5, 3 * TEXEL_ROW + 1, 7, TEXEL_ROW];
+        let mut outs = Vec::new();
+        for (n, &len) in lens.iter().enumerate() {
+            let v: Vec<f32> = (0..len).map(|i| (i * 10 + n) as f32).collect();
+            let input = gpu.upload(&v).unwrap();
+            let out = gpu.zeros(len).unwrap();
+            let grid = gpu.grid_1d(len.div_ceil(64));
+            gpu.dispatch_reading_texels(&copy, "main", &[], &[], &[(1, &out)], Some(&input), grid)
+                .unwrap();
+            outs.push((v, out));
+        }
+        for (v, out) in outs {
+            assert_eq!(gpu.read::<f32>(&out).unwrap(), v);
+        }
+        let max = gpu.limits().max_texture_dimension_2d as usize;
+        assert!(gpu.texels_fit(max * TEXEL_ROW));
+        assert!(!gpu.texels_fit(max * TEXEL_ROW + 1));
+        let huge = max * TEXEL_ROW + 1;
+        let err = gpu
+            .texels_for(huge, "s", "e")
+            .err()
+            .expect("too long for the texture");
+        assert!(err.to_string().contains("do not fit"), "{err}");
     }
 
     #[test]
