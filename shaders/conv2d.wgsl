@@ -145,6 +145,6 @@ fn sg_b(s: u32, k: u32) -> f32 {
     return select(0.0, v, sg_ok[s] && inside(at));
 }
 
-fn sg_c(row: u32, col: u32, v: f32) {
+fn sg_c(row: u32, s: u32, col: u32, v: f32) {
     store_y(sg_group, row, col, v);
 }

@@ -97,46 +97,104 @@ fn backward_input(inv: Invocation) {
     run_gemm(inv, p.cin_g, p.batch * p.h * p.w, p.groups, true, true);
 }
 
-// ---- the subgroup GEMM's view (gemm_subgroup.wgsl): the same product, decoded per slot ------
-
-// How the output position is found from the tap-shifted pixel, a pipeline constant: 0, stride
-// 1 on both axes (the pixel itself); 1, both strides powers of two (a shift and a mask); 2, any
-// stride (a division, slow on a CPU adapter, where integer vector division is a loop).
-override STRIDE_KIND: u32 = 2u;
+// ---- the subgroup GEMM's view (gemm_subgroup.wgsl): one product per stride phase ----------
+//
+// With stride s > 1 most taps miss a given pixel: output position o reads padded coordinate
+// u = o * s + ki * d, so pixel u gets tap ki only when ki * d = u (mod s). The subgroup GEMM
+// therefore splits the pixels by phase, the residue r = u mod s on each axis, and runs one
+// product per (group, phase) over just that phase's taps: ki = k0 + t * step, where k0 is the
+// first tap with k0 * d = r (mod s) and step = s / gcd(d, s). Then o = u / s - c0 - t * (d /
+// gcd(d, s)) with c0 = (k0 * d - r) / s, with no division per element. A stride-2 3x3 kernel
+// does 9 / 4 of the taps per pixel on average instead of 9, a stride-2 1x1 kernel one phase in
+// four (the other phases have no tap and store zeros). Stride 1 is the one phase r = 0.
 
 var<private> sg_group: u32;
+// Per axis, for the workgroup's phase: its first input coordinate and how many it has, the
+// first tap, the tap step, the number of taps, c0, and d / gcd(d, s).
+var<private> sg_first: vec2<u32>;
+var<private> sg_count: vec2<u32>;
+var<private> sg_k0: vec2<u32>;
+var<private> sg_kstep: vec2<u32>;
+var<private> sg_taps: vec2<u32>;
+var<private> sg_c0: vec2<i32>;
+var<private> sg_odelta: vec2<i32>;
 // Per column slot, besides sg_ok and sg_base (the index of dy[sample, group's first channel, 0,
-// 0]: conv2d_common.wgsl): the pixel in padded coordinates.
-var<private> sg_at: array<vec2<i32>, SG_COLS_PER_LANE>;
-// Per K position (co, tap): co within the group, the tap and its offset.
+// 0]): u / s, and the index of dx[sample, group's first channel, ih, iw].
+var<private> sg_m: array<vec2<i32>, SG_COLS_PER_LANE>;
+var<private> sg_out: array<u32, SG_COLS_PER_LANE>;
+// Per K position (co, t): co within the group, the weight's tap index, and c0 + t * (d / g).
 var<private> sg_co: u32;
 var<private> sg_tap_index: u32;
-var<private> sg_tap: vec2<i32>;
-// STRIDE_KIND 1: the strides' log2 and the bits below them.
-var<private> sg_shift: vec2<u32>;
-var<private> sg_mask: vec2<u32>;
+var<private> sg_shift: vec2<i32>;
+
+// The largest phase: ceil(h / sh) x ceil(w / sw) pixels (the launcher uses the same N).
+fn sg_phase_plane() -> vec2<u32> {
+    return (vec2<u32>(p.h, p.w) + vec2<u32>(p.sh, p.sw) - 1u) / vec2<u32>(p.sh, p.sw);
+}
 
 fn sg_dims() -> vec3<u32> {
-    return vec3<u32>(p.cin_g, p.batch * p.h * p.w, p.groups);
+    let plane = sg_phase_plane();
+    return vec3<u32>(p.cin_g, p.batch * plane.x * plane.y, p.groups * p.sh * p.sw);
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    var x = a;
+    var y = b;
+    while (y != 0u) {
+        let t = x % y;
+        x = y;
+        y = t;
+    }
+    return x;
 }
 
 fn sg_tile(product: u32) -> vec2<u32> {
-    sg_group = product;
-    sg_shift = firstTrailingBit(vec2<u32>(p.sh, p.sw));
-    sg_mask = vec2<u32>(p.sh, p.sw) - 1u;
-    return vec2<u32>(0u, p.cout_g * p.kh * p.kw);
+    let phases = p.sh * p.sw;
+    sg_group = product / phases;
+    let r = vec2<u32>(product % phases / p.sw, product % phases % p.sw);
+    let s = vec2<u32>(p.sh, p.sw);
+    let d = vec2<u32>(p.dh, p.dw);
+    let pad = vec2<u32>(p.ph, p.pw);
+    let size = vec2<u32>(p.h, p.w);
+    let k = vec2<u32>(p.kh, p.kw);
+    let g = vec2<u32>(gcd(d.x, s.x), gcd(d.y, s.y));
+    sg_kstep = s / g;
+    sg_odelta = vec2<i32>(d / g);
+    // The first tap of the phase; sg_kstep when none (then the phase has no taps).
+    sg_k0 = sg_kstep;
+    for (var t = 0u; t < sg_kstep.x; t++) {
+        if (sg_k0.x == sg_kstep.x && t * d.x % s.x == r.x) { sg_k0.x = t; }
+    }
+    for (var t = 0u; t < sg_kstep.y; t++) {
+        if (sg_k0.y == sg_kstep.y && t * d.y % s.y == r.y) { sg_k0.y = t; }
+    }
+    let found = sg_k0 < sg_kstep;
+    sg_taps = select(vec2<u32>(0u), (max(k, sg_k0) - sg_k0 + sg_kstep - 1u) / sg_kstep, found);
+    sg_c0 = vec2<i32>(select(vec2<u32>(0u), (sg_k0 * d - r) / s, found));
+    sg_first = (r + s - pad % s) % s;
+    sg_count = (max(size, sg_first) - sg_first + s - 1u) / s;
+    return vec2<u32>(0u, p.cout_g * sg_taps.x * sg_taps.y);
 }
 
 fn sg_column(s: u32, col: u32) {
-    let pix = sg_decode_column(s, col, sg_group, p.h * p.w, p.cout, p.cout_g, p.oh * p.ow);
-    sg_at[s] = padded(pix);
+    let plane = sg_phase_plane();
+    let n = min(col / (plane.x * plane.y), p.batch - 1u);
+    let j = vec2<u32>(col % (plane.x * plane.y) / plane.y, col % plane.y);
+    sg_ok[s] = col < p.batch * plane.x * plane.y && all(j < sg_count);
+    let stride = vec2<u32>(p.sh, p.sw);
+    let at = min(sg_first + j * stride, vec2<u32>(p.h, p.w) - 1u);
+    sg_m[s] = vec2<i32>((at + vec2<u32>(p.ph, p.pw)) / stride);
+    sg_base[s] = (n * p.cout + sg_group * p.cout_g) * p.oh * p.ow;
+    sg_out[s] = (n * p.cin + sg_group * p.cin_g) * p.h * p.w + at.x * p.w + at.y;
 }
 
 fn sg_step(k: u32) {
-    let taps = p.kh * p.kw;
-    sg_co = k / taps;
-    sg_tap_index = k % taps;
-    sg_tap = tap_offset(sg_tap_index);
+    let per_co = sg_taps.x * sg_taps.y;
+    sg_co = k / per_co;
+    let t = vec2<u32>(k % per_co / sg_taps.y, k % sg_taps.y);
+    let tap = sg_k0 + t * sg_kstep;
+    sg_tap_index = tap.x * p.kw + tap.y;
+    sg_shift = sg_c0 + vec2<i32>(t) * sg_odelta;
 }
 
 // Loads from clamped indices and selects 0 outside (no branch around a load: see
@@ -148,22 +206,15 @@ fn sg_a(ci: u32, k: u32) -> f32 {
 }
 
 fn sg_b(s: u32, k: u32) -> f32 {
-    let t = sg_at[s] - sg_tap;
-    let u = vec2<u32>(max(t, vec2<i32>(0)));
-    var o = u;
-    var on_grid = true;
-    if (STRIDE_KIND == 1u) {
-        o = u >> sg_shift;
-        on_grid = all((u & sg_mask) == vec2<u32>(0u));
-    } else if (STRIDE_KIND == 2u) {
-        o = u / vec2<u32>(p.sh, p.sw);
-        on_grid = all(o * vec2<u32>(p.sh, p.sw) == u);
-    }
-    let ok = sg_ok[s] && all(t >= vec2<i32>(0)) && on_grid && o.x < p.oh && o.y < p.ow;
-    let v = sg_texel(sg_base[s] + (sg_co * p.oh + min(o.x, p.oh - 1u)) * p.ow + min(o.y, p.ow - 1u));
+    let o = sg_m[s] - sg_shift;
+    let ok = sg_ok[s] && all(o >= vec2<i32>(0)) && o.x < i32(p.oh) && o.y < i32(p.ow);
+    let c = vec2<u32>(clamp(o, vec2<i32>(0), vec2<i32>(i32(p.oh) - 1, i32(p.ow) - 1)));
+    let v = sg_texel(sg_base[s] + (sg_co * p.oh + c.x) * p.ow + c.y);
     return select(0.0, v, ok);
 }
 
-fn sg_c(ci: u32, col: u32, v: f32) {
-    dx[column_index(col, p.h * p.w, p.cin, sg_group * p.cin_g + ci)] = v;
+fn sg_c(ci: u32, s: u32, col: u32, v: f32) {
+    if (sg_ok[s]) {
+        dx[sg_out[s] + ci * p.h * p.w] = v;
+    }
 }

@@ -154,7 +154,7 @@ fn sg_b(s: u32, k: u32) -> f32 {
     return select(0.0, v, sg_ok[s] && inside(at));
 }
 
-fn sg_c(co: u32, j: u32, v: f32) {
+fn sg_c(co: u32, s: u32, j: u32, v: f32) {
     dw[sg_split * p.len + (sg_group * p.cout_g + co) * p.cin_g * p.kh * p.kw + j] = v;
 }
 

@@ -11,7 +11,8 @@
 //   fn sg_step(k: u32)                   once per K position: decode what its loads share
 //   fn sg_a(row: u32, k: u32) -> f32     A(row, k), 0 outside A
 //   fn sg_b(s: u32, k: u32) -> f32       B(k, column of slot s), 0 outside B, read with sg_texel
-//   fn sg_c(row: u32, col: u32, v: f32)  C(row, col) = v, only called inside C
+//   fn sg_c(row: u32, s: u32, col: u32, v: f32)
+//                                        C(row, col) = v (col is slot s), only called inside C
 //
 // Why a second GEMM. On a CPU adapter every thread of a subgroup is one lane of a SIMD vector:
 // arithmetic costs one vector instruction for 8 threads, but every load from a storage or

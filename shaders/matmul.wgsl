@@ -98,7 +98,7 @@ fn sg_b(s: u32, k: u32) -> f32 {
     return select(0.0, sg_texel(at(p.b, sg_batch, k, sg_col[s])), sg_col_ok[s]);
 }
 
-fn sg_c(row: u32, col: u32, v: f32) {
+fn sg_c(row: u32, s: u32, col: u32, v: f32) {
     var out = v;
     if (HAS_BIAS) {
         out += bias[at(p.bias, sg_batch, row, col)];

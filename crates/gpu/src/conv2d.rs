@@ -342,11 +342,6 @@ fn backward_input_using(
     check_len(what, "dy", dy, c.y_len, g)?;
     let gpu = w.gpu();
     let dx = gpu.alloc(c.x_len)?;
-    let stride_kind = match g.stride {
-        (1, 1) => 0.0,
-        (sh, sw) if sh.is_power_of_two() && sw.is_power_of_two() => 1.0,
-        _ => 2.0,
-    };
     let method = c.method(method, gpu, c.y_len);
     let (shader, entry, groups, constants) = match method {
         Method::Direct => (
@@ -361,12 +356,29 @@ fn backward_input_using(
             gemm_tiles(c.cin_g, c.x_len / g.in_channels, g.groups),
             vec![],
         ),
-        Method::Subgroup => (
-            subgroup_shader(&BACKWARD_INPUT_SHADER),
-            "gemm_subgroup",
-            gemm_subgroup::workgroups(c.cin_g, c.x_len / g.in_channels, g.groups),
-            vec![("STRIDE_KIND", stride_kind)],
-        ),
+        Method::Subgroup => {
+            // One product per (group, stride phase), each over the largest phase's pixels
+            // (shaders/conv2d_backward_input.wgsl).
+            let (sh, sw) = g.stride;
+            let columns = g.batch * g.in_h.div_ceil(sh) * g.in_w.div_ceil(sw);
+            let products = g
+                .groups
+                .checked_mul(sh)
+                .and_then(|v| v.checked_mul(sw))
+                .filter(|&v| u32::try_from(v).is_ok())
+                .ok_or_else(|| {
+                    GpuError::Validation(format!(
+                        "{what}: {} groups x {sh} x {sw} stride phases do not fit in u32 ({g:?})",
+                        g.groups
+                    ))
+                })?;
+            (
+                subgroup_shader(&BACKWARD_INPUT_SHADER),
+                "gemm_subgroup",
+                gemm_subgroup::workgroups(c.cin_g, columns, products),
+                vec![],
+            )
+        }
     };
     let buffers = [(1, w), (2, dy), (3, &dx)];
     launch(

@@ -123,7 +123,7 @@ pub fn entry_point() -> String {
             for t in 0..4 {
                 let c = 4 * q + t;
                 line(format!(
-                    "        if (col0 + {c}u < d.y) {{ sg_c(row0 + {r}u, col0 + {c}u, c{r}_{q}[{t}]); }}"
+                    "        if (col0 + {c}u < d.y) {{ sg_c(row0 + {r}u, {c}u, col0 + {c}u, c{r}_{q}[{t}]); }}"
                 ));
             }
         }

@@ -85,6 +85,10 @@ pub fn conv2d_cases() -> Vec<Conv2dGeometry> {
         // input channels over 9x12, channels last on a larger plane.
         g((2, 32, 5, 7, 40), (3, 3), (1, 1), (1, 1), (1, 1), 1),
         g((1, 128, 9, 12, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        // Strides larger than the kernel (stride phases with no tap, one with no row), and
+        // stride 2 with dilation 3 (each phase's taps 3 apart in the output).
+        g((2, 3, 3, 5, 4), (2, 2), (4, 3), (1, 0), (1, 1), 1),
+        g((2, 2, 9, 9, 3), (3, 3), (2, 2), (3, 3), (3, 3), 1),
         // batch*positions 800: the GPU weight gradient splits K in 3 by itself.
         g((2, 2, 20, 20, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1),
     ]
