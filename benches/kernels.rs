@@ -25,6 +25,12 @@ struct Args {
     /// Sizes n of the n x n x n matmuls, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
     sizes: Vec<usize>,
+    /// Models whose convolutions get rows of their own, timed inside a profiled training step
+    /// (forward, input gradient `dx`, weight gradient `dw` of every distinct geometry):
+    /// `senetv2-9` (paper preset), `senetv2-18-cifar` (paper preset, cifar stem), or `none`.
+    #[arg(long, value_delimiter = ',', default_value = "senetv2-9,senetv2-18-cifar",
+          value_parser = ["senetv2-9", "senetv2-18-cifar", "none"])]
+    models: Vec<String>,
     /// Only rows whose name contains this.
     #[arg(long, default_value = "")]
     filter: String,
@@ -143,6 +149,12 @@ fn run(args: &Args, device: Device, cpu_peak: f64) -> Result<()> {
             );
         }
     }
+    for name in &args.models {
+        model_rows(args, device, name, &row).map_err(|e| senet::Error::Invalid {
+            op: "kernels bench",
+            msg: format!("{name}: {e:#}"),
+        })?;
+    }
     // The ResNet stem's max pool (3x3, stride 2, padding 1) on its 16x16 maps.
     let name = "max_pool2d 3x3/2 64ch 16x16 forward";
     if wanted(name) {
@@ -153,6 +165,70 @@ fn run(args: &Args, device: Device, cpu_peak: f64) -> Result<()> {
             0.0,
             time(args.iters, device, || x.max_pool2d(opts).map(drop))?,
         );
+    }
+    Ok(())
+}
+
+/// The convolutions of a whole model where a training step runs them: a warm-up step, then
+/// `iters` profiled steps on 32x32 images, and a row per conv kernel label of the profile
+/// (`conv2d 3x3/2 128->128 8x8` forward, `conv2d dx ...`, `conv2d dw ...`), per call.
+fn model_rows(
+    args: &Args,
+    device: Device,
+    name: &str,
+    row: &impl Fn(&str, f64, f64),
+) -> anyhow::Result<()> {
+    use senet::models::{build, Family, ModelConfig, Preset, Stem};
+    use senet::nn::Module;
+    use senet::tensor::profile::{self, Phase};
+    let mut config = match name {
+        "none" => return Ok(()),
+        "senetv2-9" | "senetv2-18-cifar" => {
+            let depth = if name == "senetv2-9" { 9 } else { 18 };
+            ModelConfig::new(Family::SeNetV2, Some(depth), Preset::Paper, 10)
+        }
+        _ => unreachable!("clap accepts only the names above"),
+    };
+    if name.ends_with("-cifar") {
+        config.stem = Some(Stem::Cifar);
+    }
+    // A filter that names no row of this model skips building it.
+    if !(args.filter.is_empty() || name.contains(&args.filter) || args.filter.starts_with(name)) {
+        return Ok(());
+    }
+    let mut model = build(&config, 0)?;
+    model.to_device(device)?;
+    let x = tensor(&[args.batch, 3, 32, 32], 6, device)?;
+    let labels: Vec<u32> = (0..args.batch).map(|i| (i % 10) as u32).collect();
+    let mut step = || -> anyhow::Result<()> {
+        let loss = model.forward(&x, true)?.cross_entropy(&labels, 0.0)?;
+        loss.backward()?;
+        Ok(loss.item().map(drop)?)
+    };
+    step()?;
+    profile::enable(true);
+    for _ in 0..args.iters {
+        step()?;
+    }
+    let mut rows = profile::rows();
+    profile::enable(false);
+    // Each geometry's forward, dx and dw together.
+    let geometry = |label: &str| label.replace("dx ", "").replace("dw ", "");
+    rows.sort_by_key(|r| (geometry(&r.label), r.phase, r.label.clone()));
+    for r in rows {
+        let Some(flops) = r.flops.filter(|_| r.label.starts_with("conv2d")) else {
+            continue;
+        };
+        let pass = if r.phase == Phase::Forward {
+            " forward"
+        } else {
+            ""
+        };
+        let label = format!("{name} {}{pass}", r.label);
+        if args.filter.is_empty() || label.contains(&args.filter) {
+            let calls = r.calls as f64;
+            row(&label, flops / calls, r.secs / calls);
+        }
     }
     Ok(())
 }

@@ -11,8 +11,9 @@
 // E[x^2] - E[x]^2 would lose everything to cancellation in f32.
 //
 // Optional weight and bias are flags in the uniform (bit 0: weight, bit 1: bias); without them
-// the launcher binds a 1-element dummy buffer that is never read. Elementwise passes use one
-// thread per element.
+// the launcher binds a 1-element dummy buffer that is never read. The elementwise passes use the
+// partial passes' workgroups too, one per (channel, chunk), so each thread reads its channel's
+// statistics once and walks its values without dividing (see Walk).
 //
 // Each buffer has one binding slot whatever the kernel (`slot` in batchnorm.rs names them the
 // same way); a kernel binds only the few it uses. A per-channel statistic is written by one
@@ -35,10 +36,6 @@ struct BnParams {
 
 @group(0) @binding(0) var<uniform> p: BnParams;
 
-// Address in x of value t of channel ch.
-fn at(ch: u32, t: u32) -> u32 {
-    return (t / p.hw * p.c + ch) * p.hw + t % p.hw;
-}
 
 // A `*_partial` workgroup's work: its flat index g = ch * chunks + chunk (also where its partial
 // sum goes), the channel, and this thread's first value t and the end of the chunk; the thread
@@ -57,6 +54,36 @@ fn chunk_of(inv: Invocation) -> Chunk {
     let start = (g % p.chunks) * CHUNK;
     let end = min(start + CHUNK, p.n * p.hw);
     return Chunk(g < p.c * p.chunks, g, g / p.chunks, start + inv.lid.x, end);
+}
+
+// A thread's walk over its values of a chunk: t = first, first + RWG, ... < end, with the
+// address of t, (sample * c + ch) * hw + pos, carried along rather than divided out for each
+// value (integer division is a loop over the lanes on a CPU adapter). RWG = q * hw + r, so one
+// step adds q planes of every channel plus r positions, and one plane more when pos wraps.
+struct Walk {
+    t: u32,
+    pos: u32,
+    at: u32,
+    // r, and the address step without a wrap: q * c * hw + r.
+    r: u32,
+    step: u32,
+};
+
+fn walk_start(chunk: Chunk) -> Walk {
+    let pos = chunk.first % p.hw;
+    let at = (chunk.first / p.hw * p.c + chunk.ch) * p.hw + pos;
+    let r = RWG % p.hw;
+    return Walk(chunk.first, pos, at, r, RWG / p.hw * p.c * p.hw + r);
+}
+
+fn walk_next(w: ptr<function, Walk>) {
+    (*w).t += RWG;
+    (*w).pos += (*w).r;
+    (*w).at += (*w).step;
+    if ((*w).pos >= p.hw) {
+        (*w).pos -= p.hw;
+        (*w).at += (p.c - 1u) * p.hw;
+    }
 }
 
 // ---- buffers ------------------------------------------------------------------------------
@@ -126,8 +153,8 @@ fn mean_partial(inv: Invocation) {
     if (!chunk.valid) { return; }
     let x0 = x[chunk.ch * p.hw];
     var acc = 0.0;
-    for (var t = chunk.first; t < chunk.end; t += RWG) {
-        acc += x[at(chunk.ch, t)] - x0;
+    for (var w = walk_start(chunk); w.t < chunk.end; walk_next(&w)) {
+        acc += x[w.at] - x0;
     }
     store_partial(chunk, acc, inv.lid.x);
 }
@@ -148,8 +175,8 @@ fn var_partial(inv: Invocation) {
     if (!chunk.valid) { return; }
     let m = mean[chunk.ch];
     var acc = 0.0;
-    for (var t = chunk.first; t < chunk.end; t += RWG) {
-        let d = x[at(chunk.ch, t)] - m;
+    for (var w = walk_start(chunk); w.t < chunk.end; walk_next(&w)) {
+        let d = x[w.at] - m;
         acc += d * d;
     }
     store_partial(chunk, acc, inv.lid.x);
@@ -176,14 +203,18 @@ fn eval_invstd(inv: Invocation) {
 
 // ---- y = (x - mean) * invstd * weight + bias ----------------------------------------------
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn apply_norm(inv: Invocation) {
-    let i = thread_index(inv);
-    if (i >= p.len) { return; }
-    let ch = i / p.hw % p.c;
+    let chunk = chunk_of(inv);
+    if (!chunk.valid) { return; }
+    // A workgroup's values share one channel: its statistics are read once per thread.
+    let m = mean[chunk.ch];
+    let s = scale(chunk.ch);
     var shift = 0.0;
-    if ((p.flags & HAS_BIAS) != 0u) { shift = bias[ch]; }
-    out[i] = (x[i] - mean[ch]) * scale(ch) + shift;
+    if ((p.flags & HAS_BIAS) != 0u) { shift = bias[chunk.ch]; }
+    for (var w = walk_start(chunk); w.t < chunk.end; walk_next(&w)) {
+        out[w.at] = (x[w.at] - m) * s + shift;
+    }
 }
 
 // ---- backward: per-channel sum(dy) and sum(dy * (x - mean)), then dbias and dweight -------
@@ -195,8 +226,8 @@ fn grad_partial(inv: Invocation) {
     let m = mean[chunk.ch];
     // (sum of dy, sum of dy * (x - mean))
     var acc = vec2<f32>();
-    for (var t = chunk.first; t < chunk.end; t += RWG) {
-        let j = at(chunk.ch, t);
+    for (var w = walk_start(chunk); w.t < chunk.end; walk_next(&w)) {
+        let j = w.at;
         acc += vec2<f32>(dy[j], dy[j] * (x[j] - m));
     }
     let s = workgroup_sum2(acc, inv.lid.x);
@@ -225,21 +256,28 @@ fn grad_finalize(inv: Invocation) {
 // ---- dx through the batch statistics (training):
 //      dx = weight * invstd * (dy - dbias / m - (x - mean) * invstd * dweight / m) -----------
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn dx_train(inv: Invocation) {
-    let i = thread_index(inv);
-    if (i >= p.len) { return; }
-    let ch = i / p.hw % p.c;
+    let chunk = chunk_of(inv);
+    if (!chunk.valid) { return; }
+    let ch = chunk.ch;
     let mean_dy = dbias[ch] / p.m;
     let k = invstd[ch] * dweight[ch] / p.m;
-    out[i] = scale(ch) * (dy[i] - mean_dy - (x[i] - mean[ch]) * k);
+    let s = scale(ch);
+    let m = mean[ch];
+    for (var w = walk_start(chunk); w.t < chunk.end; walk_next(&w)) {
+        out[w.at] = s * (dy[w.at] - mean_dy - (x[w.at] - m) * k);
+    }
 }
 
 // ---- dx with constant statistics (eval): dx = dy * weight * invstd ------------------------
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RWG)
 fn dx_eval(inv: Invocation) {
-    let i = thread_index(inv);
-    if (i >= p.len) { return; }
-    out[i] = dy[i] * scale(i / p.hw % p.c);
+    let chunk = chunk_of(inv);
+    if (!chunk.valid) { return; }
+    let s = scale(chunk.ch);
+    for (var w = walk_start(chunk); w.t < chunk.end; walk_next(&w)) {
+        out[w.at] = dy[w.at] * s;
+    }
 }

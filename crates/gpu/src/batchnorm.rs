@@ -175,11 +175,6 @@ impl<'a> Call<'a> {
     fn partial_groups(&self) -> usize {
         self.s.c * self.params.chunks as usize
     }
-
-    /// One thread per element of x.
-    fn element_groups(&self) -> usize {
-        self.len().div_ceil(WORKGROUP)
-    }
 }
 
 /// An optional parameter's binding: the caller's buffer or a dummy the shader never reads.
@@ -253,7 +248,7 @@ pub fn forward_train(
             (BIAS, bb.or(bias)),
             (OUT, &y),
         ],
-        call.element_groups(),
+        call.partial_groups(),
     )?;
     Ok(BnTrainOut {
         y,
@@ -300,7 +295,7 @@ pub fn forward_eval(
             (BIAS, bb.or(bias)),
             (OUT, &y),
         ],
-        call.element_groups(),
+        call.partial_groups(),
     )?;
     Ok(y)
 }
@@ -390,7 +385,7 @@ pub fn backward_train(
             (DBIAS, &dbias),
             (OUT, &dx),
         ],
-        call.element_groups(),
+        call.partial_groups(),
     )?;
     Ok((dx, dweight, dbias))
 }
@@ -417,7 +412,7 @@ pub fn backward_eval(
             (WEIGHT, wb.or(weight)),
             (OUT, &dx),
         ],
-        call.element_groups(),
+        call.partial_groups(),
     )?;
     Ok((dx, dweight, dbias))
 }
