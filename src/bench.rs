@@ -190,6 +190,7 @@ fn profile_steps(
         time_data(o.batch, o.steps, o.input_size, x.device())?
     };
     let train_rows = profile::rows();
+    let timestamps = profile::gpu_timestamps();
     profile::enable(true);
     let infer_secs = infer_passes(model, x, o.steps)?;
     let infer_rows = profile::rows();
@@ -201,10 +202,18 @@ fn profile_steps(
         data_secs / o.steps as f64 * 1e3
     );
     if x.device() != Device::Cpu {
-        println!(
-            "(on a GPU each kernel's time is wall time with a wait for the device after it, \
-             GPU timestamp queries are not used yet: the sum exceeds the unprofiled step)"
-        );
+        if timestamps {
+            println!(
+                "(GPU kernel times are the device's, from timestamp queries around each \
+                 dispatch, with no wait between kernels; buffer copies are not timed; \
+                 `other` is the rest of the step's wall time)"
+            );
+        } else {
+            println!(
+                "(this GPU has no timestamp queries: each kernel's time is wall time with a \
+                 wait for the device after it, so the sum exceeds the unprofiled step)"
+            );
+        }
     }
     print!(
         "{}",

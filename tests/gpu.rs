@@ -25,6 +25,44 @@ fn selftest_passes_every_op_on_the_gpu() {
 }
 
 #[test]
+fn the_profile_times_gpu_kernels_with_timestamp_queries() {
+    use senet::tensor::profile;
+    let Some((_lock, gpu)) = gpu_for_tests() else {
+        return;
+    };
+    let dev = Device::Gpu(gpu.id);
+    let a = f32t(&[64, 48], 1).to_device(dev).unwrap();
+    let b = f32t(&[48, 32], 2).to_device(dev).unwrap();
+    profile::enable(true);
+    for _ in 0..3 {
+        a.matmul(&b).unwrap().relu().unwrap();
+    }
+    let rows = profile::rows();
+    let timestamps = profile::gpu_timestamps();
+    profile::enable(false);
+    assert_eq!(timestamps, gpu.has_timestamps());
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        assert!(timestamps, "lavapipe offers timestamp queries");
+    }
+    assert!(
+        !gpu.kernel_timing(),
+        "turning profiling off ends the queries"
+    );
+    for (op, flops) in [
+        ("matmul", Some(3.0 * 2.0 * 64.0 * 48.0 * 32.0)),
+        ("relu", None),
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r.label.starts_with(op))
+            .unwrap_or_else(|| panic!("no {op} row in {rows:?}"));
+        assert_eq!(row.calls, 3, "{row:?}");
+        assert!(row.secs > 0.0 && row.secs < 10.0, "{row:?}");
+        assert_eq!(row.flops, flops, "{row:?}");
+    }
+}
+
+#[test]
 fn data_moves_both_ways_and_devices_never_mix_silently() {
     let Some((_lock, gpu)) = gpu_for_tests() else {
         return;

@@ -329,6 +329,8 @@ pub struct Gpu {
     /// Readback staging buffers kept for the next read of the same bucket size.
     staging: Mutex<HashMap<u64, wgpu::Buffer>>,
     texels: Mutex<Option<Texels>>,
+    /// Timestamp queries of every dispatch while kernel timing is on (timing.rs).
+    timing: Mutex<Option<crate::timing::KernelTiming>>,
     /// Set by the device-lost callback and by errors no scope caught; every later call fails.
     fatal: Arc<Mutex<Option<GpuError>>>,
     counters: Counters,
@@ -439,6 +441,7 @@ impl Gpu {
             param_ring,
             staging: Mutex::new(HashMap::new()),
             texels: Mutex::new(None),
+            timing: Mutex::new(None),
             fatal,
             counters: Counters::default(),
             subgroup_size,
@@ -506,7 +509,7 @@ impl Gpu {
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes and returns what they caught.
-    fn scoped<R>(&self, what: &str, f: impl FnOnce() -> R) -> Result<R> {
+    pub(crate) fn scoped<R>(&self, what: &str, f: impl FnOnce() -> R) -> Result<R> {
         self.check()?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -623,6 +626,54 @@ impl Gpu {
     }
 
     /// Records into the open encoder (creating one if needed).
+    pub(crate) fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub(crate) fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    pub(crate) fn timing(&self) -> &Mutex<Option<crate::timing::KernelTiming>> {
+        &self.timing
+    }
+
+    /// Records commands into the open encoder.
+    pub(crate) fn record<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> Result<R> {
+        self.with_encoder(f)
+    }
+
+    /// Submits what is recorded, waits for it, and returns the first `bytes` of `staging` (a
+    /// MAP_READ buffer the recorded commands copied into), leaving it unmapped.
+    pub(crate) fn map_and_read<T: bytemuck::Pod>(
+        &self,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<T>> {
+        self.flush()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        // Poll from this (the submitting) thread: wgpu 30.0.2 races when another thread polls.
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(format!("{e}")))?;
+        self.check()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(GpuError::Readback(format!("{e}"))),
+            Err(_) => return Err(GpuError::Readback("the map callback never ran".into())),
+        }
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| GpuError::Readback(format!("{e:?}")))?;
+        let out = bytemuck::cast_slice::<u8, T>(&view[..bytes as usize]).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
     fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> Result<R> {
         self.check()?;
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -711,27 +762,7 @@ impl Gpu {
             }
         };
         self.with_encoder(|enc| enc.copy_buffer_to_buffer(buf.raw(), 0, &staging, 0, bytes))?;
-        self.flush()?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        // Poll from this (the submitting) thread: wgpu 30.0.2 races when another thread polls.
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Readback(format!("{e}")))?;
-        self.check()?;
-        match rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(GpuError::Readback(format!("{e}"))),
-            Err(_) => return Err(GpuError::Readback("the map callback never ran".into())),
-        }
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| GpuError::Readback(format!("{e:?}")))?;
-        let out = bytemuck::cast_slice::<u8, T>(&view[..buf.len * 4]).to_vec();
-        drop(view);
-        staging.unmap();
+        let out = self.map_and_read::<T>(&staging, buf.len as u64 * 4)?;
         self.staging
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -872,7 +903,8 @@ impl Gpu {
             )));
         }
         let pipeline = self.pipeline(shader, entry, constants)?;
-        bump(&self.counters.dispatches, 1);
+        let number = self.counters.dispatches.fetch_add(1, Ordering::Relaxed);
+        let timed = self.timing_slot(number)?;
         let what = format!("dispatching {}::{entry}", shader.name);
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let mut entries: Vec<wgpu::BindGroupEntry> = Vec::with_capacity(buffers.len() + 1);
@@ -935,7 +967,13 @@ impl Gpu {
             }
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(entry),
-                timestamp_writes: None,
+                timestamp_writes: timed.as_ref().map(|(queries, slot)| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: queries,
+                        beginning_of_pass_write_index: Some(2 * slot),
+                        end_of_pass_write_index: Some(2 * slot + 1),
+                    }
+                }),
             });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
@@ -1113,6 +1151,35 @@ mod tests {
             .err()
             .expect("too long for the texture");
         assert!(err.to_string().contains("do not fit"), "{err}");
+    }
+
+    #[test]
+    fn timestamp_queries_time_each_dispatch_past_a_full_query_set() {
+        let Some((_lock, gpu)) = gpu_for_tests() else {
+            return;
+        };
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            assert!(gpu.has_timestamps(), "lavapipe offers timestamp queries");
+        }
+        if !gpu.set_kernel_timing(true).unwrap() {
+            eprintln!("skipped: {} has no timestamp queries", gpu.summary);
+            return;
+        }
+        let first = gpu.stats().dispatches;
+        // More dispatches than one query set holds: the full set is collected on the way.
+        let n = 2100;
+        for _ in 0..n {
+            crate::elementwise::fill(&gpu, 64, 1.0).unwrap();
+        }
+        let times = gpu.take_kernel_times().unwrap();
+        let numbers: Vec<u64> = times.iter().map(|&(d, _)| d).collect();
+        assert_eq!(numbers, (first..first + n).collect::<Vec<_>>());
+        assert!(times.iter().all(|&(_, s)| (0.0..1.0).contains(&s)));
+        assert!(times.iter().any(|&(_, s)| s > 0.0));
+        assert!(gpu.take_kernel_times().unwrap().is_empty(), "taken once");
+        assert!(!gpu.set_kernel_timing(false).unwrap());
+        crate::elementwise::fill(&gpu, 64, 1.0).unwrap();
+        assert!(gpu.take_kernel_times().unwrap().is_empty(), "timing is off");
     }
 
     #[test]

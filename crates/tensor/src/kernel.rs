@@ -176,16 +176,8 @@ pub(crate) fn run_with<K: Kernel>(
                     IndexStorage::Cpu(_) => None,
                 })?,
             };
-            let out = profile::timed(
-                || kernel.profile(),
-                || -> Result<GpuOut> {
-                    let out = kernel.gpu(&x)?;
-                    if let Some(b) = out.values.first() {
-                        wait_when_profiling(b)?;
-                    }
-                    Ok(out)
-                },
-            )?;
+            let gpu = first_gpu(&present)?;
+            let out = profile::timed_gpu(&gpu, || kernel.profile(), || Ok(kernel.gpu(&x)?))?;
             Ok(produced(out, Storage::gpu, IndexStorage::Gpu))
         }
         Storage::Cpu(_) => with_dtype!(first.dtype(), T => {
@@ -205,13 +197,12 @@ pub(crate) fn run_with<K: Kernel>(
     }
 }
 
-/// While profiling, waits for the GPU that holds `buf`, so that a kernel's time is its run and
-/// not only its submission.
-fn wait_when_profiling(buf: &GpuBuffer) -> Result<()> {
-    if profile::is_enabled() {
-        buf.gpu().synchronize()?;
+/// The GPU that holds the first tensor's buffer (the caller checked that it is on a GPU).
+fn first_gpu(tensors: &[&Tensor]) -> Result<std::sync::Arc<senet_gpu::Gpu>> {
+    match tensors.first().map(|t| t.storage()) {
+        Some(Storage::Gpu(b)) => Ok(b.gpu().clone()),
+        _ => Err(wrong_device()),
     }
-    Ok(())
 }
 
 /// Each argument's buffer, as `get` finds it in its storage (the device and dtype were
@@ -298,12 +289,11 @@ pub(crate) fn run_update<U: Update>(
                 Storage::Cpu(_) => None,
             })?;
             let bufs: Vec<&GpuBuffer> = bufs.into_iter().flatten().map(|(b, _)| b).collect();
-            profile::timed(
+            let gpu = bufs[0].gpu().clone();
+            profile::timed_gpu(
+                &gpu,
                 || (U::NAME.to_string(), None),
-                || -> Result<()> {
-                    update.gpu(&bufs[..state.len()], &bufs[state.len()..])?;
-                    wait_when_profiling(bufs[0])
-                },
+                || Ok(update.gpu(&bufs[..state.len()], &bufs[state.len()..])?),
             )?;
             Ok(state.iter().map(|t| t.storage_arc()).collect())
         }

@@ -5,11 +5,14 @@
 //! geometry, say `conv2d 3x3/1 64->64 8x8`, and counts its FLOPs where they are defined). On a
 //! GPU each timed kernel is waited for, so the table is the same on either device. Disabled, the
 //! cost is one relaxed atomic load per kernel.
+use crate::error::Result;
 pub use crate::storage::{live_tensor_bytes, peak_tensor_bytes, reset_peak_tensor_bytes};
+use senet_gpu::Gpu;
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The part of a training step a kernel belongs to.
@@ -57,12 +60,44 @@ thread_local! {
     static PHASE: Cell<Phase> = const { Cell::new(Phase::Forward) };
 }
 
-/// Starts (or stops) timing kernels. Starting clears the table.
+/// A kernel run on a GPU whose dispatches carry timestamp queries: its time is the device's
+/// time of the dispatches it made, known once they are collected (by [`rows`]).
+struct GpuCall {
+    phase: Phase,
+    label: String,
+    flops: Option<f64>,
+    gpu: Arc<Gpu>,
+    /// The dispatch numbers it made: `GpuStats::dispatches` before and after.
+    dispatches: Range<u64>,
+}
+
+static GPU_CALLS: Mutex<Vec<GpuCall>> = Mutex::new(Vec::new());
+/// The GPUs whose dispatches are being timed for this profile.
+static TIMED_GPUS: Mutex<Vec<Arc<Gpu>>> = Mutex::new(Vec::new());
+/// Whether any GPU kernel of the current profile was timed by timestamp queries.
+static GPU_TIMESTAMPS: AtomicBool = AtomicBool::new(false);
+
+/// Starts (or stops) timing kernels. Starting clears the table; stopping collects the GPU
+/// times still outstanding and switches the GPUs' timestamp queries off.
 pub fn enable(on: bool) {
+    settle_gpu_calls();
+    let gpus = std::mem::take(&mut *TIMED_GPUS.lock().unwrap_or_else(|e| e.into_inner()));
+    for gpu in gpus {
+        // Off again; an error here would only mean the device is lost, which its next use
+        // reports.
+        let _ = gpu.set_kernel_timing(false);
+    }
     if on {
         lock().clear();
+        GPU_TIMESTAMPS.store(false, Ordering::Relaxed);
     }
     ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether the GPU kernels of the current profile were timed by the device's timestamp
+/// queries (else by wall time with a wait after each).
+pub fn gpu_timestamps() -> bool {
+    GPU_TIMESTAMPS.load(Ordering::Relaxed)
 }
 
 pub fn is_enabled() -> bool {
@@ -71,6 +106,7 @@ pub fn is_enabled() -> bool {
 
 /// The rows recorded since [`enable`], in phase order, then by time spent (largest first).
 pub fn rows() -> Vec<Row> {
+    settle_gpu_calls();
     let mut rows: Vec<Row> = lock()
         .iter()
         .map(|((phase, label), e)| Row {
@@ -101,7 +137,10 @@ impl Drop for PhaseGuard {
 
 /// Adds `secs` (and `flops`) to `label` in the current phase.
 pub fn record(label: String, secs: f64, flops: Option<f64>) {
-    let phase = PHASE.with(Cell::get);
+    add(PHASE.with(Cell::get), label, secs, flops);
+}
+
+fn add(phase: Phase, label: String, secs: f64, flops: Option<f64>) {
     let mut table = lock();
     let e = table.entry((phase, label)).or_default();
     e.calls += 1;
@@ -123,6 +162,75 @@ pub fn timed<R>(label: impl FnOnce() -> (String, Option<f64>), f: impl FnOnce() 
     let (label, flops) = label();
     record(label, secs, flops);
     r
+}
+
+/// Runs `f`, kernels on `gpu`, recording under `label()` when profiling is on: with the
+/// device's timestamp queries where it has them (no wait: the times are collected later), else
+/// wall time with a wait for the device after `f`, so the time is the run and not only the
+/// submission.
+pub fn timed_gpu<R>(
+    gpu: &Arc<Gpu>,
+    label: impl FnOnce() -> (String, Option<f64>),
+    f: impl FnOnce() -> Result<R>,
+) -> Result<R> {
+    if !is_enabled() {
+        return f();
+    }
+    if gpu.kernel_timing() || start_timing(gpu)? {
+        let first = gpu.stats().dispatches;
+        let r = f()?;
+        let end = gpu.stats().dispatches;
+        let (label, flops) = label();
+        GPU_TIMESTAMPS.store(true, Ordering::Relaxed);
+        gpu_calls().push(GpuCall {
+            phase: PHASE.with(Cell::get),
+            label,
+            flops,
+            gpu: gpu.clone(),
+            dispatches: first..end,
+        });
+        return Ok(r);
+    }
+    timed(label, || {
+        let r = f()?;
+        gpu.synchronize()?;
+        Ok(r)
+    })
+}
+
+/// Starts timing `gpu`'s dispatches, if it has timestamp queries.
+fn start_timing(gpu: &Arc<Gpu>) -> Result<bool> {
+    let on = gpu.set_kernel_timing(true)?;
+    if on {
+        let mut gpus = TIMED_GPUS.lock().unwrap_or_else(|e| e.into_inner());
+        if !gpus.iter().any(|g| Arc::ptr_eq(g, gpu)) {
+            gpus.push(gpu.clone());
+        }
+    }
+    Ok(on)
+}
+
+/// Collects the device times of the GPU kernels run so far and adds them to the table.
+fn settle_gpu_calls() {
+    let calls = std::mem::take(&mut *gpu_calls());
+    let gpus = TIMED_GPUS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for gpu in gpus {
+        let times: BTreeMap<u64, f64> = match gpu.take_kernel_times() {
+            Ok(t) => t.into_iter().collect(),
+            Err(e) => {
+                eprintln!("profile: the GPU kernel times were lost: {e}");
+                continue;
+            }
+        };
+        for c in calls.iter().filter(|c| Arc::ptr_eq(&c.gpu, &gpu)) {
+            let secs = times.range(c.dispatches.clone()).map(|(_, s)| s).sum();
+            add(c.phase, c.label.clone(), secs, c.flops);
+        }
+    }
+}
+
+fn gpu_calls() -> std::sync::MutexGuard<'static, Vec<GpuCall>> {
+    GPU_CALLS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn lock() -> std::sync::MutexGuard<'static, BTreeMap<(Phase, String), Entry>> {
