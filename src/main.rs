@@ -18,6 +18,11 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// GPU kernels: `tuned` (the default: those made for what the adapter offers, such as the
+    /// subgroup GEMM on a CPU adapter) or `plain` (written for any GPU). Overrides
+    /// SENET_GPU_KERNELS.
+    #[arg(long, global = true, value_name = "KIND", value_parser = ["tuned", "plain"])]
+    gpu_kernels: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -256,6 +261,9 @@ fn main() -> ExitCode {
         }
     };
     quiet_mesa();
+    if let Some(kind) = &cli.gpu_kernels {
+        senet::gpu::set_default_kernels(kind == "tuned");
+    }
     let result = match cli.command {
         Command::Train(args) => train(&args),
         Command::Eval {
@@ -501,5 +509,39 @@ fn devices() -> ExitCode {
     };
     println!("--device auto picks {}", pick(DeviceRequest::Auto));
     println!("--device gpu picks {}", pick(DeviceRequest::Gpu));
+    // What the picked GPU runs: opening it also checks SENET_GPU_KERNELS.
+    if let Ok(Some(a)) = DeviceRequest::Gpu.choose() {
+        match senet::gpu::Gpu::open_index(a.index) {
+            Ok(gpu) => println!("gpu:{} runs {}", a.index, gpu_kernels_line(&gpu)),
+            Err(e) => {
+                eprintln!("error: opening gpu:{}: {e}", a.index);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     ExitCode::SUCCESS
+}
+
+/// Which kernels a device runs (`--gpu-kernels`), and what it offers them.
+fn gpu_kernels_line(gpu: &senet::gpu::Gpu) -> String {
+    let subgroups = match gpu.subgroup_size() {
+        Some(n) => format!("subgroups of {n}"),
+        None => "no fixed-size subgroups".into(),
+    };
+    let kind = if !gpu.tuned_kernels() {
+        "the plain kernels (--gpu-kernels plain)".to_string()
+    } else if senet::gpu::gemm_subgroup::available(gpu) {
+        format!(
+            "the tuned kernels: subgroup GEMM, {}-thread reductions",
+            gpu.reduce_workgroup()
+        )
+    } else {
+        "the tuned kernels: the tiled GEMM (the subgroup GEMM needs subgroups of 8)".to_string()
+    };
+    let timestamps = if gpu.has_timestamps() {
+        "timestamp queries for --profile"
+    } else {
+        "no timestamp queries (--profile waits after each kernel)"
+    };
+    format!("{kind}; {subgroups}; {timestamps}")
 }

@@ -730,6 +730,63 @@ fn sizes_from_flags_and_checkpoints_are_bounded() {
 }
 
 #[test]
+fn gpu_kernels_are_chosen_by_flag_or_variable_and_a_typo_is_refused() {
+    let run = |flag: Option<&str>, var: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_senet"));
+        if let Some(k) = flag {
+            c.args(["--gpu-kernels", k]);
+        }
+        c.arg("devices").env_remove("SENET_GPU_KERNELS");
+        if let Some(v) = var {
+            c.env("SENET_GPU_KERNELS", v);
+        }
+        c.output().unwrap()
+    };
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).to_string();
+    let default = run(None, None);
+    if !text(&default).contains(" runs ") {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI has lavapipe: {}",
+            text(&default)
+        );
+        eprintln!("skipped: no GPU adapter");
+        return;
+    }
+    assert!(
+        text(&default).contains("runs the tuned kernels"),
+        "{}",
+        text(&default)
+    );
+    let plain = run(Some("plain"), None);
+    assert!(
+        text(&plain).contains("runs the plain kernels"),
+        "{}",
+        text(&plain)
+    );
+    let plain = run(None, Some("plain"));
+    assert!(
+        text(&plain).contains("runs the plain kernels"),
+        "{}",
+        text(&plain)
+    );
+    // The flag wins over the variable.
+    let tuned = run(Some("tuned"), Some("plain"));
+    assert!(
+        text(&tuned).contains("runs the tuned kernels"),
+        "{}",
+        text(&tuned)
+    );
+    let typo = run(None, Some("Plain"));
+    assert!(!typo.status.success());
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(err.contains("SENET_GPU_KERNELS must be"), "{err}");
+    let typo = run(Some("fast"), None);
+    assert!(!typo.status.success());
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("possible values"));
+}
+
+#[test]
 fn no_runtime_folder_outlives_the_program() {
     let tmp = scratch("cli-runtime");
     let run = |args: &[&str]| {

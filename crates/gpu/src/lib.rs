@@ -36,7 +36,8 @@ macro_rules! shader {
 }
 
 pub use runtime::{
-    adapters, AdapterSummary, DeviceRequest, Gpu, GpuBuffer, GpuError, GpuStats, Result, Shader,
+    adapters, kernels_choice, set_default_kernels, AdapterSummary, DeviceRequest, Gpu, GpuBuffer,
+    GpuError, GpuStats, Result, Shader,
 };
 
 pub mod batchnorm;

@@ -340,6 +340,32 @@ pub struct Gpu {
     tuned_kernels: std::sync::atomic::AtomicBool,
 }
 
+/// The kernels devices opened from now on start with: unset (then `SENET_GPU_KERNELS`), tuned
+/// or plain ([`set_default_kernels`], from `senet --gpu-kernels`).
+static DEFAULT_KERNELS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+const KERNELS_TUNED: u8 = 1;
+const KERNELS_PLAIN: u8 = 2;
+
+/// Makes devices opened from now on start with the tuned kernels (`true`) or the plain ones
+/// (see [`Gpu::tuned_kernels`]), whatever `SENET_GPU_KERNELS` says.
+pub fn set_default_kernels(tuned: bool) {
+    let v = if tuned { KERNELS_TUNED } else { KERNELS_PLAIN };
+    DEFAULT_KERNELS.store(v, Ordering::Relaxed);
+}
+
+/// The value of `SENET_GPU_KERNELS`: unset is `None`, `tuned` and `plain` choose, anything
+/// else is an error naming the variable (a typo must not silently test the other kernels).
+pub fn kernels_choice(value: Option<&str>) -> Result<Option<bool>> {
+    match value {
+        None => Ok(None),
+        Some("tuned") => Ok(Some(true)),
+        Some("plain") => Ok(Some(false)),
+        Some(other) => Err(GpuError::Validation(format!(
+            "SENET_GPU_KERNELS must be `tuned` or `plain`, got {other:?}"
+        ))),
+    }
+}
+
 /// The optional features used where the adapter has them: subgroup operations (the GEMM kernels'
 /// fast path) and timestamp queries (per-kernel GPU time in `senet bench --profile`).
 fn wanted_features() -> wgpu::Features {
@@ -422,7 +448,13 @@ impl Gpu {
         let subgroup_size = (device.features().contains(wgpu::Features::SUBGROUP)
             && info.subgroup_min_size == info.subgroup_max_size)
             .then_some(info.subgroup_min_size);
-        let plain = std::env::var("SENET_GPU_KERNELS").is_ok_and(|v| v == "plain");
+        let tuned = match DEFAULT_KERNELS.load(Ordering::Relaxed) {
+            KERNELS_TUNED => true,
+            KERNELS_PLAIN => false,
+            _ => {
+                kernels_choice(std::env::var("SENET_GPU_KERNELS").ok().as_deref())?.unwrap_or(true)
+            }
+        };
         Ok(Gpu {
             id: index,
             summary,
@@ -445,7 +477,7 @@ impl Gpu {
             fatal,
             counters: Counters::default(),
             subgroup_size,
-            tuned_kernels: std::sync::atomic::AtomicBool::new(!plain),
+            tuned_kernels: std::sync::atomic::AtomicBool::new(tuned),
         })
     }
 
@@ -457,7 +489,8 @@ impl Gpu {
 
     /// Whether launchers may choose the kernels tuned for this adapter: the subgroup GEMM where
     /// subgroups are 8 wide, and 8-thread reduction workgroups on a CPU adapter. On by default;
-    /// off when the process started with `SENET_GPU_KERNELS=plain`, or after
+    /// off when the process started with `SENET_GPU_KERNELS=plain` or `senet --gpu-kernels
+    /// plain` ([`set_default_kernels`]), or after
     /// `set_tuned_kernels(false)`, so the plain kernels (written for any GPU) can be run and
     /// tested on every adapter.
     pub fn tuned_kernels(&self) -> bool {
@@ -1180,6 +1213,17 @@ mod tests {
         assert!(!gpu.set_kernel_timing(false).unwrap());
         crate::elementwise::fill(&gpu, 64, 1.0).unwrap();
         assert!(gpu.take_kernel_times().unwrap().is_empty(), "timing is off");
+    }
+
+    #[test]
+    fn the_kernels_variable_accepts_two_words_and_names_itself_otherwise() {
+        assert_eq!(kernels_choice(None).unwrap(), None);
+        assert_eq!(kernels_choice(Some("tuned")).unwrap(), Some(true));
+        assert_eq!(kernels_choice(Some("plain")).unwrap(), Some(false));
+        for bad in ["Plain", "", "fast"] {
+            let err = kernels_choice(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("SENET_GPU_KERNELS"), "{err}");
+        }
     }
 
     #[test]
