@@ -12,7 +12,8 @@
 #
 # Prints `senet devices`, `senet selftest --device gpu`, `senet bench --device gpu --profile`
 # for senetv2-9 (paper preset) and senetv2-18 (paper preset, cifar stem), the matmul GFLOP/s at
-# 4096^3 (with nvidia-smi's view of the card, for its fp32 peak), and PyTorch's CUDA figures.
+# 4096^3 (with nvidia-smi's view of the card, for its fp32 peak), the GFLOP/s of every conv of
+# both models (forward, dx, dw, from the kernels bench), and PyTorch's CUDA figures.
 # On lavapipe (no GPU) it runs the same commands at smaller sizes when SMALL=1, which is how CI
 # checks that the script works.
 set -uo pipefail
@@ -48,6 +49,10 @@ if [[ -n $kernels && -x $kernels ]]; then
 else
     echo "no kernels bench program (cargo bench --bench kernels --no-run builds it)"
     status=1
+fi
+section "conv kernels of senetv2-9 and senetv2-18 (cifar stem) inside a training step, batch $batch"
+if [[ -n $kernels && -x $kernels ]]; then
+    run "$kernels" --device gpu --filter senetv2 --batch "$batch" --iters "$steps"
 fi
 if command -v nvidia-smi > /dev/null; then
     nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv

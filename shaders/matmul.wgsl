@@ -68,9 +68,14 @@ fn gemm(inv: Invocation) {
 // ---- the subgroup GEMM's view of the same operands (gemm_subgroup.wgsl) ----------------------
 
 var<private> sg_batch: u32;
-// The thread's columns, and whether each lies inside C.
-var<private> sg_col: array<u32, SG_COLS_PER_LANE>;
+// Per column slot: the index of B(0, column) (the column clamped into B), and whether the
+// column lies inside C.
+var<private> sg_b_col: array<u32, SG_COLS_PER_LANE>;
 var<private> sg_col_ok: array<bool, SG_COLS_PER_LANE>;
+// Per K position: the offsets of column k of A and row k of B, so that each load adds one
+// offset instead of multiplying out a strided index.
+var<private> sg_a_k: u32;
+var<private> sg_b_k: u32;
 
 fn sg_dims() -> vec3<u32> {
     return vec3<u32>(p.m, p.n, p.batch);
@@ -82,20 +87,23 @@ fn sg_tile(product: u32) -> vec2<u32> {
 }
 
 fn sg_column(s: u32, col: u32) {
-    sg_col[s] = min(col, p.n - 1u);
+    sg_b_col[s] = at(p.b, sg_batch, 0u, min(col, p.n - 1u));
     sg_col_ok[s] = col < p.n;
 }
 
-fn sg_step(k: u32) {}
+fn sg_step(k: u32) {
+    sg_a_k = at(p.a, sg_batch, 0u, k);
+    sg_b_k = k * p.b.z;
+}
 
 // Loads from clamped indices and selects 0 outside the matrix: no branch around the load
 // (on a CPU adapter a branch makes every load inside it test each lane).
 fn sg_a(row: u32, k: u32) -> f32 {
-    return select(0.0, a[at(p.a, sg_batch, min(row, p.m - 1u), k)], row < p.m);
+    return select(0.0, a[sg_a_k + min(row, p.m - 1u) * p.a.z], row < p.m);
 }
 
 fn sg_b(s: u32, k: u32) -> f32 {
-    return select(0.0, sg_texel(at(p.b, sg_batch, k, sg_col[s])), sg_col_ok[s]);
+    return select(0.0, sg_texel(sg_b_col[s] + sg_b_k), sg_col_ok[s]);
 }
 
 fn sg_c(row: u32, s: u32, col: u32, v: f32) {
