@@ -22,7 +22,6 @@
 #[macro_use]
 mod params;
 mod runtime;
-mod timing;
 
 /// A [`Shader`] named `$name` whose source is the listed files of `shaders/`, in order: WGSL has
 /// no #include, so the shared files (invocation.wgsl first) are prepended to the kernel's own.
