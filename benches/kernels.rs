@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench kernels -- --batch 32 --iters 3` runs every kernel on the CPU and, when
 //! wgpu sees an adapter, on the GPU (`--device cpu`, `gpu`, `auto` or an adapter name picks
-//! one). Defaults: batch 128, 5 iterations, median time.
+//! one). Defaults: batch 128, 5 iterations, median time. With both devices it ends with each
+//! matmul's GPU throughput as a share of the CPU's, timed in alternation.
 use clap::Parser;
 use senet::tensor::testing::random_tensor;
 use senet::tensor::{Conv2dOptions, DType, Device, Pool2dOptions};
@@ -64,6 +65,49 @@ fn time(iters: usize, device: Device, mut f: impl FnMut() -> Result<()>) -> Resu
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
+}
+
+/// The GPU's matmul throughput as a share of the CPU's, the two timed in alternation (one CPU
+/// run, then one GPU run, `iters` times; medians): on a host whose speed drifts (shared,
+/// throttled) both medians move alike, where two separate blocks of runs would not.
+fn matmul_ratios(args: &Args, gpu: Device) -> Result<()> {
+    for &n in &args.sizes {
+        let name = format!("matmul {n}x{n}x{n}");
+        if !name.contains(&args.filter) {
+            continue;
+        }
+        let (xc, yc) = (
+            tensor(&[n, n], 1, Device::Cpu)?,
+            tensor(&[n, n], 2, Device::Cpu)?,
+        );
+        let (xg, yg) = (xc.to_device(gpu)?, yc.to_device(gpu)?);
+        let mut secs = [Vec::new(), Vec::new()];
+        for round in 0..=args.iters {
+            let t = Instant::now();
+            drop(xc.matmul(&yc)?);
+            let cpu = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            drop(xg.matmul(&yg)?);
+            gpu.gpu()?.synchronize()?;
+            // Round 0 warms up both.
+            if round > 0 {
+                secs[0].push(cpu);
+                secs[1].push(t.elapsed().as_secs_f64());
+            }
+        }
+        let gflops = |times: &mut Vec<f64>| {
+            times.sort_by(f64::total_cmp);
+            2.0 * (n * n * n) as f64 / times[times.len() / 2] / 1e9
+        };
+        let (cpu, on_gpu) = (gflops(&mut secs[0]), gflops(&mut secs[1]));
+        println!(
+            "{name}: {gpu} {on_gpu:.1} GFLOP/s = {:.1}% of the cpu's {cpu:.1} \
+             (alternating runs, medians of {})",
+            100.0 * on_gpu / cpu,
+            args.iters
+        );
+    }
+    Ok(())
 }
 
 fn run(args: &Args, device: Device, cpu_peak: f64) -> Result<()> {
@@ -260,8 +304,11 @@ fn main() -> Result<()> {
         "{:<50} {:>8} {:>10} {:>10} {:>7}",
         "kernel", "device", "ms", "GFLOP/s", "of peak"
     );
-    for d in devices {
+    for &d in &devices {
         run(&args, d, cpu_peak)?;
+    }
+    if let [Device::Cpu, gpu @ Device::Gpu(_)] = devices[..] {
+        matmul_ratios(&args, gpu)?;
     }
     Ok(())
 }

@@ -23,23 +23,50 @@
 // SG_ROWS / 8 elements of A (rows lane, lane + 8, ...) and its SG_COLS_PER_LANE elements of B;
 // the subgroup then hands every A element to every lane with subgroupBroadcast (a register
 // shuffle), so each element read feeds 16 to 64 fmas instead of one. No workgroup memory, no
-// barriers. On lavapipe (2 cores) this runs the 1024^3 product at 14.1 GFLOP/s against the tiled
-// GEMM's 0.35 (cargo bench --bench kernels). Rows and columns past C read clamped indices and
+// barriers. On lavapipe (2 cores) the tiled GEMM runs the 1024^3 product at 0.35 GFLOP/s, this
+// one at 22-26 (its four-wide entry point, below; cargo bench --bench kernels). Rows and columns past C read clamped indices and
 // select 0, so no load sits inside a branch: on a CPU adapter a branch makes each load test
 // every lane's mask.
 
-// The array B is read from reaches the kernel as a texture (Gpu::dispatch_reading_texels copies
-// it there): element i is texel (i % SG_TEXEL_ROW, i / SG_TEXEL_ROW). A storage-buffer load on
-// lavapipe is a loop over the lanes that inserts one element at a time through memory, a texel
-// fetch one vector gather; B's elements differ in every lane, A's are shared by broadcast. This
-// took the 1024^3 product from 14 to 18 GFLOP/s in a scratch kernel (2 cores).
-@group(0) @binding(7) var sg_texels: texture_2d<f32>;
+// The array B is read from reaches the kernel as a read-only storage texture
+// (Gpu::dispatch_reading_texels copies it there): element i is texel (i % SG_TEXEL_ROW,
+// i / SG_TEXEL_ROW). A storage-buffer load on lavapipe is a loop over the lanes that inserts
+// one element at a time through memory (a store-forwarding stall each), a texel load a few
+// vector instructions; B's elements differ in every lane, A's are shared by broadcast. A
+// storage texture rather than a sampled one: lavapipe looks up a sampled texture's mip level
+// size per lane on every fetch, a storage image's size once (about 20% on the 1024^3 product).
+@group(0) @binding(7) var sg_texels: texture_storage_2d<r32float, read>;
 const SG_TEXEL_ROW: u32 = 4096u;
 
 fn sg_texel(i: u32) -> f32 {
-    return textureLoad(sg_texels, vec2<u32>(i % SG_TEXEL_ROW, i / SG_TEXEL_ROW), 0).x;
+    return textureLoad(sg_texels, vec2<u32>(i % SG_TEXEL_ROW, i / SG_TEXEL_ROW)).x;
 }
 
 // Rows of C per workgroup, and columns per thread; crates/gpu/src/gemm_subgroup.rs has the same.
 const SG_ROWS: u32 = 64u;
 const SG_COLS_PER_LANE: u32 = 16u;
+
+// ---- the four-wide variant (entry point `gemm_subgroup_vec4`) ------------------------------
+//
+// When A's rows and B's rows are contiguous and start at multiples of 4 (a plain matmul or
+// linear layer), both operands go through the rgba32float texture of
+// Gpu::dispatch_reading_vec4_texels, stacked by rows: one fetch reads A(row, k .. k + 3) (four
+// K positions) or B(k, four columns). The entry point then takes four K positions per trip,
+// and a thread makes SG_ROWS / 8 + SG_COLS_PER_LANE fetches per four positions instead of
+// 4 * (SG_ROWS / 8 + SG_COLS_PER_LANE) loads. After the fmas, loads are the dearest thing this
+// kernel does on lavapipe; on 2 cores the four-wide reads took the 1024^3 product from about
+// 16 to about 25 GFLOP/s in a scratch kernel. The including shader
+// defines, besides sg_dims, sg_tile and sg_c:
+//
+//   fn sg4_column(q: u32, col: u32)   once per workgroup and column quad q of the thread:
+//                                     col is the quad's first column
+//   fn sg4_a(row: u32, k: u32) -> vec4<f32>   A(row, k .. k + 3), 0 past A or the K range
+//   fn sg4_b(q: u32, k: u32) -> vec4<f32>     B(k, the quad's four columns), 0 past the range
+@group(0) @binding(8) var sg4_texels: texture_storage_2d<rgba32float, read>;
+
+// Elements i .. i + 3 of the stacked arrays (i a multiple of 4).
+fn sg4_texel(i: u32) -> vec4<f32> {
+    let t = i / 4u;
+    let width = SG_TEXEL_ROW / 4u;
+    return textureLoad(sg4_texels, vec2<u32>(t % width, t / width));
+}

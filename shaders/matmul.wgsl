@@ -113,3 +113,28 @@ fn sg_c(row: u32, s: u32, col: u32, v: f32) {
     }
     c[at(p.c, sg_batch, row, col)] = out;
 }
+
+// ---- the four-wide entry point's view (gemm_subgroup_vec4) -----------------------------------
+//
+// The launcher picks it only when A's column stride is 1, B's column stride is 1, n is a
+// multiple of 4 and every offset and row and batch stride of A and B is one too, so each
+// fetch reads four elements of one row. A and B are stacked in the texture: p.a and p.b are
+// their layouts in that stack (p.b's offset moved past A's rows).
+
+// Per column quad: the index of B(0, the quad's first column), the column clamped into B.
+var<private> sg4_b_col: array<u32, SG_COLS_PER_LANE / 4u>;
+
+fn sg4_column(q: u32, col: u32) {
+    sg4_b_col[q] = at(p.b, sg_batch, 0u, min(col, p.n - 4u));
+}
+
+fn sg4_a(row: u32, k: u32) -> vec4<f32> {
+    let v = sg4_texel(at(p.a, sg_batch, min(row, p.m - 1u), k));
+    let inside = vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.k);
+    return select(vec4<f32>(), v, inside & vec4<bool>(row < p.m));
+}
+
+fn sg4_b(q: u32, k: u32) -> vec4<f32> {
+    let v = sg4_texel(sg4_b_col[q] + min(k, p.k - 1u) * p.b.z);
+    return select(vec4<f32>(), v, k < p.k);
+}

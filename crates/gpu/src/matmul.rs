@@ -10,7 +10,8 @@
 //! The kernel gives each workgroup a [`TILE_M`] x [`TILE_N`] tile of C and walks K in steps of
 //! [`TILE_K`] through workgroup memory; the shader's header explains the tiling. All batch
 //! entries and tiles go in one dispatch.
-use crate::{gemm_subgroup, GpuBuffer, GpuError, Result, Shader};
+use crate::runtime::TEXEL_ROW;
+use crate::{gemm_subgroup, Gpu, GpuBuffer, GpuError, Result, Shader};
 use senet_spec::matmul::MatmulShape;
 
 pub const SHADER: Shader = shader!(
@@ -23,13 +24,31 @@ pub const SHADER: Shader = shader!(
     ]
 );
 
-/// [`SHADER`] with the subgroup GEMM's entry point `gemm_subgroup` appended.
+/// [`SHADER`] with the subgroup GEMM's entry points `gemm_subgroup` and `gemm_subgroup_vec4`
+/// appended.
 pub fn subgroup_shader() -> Shader {
     static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let source = SOURCE.get_or_init(|| {
+        format!(
+            "{}\n{}\n{}",
+            SHADER.source,
+            gemm_subgroup::entry_point(),
+            gemm_subgroup::entry_point_vec4()
+        )
+    });
     Shader {
         name: "matmul_subgroup",
-        source: gemm_subgroup::with_entry_point(&SOURCE, SHADER.source),
+        source,
     }
+}
+
+/// Whether the subgroup GEMM can read A and B four elements per texel fetch
+/// (`gemm_subgroup_vec4`): both have rows of stride-1 elements, every offset and stride of
+/// theirs is a multiple of 4, and so is n. `la`, `lb` are the checked layouts (offset, batch,
+/// row, column stride).
+fn four_wide(n: usize, la: [u32; 4], lb: [u32; 4]) -> bool {
+    let aligned = |l: [u32; 4]| l[3] == 1 && l[..3].iter().all(|v| v.is_multiple_of(4));
+    n.is_multiple_of(4) && aligned(la) && aligned(lb)
 }
 
 /// Rows of C per workgroup.
@@ -184,7 +203,7 @@ pub fn gemm_using(
         Some(t) => t,
         None => return Err(GpuError::Validation(format!("{what_dims}: too many tiles"))),
     };
-    let params = GemmParams {
+    let params_struct = GemmParams {
         m: to_u32(&what_dims, s.m)?,
         n: to_u32(&what_dims, s.n)?,
         k: to_u32(&what_dims, s.k)?,
@@ -200,7 +219,7 @@ pub fn gemm_using(
     let bias_buf = bias.map(|(buf, _)| buf).unwrap_or(a);
     let buffers = [(1, a), (2, b), (3, bias_buf), (4, c)];
     let constants = [("HAS_BIAS", has_bias)];
-    let params = bytemuck::bytes_of(&params);
+    let params = bytemuck::bytes_of(&params_struct);
     let subgroups = gemm_subgroup::available(gpu) && gpu.texels_fit(b.len());
     if use_subgroups.unwrap_or(subgroups) {
         if gpu.subgroup_size() != Some(gemm_subgroup::LANES as u32) {
@@ -213,6 +232,22 @@ pub fn gemm_using(
         let groups = gemm_subgroup::workgroups(s.m, s.n, s.batch);
         let shader = subgroup_shader();
         let grid = gpu.grid_1d(groups);
+        if four_wide(s.n, la, lb) && gpu.vec4_texels_fit(&[a.len(), b.len()]) {
+            // A and B both go through the four-channel texture, B's rows after A's.
+            let b_start = Gpu::texel_rows(a.len()) * TEXEL_ROW;
+            let mut params = params_struct;
+            params.b[0] = to_u32(&what_dims, lb[0] as usize + b_start)?;
+            let buffers = [(3, bias_buf), (4, c)];
+            return gpu.dispatch_reading_vec4_texels(
+                &shader,
+                "gemm_subgroup_vec4",
+                &constants,
+                bytemuck::bytes_of(&params),
+                &buffers,
+                &[a, b],
+                grid,
+            );
+        }
         // B is read through the texel texture (see shaders/gemm_subgroup.wgsl).
         let buffers = [(1, a), (3, bias_buf), (4, c)];
         return gpu.dispatch_reading_texels(
@@ -384,6 +419,77 @@ mod tests {
                 GEMM_TOL,
             );
         }
+    }
+
+    #[test]
+    fn the_four_wide_subgroup_gemm_matches_the_cpu_kernel() {
+        let Some((_lock, gpu)) = gpu_for_tests() else {
+            return;
+        };
+        if !gemm_kernels(&gpu).contains(&true) {
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(5);
+        // (batch, m, k, n, a's row stride, b's row stride). Row strides past k and n leave
+        // padding that holds inf: a K range not a multiple of 4 must zero what a fetch reads
+        // past it, never multiply it. Edges: m and n not multiples of the 64 x 128 tile, one
+        // row, k = 4 exactly, k = 2 (one fetch covers the whole range and more).
+        let cases = [
+            (1, 64, 8, 128, 8, 128),
+            (2, 70, 12, 132, 12, 132),
+            (1, 1, 4, 4, 4, 4),
+            (3, 130, 6, 8, 8, 12),
+            (2, 9, 2, 16, 4, 20),
+        ];
+        for (batch, m, k, n, ars, brs) in cases {
+            let pad = f32::INFINITY;
+            let mut a = vec![pad; batch * m * ars];
+            let mut b = vec![pad; batch * k * brs];
+            let da = rand_vec::<f32>(&mut rng, batch * m * k, -1.0, 1.0);
+            let db = rand_vec::<f32>(&mut rng, batch * k * n, -1.0, 1.0);
+            for g in 0..batch {
+                for i in 0..m {
+                    for j in 0..k {
+                        a[(g * m + i) * ars + j] = da[(g * m + i) * k + j];
+                    }
+                }
+                for i in 0..k {
+                    for j in 0..n {
+                        b[(g * k + i) * brs + j] = db[(g * k + i) * n + j];
+                    }
+                }
+            }
+            let want = senet_cpu::matmul::matmul(&da, &db, MatmulShape { batch, m, k, n });
+            let layout = |rows: usize, stride: usize| MatrixLayout {
+                offset: 0,
+                batch_stride: rows * stride,
+                row_stride: stride,
+                col_stride: 1,
+            };
+            let shape = GemmShape {
+                batch,
+                m,
+                n,
+                k,
+                a: layout(m, ars),
+                b: layout(k, brs),
+                c: MatrixLayout::row_major(m, n),
+            };
+            let as_u32 = |l: MatrixLayout| {
+                [l.offset, l.batch_stride, l.row_stride, l.col_stride].map(|v| v as u32)
+            };
+            assert!(four_wide(n, as_u32(shape.a), as_u32(shape.b)));
+            let c = gpu.alloc(batch * m * n).unwrap();
+            let (ga, gb) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+            gemm_using(&shape, &ga, &gb, None, &c, Some(true)).unwrap();
+            let got: Vec<f32> = gpu.read(&c).unwrap();
+            assert_close(&format!("four-wide {shape:?}"), &got, &want, GEMM_TOL);
+        }
+        // What does not qualify: a column stride, an odd offset, n not a multiple of 4.
+        let plain = [0, 64, 8, 1];
+        assert!(!four_wide(8, [0, 64, 8, 2], plain));
+        assert!(!four_wide(8, plain, [1, 64, 8, 1]));
+        assert!(!four_wide(6, plain, plain));
     }
 
     // About 7 s on lavapipe (66,000 workgroups): slow, but cheap enough to run in CI every time.

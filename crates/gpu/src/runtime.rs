@@ -239,6 +239,28 @@ struct Pending {
 pub const TEXEL_ROW: usize = 4096;
 /// The binding of that texture (`sg_texels` in `shaders/gemm_subgroup.wgsl`).
 pub const TEXELS_BINDING: u32 = 7;
+/// The binding of the four-channel texture of [`Gpu::dispatch_reading_vec4_texels`]
+/// (`sg4_texels` in `shaders/gemm_subgroup.wgsl`): [`TEXEL_ROW`] / 4 `rgba32float` texels
+/// wide, so a row also holds [`TEXEL_ROW`] elements.
+pub const TEXELS4_BINDING: u32 = 8;
+
+/// The two textures a dispatch can read arrays through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TexelKind {
+    /// `r32float`: one element per texel.
+    One,
+    /// `rgba32float`: four consecutive elements per texel, one fetch for all four.
+    Four,
+}
+
+impl TexelKind {
+    fn elements_per_texel(self) -> usize {
+        match self {
+            TexelKind::One => 1,
+            TexelKind::Four => 4,
+        }
+    }
+}
 
 /// The one texture dispatches read a buffer through, grown to the largest buffer yet.
 struct Texels {
@@ -329,6 +351,7 @@ pub struct Gpu {
     /// Readback staging buffers kept for the next read of the same bucket size.
     staging: Mutex<HashMap<u64, wgpu::Buffer>>,
     texels: Mutex<Option<Texels>>,
+    texels4: Mutex<Option<Texels>>,
     /// Timestamp queries of every dispatch while kernel timing is on (timing.rs).
     timing: Mutex<Option<KernelTiming>>,
     /// Set by the device-lost callback and by errors no scope caught; every later call fails.
@@ -473,6 +496,7 @@ impl Gpu {
             param_ring,
             staging: Mutex::new(HashMap::new()),
             texels: Mutex::new(None),
+            texels4: Mutex::new(None),
             timing: Mutex::new(None),
             fatal,
             counters: Counters::default(),
@@ -880,12 +904,13 @@ impl Gpu {
         TEXEL_ROW <= max && len.div_ceil(TEXEL_ROW) <= max
     }
 
-    /// [`Gpu::dispatch`] where the shader also reads `texels` through the `r32float` texture at
-    /// binding [`TEXELS_BINDING`]: element `i` at texel `(i % TEXEL_ROW, i / TEXEL_ROW)`. The
-    /// buffer is copied into the texture just before the dispatch. Why: on a CPU adapter
-    /// (lavapipe) a storage-buffer load is a loop over the SIMD lanes, one element at a time,
-    /// while a texel fetch is one vector gather, so the subgroup GEMM reads the operand whose
-    /// elements differ in every lane this way.
+    /// [`Gpu::dispatch`] where the shader also reads `texels` through the read-only
+    /// `r32float` storage texture at binding [`TEXELS_BINDING`]: element `i` at texel
+    /// `(i % TEXEL_ROW, i / TEXEL_ROW)`. The buffer is copied into the texture just before the
+    /// dispatch. Why: on a CPU adapter (lavapipe) a storage-buffer load is a loop over the SIMD
+    /// lanes, one element at a time through memory, while a texel load is a few vector
+    /// instructions, so the subgroup GEMM reads the operand whose elements differ in every lane
+    /// this way.
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch_reading_texels(
         &self,
@@ -895,6 +920,61 @@ impl Gpu {
         params: &[u8],
         buffers: &[(u32, &GpuBuffer)],
         texels: Option<&GpuBuffer>,
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let arrays: Vec<&GpuBuffer> = texels.into_iter().collect();
+        let kind = texels.map(|_| TexelKind::One);
+        self.dispatch_with(
+            shader, entry, constants, params, buffers, kind, &arrays, groups,
+        )
+    }
+
+    /// Rows of [`TEXEL_ROW`] elements an array of `len` elements takes in a texel texture.
+    /// [`Gpu::dispatch_reading_vec4_texels`] stacks its arrays by rows: array `j` starts at
+    /// element `TEXEL_ROW *` (the rows of the arrays before it).
+    pub fn texel_rows(len: usize) -> usize {
+        len.div_ceil(TEXEL_ROW)
+    }
+
+    /// Whether [`Gpu::dispatch_reading_vec4_texels`] can read arrays of these lengths.
+    pub fn vec4_texels_fit(&self, lens: &[usize]) -> bool {
+        let rows: usize = lens.iter().map(|&l| Gpu::texel_rows(l)).sum();
+        rows <= self.limits.max_texture_dimension_2d as usize
+    }
+
+    /// [`Gpu::dispatch`] where the shader also reads `arrays` through the read-only
+    /// `rgba32float` storage texture at binding [`TEXELS4_BINDING`], stacked by rows (see [`Gpu::texel_rows`]): element `i`
+    /// of the stack is component `i % 4` of texel `(i / 4 % (TEXEL_ROW / 4), i / TEXEL_ROW)`.
+    /// One fetch reads four consecutive elements, so a kernel that wants runs of four (a GEMM
+    /// reading four K positions of A, or four columns of B) makes a quarter of the fetches of
+    /// [`Gpu::dispatch_reading_texels`]. Elements past an array's end may hold anything.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_reading_vec4_texels(
+        &self,
+        shader: &Shader,
+        entry: &str,
+        constants: &[(&str, f64)],
+        params: &[u8],
+        buffers: &[(u32, &GpuBuffer)],
+        arrays: &[&GpuBuffer],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let kind = Some(TexelKind::Four);
+        self.dispatch_with(
+            shader, entry, constants, params, buffers, kind, arrays, groups,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_with(
+        &self,
+        shader: &Shader,
+        entry: &str,
+        constants: &[(&str, f64)],
+        params: &[u8],
+        buffers: &[(u32, &GpuBuffer)],
+        kind: Option<TexelKind>,
+        arrays: &[&GpuBuffer],
         groups: [u32; 3],
     ) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
@@ -945,8 +1025,9 @@ impl Gpu {
                 }),
             });
         }
-        let texture = match texels {
-            Some(b) => Some(self.texels_for(b.len(), shader.name, entry)?),
+        let rows: usize = arrays.iter().map(|b| Gpu::texel_rows(b.len())).sum();
+        let texture = match kind {
+            Some(kind) => Some(self.texels_for(kind, rows, shader.name, entry)?),
             None => None,
         };
         let texture = texture
@@ -954,7 +1035,10 @@ impl Gpu {
             .map(|t| t.lock().unwrap_or_else(|e| e.into_inner()));
         if let Some(t) = texture.as_ref().and_then(|t| t.as_ref()) {
             entries.push(wgpu::BindGroupEntry {
-                binding: TEXELS_BINDING,
+                binding: match kind {
+                    Some(TexelKind::Four) => TEXELS4_BINDING,
+                    _ => TEXELS_BINDING,
+                },
                 resource: wgpu::BindingResource::TextureView(&t.view),
             });
         }
@@ -974,8 +1058,12 @@ impl Gpu {
                         label: Some("senet"),
                     })
             });
-            if let (Some(b), Some(t)) = (texels, texture.as_ref()) {
-                copy_into_texels(enc, b, &t.texture);
+            if let (Some(kind), Some(t)) = (kind, texture.as_ref()) {
+                let mut row = 0;
+                for b in arrays {
+                    copy_into_texels(enc, kind, b, row, &t.texture);
+                    row += Gpu::texel_rows(b.len());
+                }
             }
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(entry),
@@ -1004,16 +1092,27 @@ impl Gpu {
 impl Gpu {
     /// The texel texture, grown (a new texture; dispatches recorded earlier keep the old one
     /// alive) when an array of `len` elements needs more rows than it has.
-    fn texels_for(&self, len: usize, shader: &str, entry: &str) -> Result<&Mutex<Option<Texels>>> {
-        if !self.texels_fit(len) {
+    fn texels_for(
+        &self,
+        kind: TexelKind,
+        rows: usize,
+        shader: &str,
+        entry: &str,
+    ) -> Result<&Mutex<Option<Texels>>> {
+        let max = self.limits.max_texture_dimension_2d;
+        if TEXEL_ROW > max as usize || rows > max as usize {
             return Err(GpuError::Validation(format!(
-                "{shader}::{entry}: {len} elements do not fit a texture {TEXEL_ROW} texels wide \
-                 on {} (at most {} texels a side)",
-                self.summary, self.limits.max_texture_dimension_2d
+                "{shader}::{entry}: {rows} rows of {TEXEL_ROW} elements do not fit a texture \
+                 on {} (at most {max} texels a side)",
+                self.summary
             )));
         }
-        let rows = len.div_ceil(TEXEL_ROW).max(1) as u32;
-        let mut t = self.texels.lock().unwrap_or_else(|e| e.into_inner());
+        let rows = rows.max(1) as u32;
+        let cell = match kind {
+            TexelKind::One => &self.texels,
+            TexelKind::Four => &self.texels4,
+        };
+        let mut t = cell.lock().unwrap_or_else(|e| e.into_inner());
         let have = t.as_ref().map_or(0, |t| t.rows);
         if rows > have {
             // Room to grow by an eighth, so a run of slightly larger arrays makes one texture.
@@ -1023,15 +1122,18 @@ impl Gpu {
                 self.device.create_texture(&wgpu::TextureDescriptor {
                     label: Some("texels"),
                     size: wgpu::Extent3d {
-                        width: TEXEL_ROW as u32,
+                        width: (TEXEL_ROW / kind.elements_per_texel()) as u32,
                         height: rows,
                         depth_or_array_layers: 1,
                     },
                     mip_level_count: 1,
                     sample_count: 1,
                     dimension: wgpu::TextureDimension::D2,
-                    format: wgpu::TextureFormat::R32Float,
-                    usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                    format: match kind {
+                        TexelKind::One => wgpu::TextureFormat::R32Float,
+                        TexelKind::Four => wgpu::TextureFormat::Rgba32Float,
+                    },
+                    usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
                     view_formats: &[],
                 })
             })?;
@@ -1045,14 +1147,24 @@ impl Gpu {
                 rows,
             });
         }
-        Ok(&self.texels)
+        Ok(cell)
     }
 }
 
-/// Records the copy of `b` into the texel texture: its whole rows, then the partial last row.
-fn copy_into_texels(enc: &mut wgpu::CommandEncoder, b: &GpuBuffer, texture: &wgpu::Texture) {
+/// Records the copy of `b` into a texel texture from row `at` on: its whole rows, then the
+/// partial last row. A four-channel texture gets the partial last texel whole: buffers are
+/// allocated in multiples of 32 bytes ([`bucket`]), so those bytes exist.
+fn copy_into_texels(
+    enc: &mut wgpu::CommandEncoder,
+    kind: TexelKind,
+    b: &GpuBuffer,
+    at: usize,
+    texture: &wgpu::Texture,
+) {
     let (full, rest) = (b.len() / TEXEL_ROW, b.len() % TEXEL_ROW);
+    let per = kind.elements_per_texel();
     let mut copy = |first_row: usize, rows: usize, width: usize| {
+        let width = width.div_ceil(per);
         if rows == 0 || width == 0 {
             return;
         }
@@ -1070,7 +1182,7 @@ fn copy_into_texels(enc: &mut wgpu::CommandEncoder, b: &GpuBuffer, texture: &wgp
                 mip_level: 0,
                 origin: wgpu::Origin3d {
                     x: 0,
-                    y: first_row as u32,
+                    y: (at + first_row) as u32,
                     z: 0,
                 },
                 aspect: wgpu::TextureAspect::All,
@@ -1258,13 +1370,13 @@ mod tests {
         };
         let copy = Shader {
             name: "texel_copy",
-            source: "@group(0) @binding(7) var texels: texture_2d<f32>;
+            source: "@group(0) @binding(7) var texels: texture_storage_2d<r32float, read>;
                 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
                 @compute @workgroup_size(64)
                 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
                     let i = id.x + id.y * 64u * 65535u;
                     if (i < arrayLength(&out)) {
-                        out[i] = textureLoad(texels, vec2<u32>(i % 4096u, i / 4096u), 0).x;
+                        out[i] = textureLoad(texels, vec2<u32>(i % 4096u, i / 4096u)).x;
                     }
                 }",
         };
@@ -1289,10 +1401,59 @@ mod tests {
         assert!(!gpu.texels_fit(max * TEXEL_ROW + 1));
         let huge = max * TEXEL_ROW + 1;
         let err = gpu
-            .texels_for(huge, "s", "e")
+            .texels_for(TexelKind::One, Gpu::texel_rows(huge), "s", "e")
             .err()
             .expect("too long for the texture");
         assert!(err.to_string().contains("do not fit"), "{err}");
+    }
+
+    #[test]
+    fn dispatches_read_stacked_arrays_four_elements_per_texel() {
+        let Some((_lock, gpu)) = gpu_for_tests() else {
+            return;
+        };
+        // out[i] = element i of the stack: component i % 4 of texel i / 4.
+        let copy = Shader {
+            name: "texel4_copy",
+            source: "@group(0) @binding(8) var texels: texture_storage_2d<rgba32float, read>;
+                @group(0) @binding(1) var<storage, read_write> out: array<f32>;
+                @compute @workgroup_size(64)
+                fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+                    let i = id.x + id.y * 64u * 65535u;
+                    if (i < arrayLength(&out)) {
+                        let t = i / 4u;
+                        out[i] = textureLoad(texels, vec2<u32>(t % 1024u, t / 1024u))[i % 4u];
+                    }
+                }",
+        };
+        // Two arrays, the first a row and a partial texel long (7 = one texel and three
+        // elements of the next), the second starting on the next row; then one longer array
+        // in the same submission.
+        let first: Vec<f32> = (0..TEXEL_ROW + 7).map(|i| i as f32).collect();
+        let second: Vec<f32> = (0..10).map(|i| -(i as f32) - 1.0).collect();
+        let third: Vec<f32> = (0..3 * TEXEL_ROW + 2).map(|i| 0.5 * i as f32).collect();
+        let (a, b, c) = (
+            gpu.upload(&first).unwrap(),
+            gpu.upload(&second).unwrap(),
+            gpu.upload(&third).unwrap(),
+        );
+        let stack_len = 2 * TEXEL_ROW + second.len();
+        let out = gpu.zeros(stack_len).unwrap();
+        let grid = gpu.grid_1d(stack_len.div_ceil(64));
+        gpu.dispatch_reading_vec4_texels(&copy, "main", &[], &[], &[(1, &out)], &[&a, &b], grid)
+            .unwrap();
+        let out3 = gpu.zeros(third.len()).unwrap();
+        let grid = gpu.grid_1d(third.len().div_ceil(64));
+        gpu.dispatch_reading_vec4_texels(&copy, "main", &[], &[], &[(1, &out3)], &[&c], grid)
+            .unwrap();
+        let got: Vec<f32> = gpu.read(&out).unwrap();
+        assert_eq!(Gpu::texel_rows(first.len()), 2);
+        assert_eq!(&got[..first.len()], &first[..]);
+        assert_eq!(&got[2 * TEXEL_ROW..], &second[..]);
+        assert_eq!(gpu.read::<f32>(&out3).unwrap(), third);
+        let max = gpu.limits().max_texture_dimension_2d as usize;
+        assert!(gpu.vec4_texels_fit(&[max * TEXEL_ROW]));
+        assert!(!gpu.vec4_texels_fit(&[(max - 1) * TEXEL_ROW, 1 + TEXEL_ROW]));
     }
 
     #[test]
