@@ -30,6 +30,7 @@ pub mod plot;
 mod progress;
 pub mod run_dir;
 pub mod save_set;
+pub mod stats;
 pub mod stop;
 pub mod tensorboard;
 mod trainer;
