@@ -32,6 +32,7 @@ pub mod run_dir;
 pub mod save_set;
 pub mod stats;
 pub mod stop;
+pub mod study;
 pub mod tensorboard;
 mod trainer;
 

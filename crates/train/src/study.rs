@@ -1,0 +1,231 @@
+//! What a `senet reproduce` study trains: its cells (one model each, for one of the paper's
+//! research questions in MODELS.md) times its seeds, each (cell, seed) a run of the ordinary
+//! trainer in its own folder `DIR/<cell>/seed-<n>`.
+//!
+//! - `cifar10`: resnet, se-resnet and senetv2 at depth 9, paper preset (the paper's CIFAR-10
+//!   networks); with `families` also resnext, se-resnext and senextv2.
+//! - `cifar100`: the same three at depth 50 (the paper's CIFAR-100 networks).
+//! - `ablation`: SaE on senetv2-9, question 3: cardinality {1, 2, 4, 8} at reduction 32 and
+//!   reduction {8, 16, 32, 64} at cardinality 4 (7 cells, the paper's choice k4-r32 once), or
+//!   with `grid` all 16 pairs.
+use anyhow::{bail, Result};
+use senet_models::{stages, BlockKind, Family, ModelConfig, Preset};
+use std::path::{Path, PathBuf};
+
+/// The studies `senet reproduce --study` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Study {
+    Cifar10,
+    Cifar100,
+    Ablation,
+}
+
+/// What decides a study's cells.
+#[derive(Clone, Debug)]
+pub struct StudyOptions {
+    pub study: Study,
+    /// `--families`: add the ResNeXt families (cifar10 and cifar100 studies).
+    pub families: bool,
+    /// `--grid`: every (cardinality, reduction) pair of the ablation, not the cross.
+    pub grid: bool,
+    /// Base width of every model.
+    pub width: usize,
+    /// Classes of the dataset.
+    pub classes: usize,
+}
+
+/// One model of a study, trained once per seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    /// Folder and report name: the family (`senetv2`), or for the ablation `senetv2-k4-r32`.
+    pub name: String,
+    pub model: ModelConfig,
+}
+
+/// One run of a study: a cell, a seed and the folder its trainer writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedRun {
+    pub cell: String,
+    pub seed: u64,
+    pub folder: PathBuf,
+}
+
+/// The ablation's cardinalities and reductions.
+pub const CARDINALITIES: [usize; 4] = [1, 2, 4, 8];
+pub const REDUCTIONS: [usize; 4] = [8, 16, 32, 64];
+
+/// The cells of a study, in report order. The ablation refuses a width at which some cell's
+/// SaE would have a hidden size below 2 (the reduction would then reduce to nothing).
+pub fn cells(o: &StudyOptions) -> Result<Vec<Cell>> {
+    if o.width == 0 {
+        bail!("--width must be at least 1");
+    }
+    let model = |family: Family, depth: usize| {
+        let mut m = ModelConfig::new(family, Some(depth), Preset::Paper, o.classes);
+        m.width = o.width;
+        m
+    };
+    let mut families = vec![Family::ResNet, Family::SeResNet, Family::SeNetV2];
+    if o.families {
+        families.extend([Family::ResNeXt, Family::SeResNeXt, Family::SeNeXtV2]);
+    }
+    let depth = match o.study {
+        Study::Cifar10 | Study::Ablation => 9,
+        Study::Cifar100 => 50,
+    };
+    if o.study != Study::Ablation {
+        return Ok(families
+            .into_iter()
+            .map(|f| Cell {
+                name: f.name().to_string(),
+                model: model(f, depth),
+            })
+            .collect());
+    }
+    let pairs: Vec<(usize, usize)> = if o.grid {
+        CARDINALITIES
+            .iter()
+            .flat_map(|&k| REDUCTIONS.iter().map(move |&r| (k, r)))
+            .collect()
+    } else {
+        let mut p: Vec<(usize, usize)> = CARDINALITIES.iter().map(|&k| (k, 32)).collect();
+        p.extend(REDUCTIONS.iter().filter(|&&r| r != 32).map(|&r| (4, r)));
+        p
+    };
+    // SaE sits after each block's last conv: the fewest channels it sees are layer1's output.
+    let (kind, _) = stages(depth).expect("depth 9 exists");
+    let narrowest = match kind {
+        BlockKind::Basic => o.width,
+        BlockKind::Bottleneck => 4 * o.width,
+    };
+    // The largest reduction squeezes hardest: refuse the study if it leaves fewer than 2.
+    if let Some(&(k, r)) = pairs.iter().max_by_key(|(_, r)| *r) {
+        let hidden = narrowest / r;
+        if hidden < 2 {
+            bail!(
+                "--width {}: cell senetv2-k{k}-r{r} would squeeze layer1's {narrowest} channels \
+                 to a hidden size of {hidden} (C / r with r = {r}); the ablation needs at least \
+                 2, so use --width {} or more",
+                o.width,
+                (2 * r).div_ceil(narrowest / o.width)
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for (k, r) in pairs {
+        let mut m = model(Family::SeNetV2, depth);
+        m.cardinality = Some(k);
+        m.reduction = Some(r);
+        out.push(Cell {
+            name: format!("senetv2-k{k}-r{r}"),
+            model: m,
+        });
+    }
+    Ok(out)
+}
+
+/// Every (cell, seed) run of a study under `dir`, cell by cell, seeds 0..`seeds`.
+pub fn plan(cells: &[Cell], seeds: u64, dir: &Path) -> Vec<PlannedRun> {
+    cells
+        .iter()
+        .flat_map(|c| {
+            (0..seeds).map(move |seed| PlannedRun {
+                cell: c.name.clone(),
+                seed,
+                folder: dir.join(&c.name).join(format!("seed-{seed}")),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(study: Study) -> StudyOptions {
+        StudyOptions {
+            study,
+            families: false,
+            grid: false,
+            width: 64,
+            classes: 10,
+        }
+    }
+
+    #[test]
+    fn comparison_studies_train_the_paper_networks() {
+        let c = cells(&options(Study::Cifar10)).unwrap();
+        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["resnet", "se-resnet", "senetv2"]);
+        assert!(c.iter().all(|c| c.model.depth == Some(9)
+            && c.model.preset == Preset::Paper
+            && c.model.width == 64
+            && c.model.classes == 10));
+        let o = StudyOptions {
+            families: true,
+            classes: 20,
+            ..options(Study::Cifar100)
+        };
+        let c = cells(&o).unwrap();
+        assert_eq!(c.len(), 6);
+        assert_eq!(c[5].name, "senextv2");
+        assert!(c
+            .iter()
+            .all(|c| c.model.depth == Some(50) && c.model.classes == 20));
+    }
+
+    #[test]
+    fn the_ablation_is_a_cross_or_a_grid() {
+        let cross = cells(&options(Study::Ablation)).unwrap();
+        let pairs: Vec<(Option<usize>, Option<usize>)> = cross
+            .iter()
+            .map(|c| (c.model.cardinality, c.model.reduction))
+            .collect();
+        assert_eq!(
+            pairs,
+            [(1, 32), (2, 32), (4, 32), (8, 32), (4, 8), (4, 16), (4, 64)]
+                .map(|(k, r)| (Some(k), Some(r)))
+        );
+        assert_eq!(cross[2].name, "senetv2-k4-r32");
+        let grid = cells(&StudyOptions {
+            grid: true,
+            ..options(Study::Ablation)
+        })
+        .unwrap();
+        assert_eq!(grid.len(), 16);
+        for c in &grid {
+            c.model.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_ablation_refuses_widths_that_squeeze_to_nothing() {
+        // layer1 of senetv2-9 has 4 x width channels; r = 64 needs 128 of them for 2.
+        let at = |width| {
+            cells(&StudyOptions {
+                width,
+                ..options(Study::Ablation)
+            })
+        };
+        assert!(at(32).is_ok());
+        let err = at(31).unwrap_err().to_string();
+        assert!(err.contains("--width 31") && err.contains("r64"), "{err}");
+        assert!(err.contains("--width 32 or more"), "{err}");
+        // The comparison studies have no SaE ablation to protect.
+        let tiny = StudyOptions {
+            width: 4,
+            ..options(Study::Cifar10)
+        };
+        assert!(cells(&tiny).is_ok());
+    }
+
+    #[test]
+    fn runs_get_one_folder_per_cell_and_seed() {
+        let c = cells(&options(Study::Cifar10)).unwrap();
+        let runs = plan(&c, 3, Path::new("out"));
+        assert_eq!(runs.len(), 9);
+        assert_eq!(runs[4].cell, "se-resnet");
+        assert_eq!(runs[4].seed, 1);
+        assert_eq!(runs[4].folder, Path::new("out/se-resnet/seed-1"));
+    }
+}
