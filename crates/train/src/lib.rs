@@ -19,6 +19,9 @@
 //! [`evaluate`](mod@evaluate) -> [`model_meta`], options, plot; `trainer` (the step loop) ->
 //! config_file, evaluate, metrics, model_meta, options, progress, run_dir, [`stop`] and
 //! tensorboard.
+//!
+//! For `senet reproduce` (in progress): [`study`] (a study's models and run folders) and
+//! [`study_report`] -> metrics, [`stats`] (Welch's and paired intervals).
 
 pub mod args;
 pub mod config_file;
@@ -33,6 +36,7 @@ pub mod save_set;
 pub mod stats;
 pub mod stop;
 pub mod study;
+pub mod study_report;
 pub mod tensorboard;
 mod trainer;
 

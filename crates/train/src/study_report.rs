@@ -1,0 +1,267 @@
+//! A study's figures from its finished runs: per cell the mean and standard deviation of the
+//! final test top-1 and top-5 over seeds, the runs' own training throughput and wall time;
+//! per pair of cells the difference of mean top-1 with Welch's 95% interval, the interval of
+//! the per-seed paired differences (same seed = same data order), and a verdict line.
+use crate::metrics::EpochMetrics;
+use crate::stats::{self, Interval};
+use serde_json::{json, Value};
+use std::fmt::Write;
+
+/// What one finished run contributes: its last epoch's test accuracy, its mean training
+/// throughput over epochs and its summed epoch time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunResult {
+    pub cell: String,
+    pub seed: u64,
+    pub top1: f64,
+    pub top5: f64,
+    pub images_per_s: f64,
+    pub seconds: f64,
+}
+
+impl RunResult {
+    /// From a run's `metrics.csv` rows (`None` when it has none).
+    pub fn from_metrics(cell: &str, seed: u64, rows: &[EpochMetrics]) -> Option<RunResult> {
+        let last = rows.last()?;
+        Some(RunResult {
+            cell: cell.to_string(),
+            seed,
+            top1: last.test_top1,
+            top5: last.test_top5,
+            images_per_s: rows.iter().map(|r| r.images_per_s).sum::<f64>() / rows.len() as f64,
+            seconds: rows.iter().map(|r| r.seconds).sum(),
+        })
+    }
+}
+
+/// One cell over its seeds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellSummary {
+    pub name: String,
+    pub seeds: usize,
+    pub top1_mean: f64,
+    /// Sample standard deviation (NaN with one seed).
+    pub top1_std: f64,
+    pub top5_mean: f64,
+    pub top5_std: f64,
+    pub images_per_s: f64,
+    pub seconds: f64,
+}
+
+/// `a - b` in mean top-1 points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub a: String,
+    pub b: String,
+    pub welch: Option<Interval>,
+    /// Over the seeds both cells have.
+    pub paired: Option<Interval>,
+    pub verdict: String,
+}
+
+/// Cells in `order` (those without a finished run are left out), and every pair of them,
+/// later minus earlier (so with resnet, se-resnet, senetv2: se-resnet - resnet, senetv2 -
+/// resnet, senetv2 - se-resnet).
+pub fn summarize(order: &[String], runs: &[RunResult]) -> (Vec<CellSummary>, Vec<Comparison>) {
+    let of = |name: &str| -> Vec<&RunResult> {
+        let mut r: Vec<&RunResult> = runs.iter().filter(|r| r.cell == name).collect();
+        r.sort_by_key(|r| r.seed);
+        r
+    };
+    let cells: Vec<CellSummary> = order
+        .iter()
+        .filter_map(|name| {
+            let r = of(name);
+            if r.is_empty() {
+                return None;
+            }
+            let top1: Vec<f64> = r.iter().map(|r| r.top1).collect();
+            let top5: Vec<f64> = r.iter().map(|r| r.top5).collect();
+            let speed: Vec<f64> = r.iter().map(|r| r.images_per_s).collect();
+            Some(CellSummary {
+                name: name.clone(),
+                seeds: r.len(),
+                top1_mean: stats::mean(&top1),
+                top1_std: stats::std_dev(&top1),
+                top5_mean: stats::mean(&top5),
+                top5_std: stats::std_dev(&top5),
+                images_per_s: stats::mean(&speed),
+                seconds: r.iter().map(|r| r.seconds).sum(),
+            })
+        })
+        .collect();
+    let mut pairs = Vec::new();
+    for (i, b) in cells.iter().enumerate() {
+        for a in &cells[i + 1..] {
+            let (ra, rb) = (of(&a.name), of(&b.name));
+            let top1 = |r: &[&RunResult]| r.iter().map(|r| r.top1).collect::<Vec<f64>>();
+            let welch = stats::welch(&top1(&ra), &top1(&rb), 0.95);
+            // Paired: the seeds both finished.
+            let (mut pa, mut pb) = (Vec::new(), Vec::new());
+            for x in &ra {
+                if let Some(y) = rb.iter().find(|y| y.seed == x.seed) {
+                    pa.push(x.top1);
+                    pb.push(y.top1);
+                }
+            }
+            let paired = stats::paired(&pa, &pb, 0.95);
+            let seeds = ra.len().min(rb.len());
+            pairs.push(Comparison {
+                a: a.name.clone(),
+                b: b.name.clone(),
+                verdict: stats::verdict(&a.name, &b.name, welch.as_ref(), seeds),
+                welch,
+                paired,
+            });
+        }
+    }
+    (cells, pairs)
+}
+
+fn interval_json(i: &Option<Interval>) -> Value {
+    match i {
+        None => Value::Null,
+        Some(i) => {
+            json!({"diff": i.diff, "se": i.se, "df": i.df, "t": i.t, "low": i.low, "high": i.high})
+        }
+    }
+}
+
+/// The figures as JSON (`report.json`): `cells` and `comparisons`. NaN (a standard deviation
+/// of one seed) is written as null.
+pub fn to_json(cells: &[CellSummary], pairs: &[Comparison]) -> Value {
+    let num = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
+    json!({
+        "cells": cells.iter().map(|c| json!({
+            "name": c.name, "seeds": c.seeds,
+            "top1_mean": num(c.top1_mean), "top1_std": num(c.top1_std),
+            "top5_mean": num(c.top5_mean), "top5_std": num(c.top5_std),
+            "images_per_s": num(c.images_per_s), "seconds": num(c.seconds),
+        })).collect::<Vec<_>>(),
+        "comparisons": pairs.iter().map(|p| json!({
+            "a": p.a, "b": p.b, "welch": interval_json(&p.welch),
+            "paired": interval_json(&p.paired), "verdict": p.verdict,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The figures as Markdown tables (the body of `report.md`).
+pub fn to_markdown(cells: &[CellSummary], pairs: &[Comparison]) -> String {
+    let pm = |m: f64, s: f64| {
+        if s.is_finite() {
+            format!("{m:.2} ± {s:.2}")
+        } else {
+            format!("{m:.2}")
+        }
+    };
+    let mut md = String::from(
+        "| model | seeds | test top-1 % (mean ± sd) | test top-5 % | training images/s (the runs' own) | wall time |\n|---|---|---|---|---|---|\n",
+    );
+    for c in cells {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.1} | {:.1} h |",
+            c.name,
+            c.seeds,
+            pm(c.top1_mean, c.top1_std),
+            pm(c.top5_mean, c.top5_std),
+            c.images_per_s,
+            c.seconds / 3600.0
+        );
+    }
+    md.push_str("\n| difference of mean top-1 | Welch 95% CI | paired per-seed 95% CI | verdict |\n|---|---|---|---|\n");
+    let ci = |i: &Option<Interval>| match i {
+        Some(i) => format!("[{:+.2}, {:+.2}] (df {:.1})", i.low, i.high, i.df),
+        None => "—".to_string(),
+    };
+    for p in pairs {
+        let diff = p
+            .welch
+            .map(|w| w.diff)
+            .or(p.paired.map(|w| w.diff))
+            .map_or("—".to_string(), |d| format!("{d:+.2}"));
+        let _ = writeln!(
+            md,
+            "| {} - {}: {diff} | {} | {} | {} |",
+            p.a,
+            p.b,
+            ci(&p.welch),
+            ci(&p.paired),
+            p.verdict
+        );
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(cell: &str, seed: u64, top1: f64) -> RunResult {
+        RunResult {
+            cell: cell.into(),
+            seed,
+            top1,
+            top5: top1 + 10.0,
+            images_per_s: 100.0 + seed as f64,
+            seconds: 60.0,
+        }
+    }
+
+    #[test]
+    fn cells_and_pairs_by_hand() {
+        let runs = vec![
+            run("resnet", 0, 80.0),
+            run("resnet", 1, 81.0),
+            run("resnet", 2, 82.0),
+            run("senetv2", 2, 84.0),
+            run("senetv2", 0, 81.0),
+            run("senetv2", 1, 83.0),
+        ];
+        let order = ["resnet", "se-resnet", "senetv2"].map(String::from);
+        let (cells, pairs) = summarize(&order, &runs);
+        // se-resnet has no finished run: left out.
+        assert_eq!(cells.len(), 2);
+        assert_eq!(cells[1].name, "senetv2");
+        assert_eq!(cells[1].seeds, 3);
+        assert!((cells[1].top1_mean - 82.666_666_666_666_67).abs() < 1e-12);
+        // 81, 83, 84: deviations -5/3, 1/3, 4/3, squares sum 42/9 over 2.
+        assert!((cells[1].top1_std - (42.0f64 / 18.0).sqrt()).abs() < 1e-12);
+        assert!((cells[0].images_per_s - 101.0).abs() < 1e-12);
+        assert_eq!(cells[0].seconds, 180.0);
+        assert_eq!(pairs.len(), 1);
+        let p = &pairs[0];
+        assert_eq!((p.a.as_str(), p.b.as_str()), ("senetv2", "resnet"));
+        // Paired by seed: 1, 2, 2 -> mean 5/3, df 2.
+        let paired = p.paired.unwrap();
+        assert!((paired.diff - 5.0 / 3.0).abs() < 1e-12);
+        assert_eq!(paired.df, 2.0);
+        let welch = p.welch.unwrap();
+        assert!((welch.diff - 5.0 / 3.0).abs() < 1e-12);
+        assert!(
+            p.verdict.starts_with("senetv2 - resnet: +1.67 points"),
+            "{}",
+            p.verdict
+        );
+        let md = to_markdown(&cells, &pairs);
+        assert!(md.contains("| senetv2 | 3 | 82.67 ± 1.53 |"), "{md}");
+        assert!(md.contains("| senetv2 - resnet: +1.67 |"), "{md}");
+        let j = to_json(&cells, &pairs);
+        assert_eq!(j["cells"][0]["name"], "resnet");
+        assert_eq!(j["comparisons"][0]["paired"]["df"], 2.0);
+    }
+
+    #[test]
+    fn one_seed_gives_no_interval_and_null_spread() {
+        let runs = vec![run("a", 0, 50.0), run("b", 0, 55.0)];
+        let order = ["a", "b"].map(String::from);
+        let (cells, pairs) = summarize(&order, &runs);
+        assert!(cells[0].top1_std.is_nan());
+        assert_eq!(pairs[0].welch, None);
+        assert_eq!(pairs[0].paired, None);
+        assert!(pairs[0].verdict.contains("no interval at 1 seed"));
+        let j = to_json(&cells, &pairs);
+        assert!(j["cells"][0]["top1_std"].is_null());
+        assert!(to_markdown(&cells, &pairs).contains("| b - a: — | — | — |"));
+    }
+}
