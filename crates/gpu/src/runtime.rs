@@ -943,8 +943,9 @@ impl Gpu {
     }
 
     /// [`Gpu::dispatch`] where the shader also reads `arrays` through the read-only
-    /// `rgba32float` storage texture at binding [`TEXELS4_BINDING`], stacked by rows (see [`Gpu::texel_rows`]): element `i`
-    /// of the stack is component `i % 4` of texel `(i / 4 % (TEXEL_ROW / 4), i / TEXEL_ROW)`.
+    /// `rgba32float` storage texture at binding [`TEXELS4_BINDING`], stacked by rows (see
+    /// [`Gpu::texel_rows`]): element `i` of the stack is component `i % 4` of texel
+    /// `(i / 4 % (TEXEL_ROW / 4), i / TEXEL_ROW)`.
     /// One fetch reads four consecutive elements, so a kernel that wants runs of four (a GEMM
     /// reading four K positions of A, or four columns of B) makes a quarter of the fetches of
     /// [`Gpu::dispatch_reading_texels`]. Elements past an array's end may hold anything.
