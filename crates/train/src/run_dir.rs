@@ -339,6 +339,16 @@ pub struct RunDir {
     out: PathBuf,
 }
 
+/// The rows of the `metrics.csv` in run folder `out` (none when it has none), without
+/// creating or recovering anything: what `senet reproduce` reads of runs it does not train.
+pub fn read_metrics(out: &Path) -> Result<Vec<EpochMetrics>> {
+    let path = out.join("metrics.csv");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    metrics::parse_csv(&read_text(&path, 64 << 20)?)
+}
+
 impl RunDir {
     /// The folder `out`, created when missing; a save that a kill interrupted is finished or
     /// undone first ([`crate::save_set::recover`]).
@@ -447,11 +457,7 @@ impl RunDir {
     /// The rows of `metrics.csv` up to epoch `epochs` (a run stopped mid-epoch may have
     /// written later ones before it was resumed from an earlier checkpoint); none without it.
     pub fn read_metrics(&self, epochs: usize) -> Result<Vec<EpochMetrics>> {
-        let path = self.out.join("metrics.csv");
-        if !path.exists() {
-            return Ok(Vec::new());
-        }
-        let mut rows = metrics::parse_csv(&read_text(&path, 64 << 20)?)?;
+        let mut rows = read_metrics(&self.out)?;
         rows.retain(|r| r.epoch <= epochs);
         Ok(rows)
     }

@@ -8,8 +8,11 @@
 //! - `ablation`: SaE on senetv2-9, question 3: cardinality {1, 2, 4, 8} at reduction 32 and
 //!   reduction {8, 16, 32, 64} at cardinality 4 (7 cells, the paper's choice k4-r32 once), or
 //!   with `grid` all 16 pairs.
-use anyhow::{bail, Result};
+use crate::study_report::{self, RunResult};
+use crate::{Outcome, StopHandle, TrainOptions};
+use anyhow::{anyhow, bail, Context, Result};
 use senet_models::{stages, BlockKind, Family, ModelConfig, Preset};
+use senet_nn::checkpoint;
 use std::path::{Path, PathBuf};
 
 /// The studies `senet reproduce --study` knows.
@@ -136,6 +139,105 @@ pub fn plan(cells: &[Cell], seeds: u64, dir: &Path) -> Vec<PlannedRun> {
             })
         })
         .collect()
+}
+
+/// Whether the run in `folder` has all `epochs` epochs in its `metrics.csv`.
+pub fn finished(folder: &Path, epochs: usize) -> Result<bool> {
+    let rows = crate::run_dir::read_metrics(folder)?;
+    Ok(rows.iter().filter(|r| r.epoch <= epochs).count() >= epochs)
+}
+
+/// How an invocation of a study ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StudyOutcome {
+    /// Every run has all its epochs.
+    Complete,
+    /// A run stopped early (Ctrl-C, or the template's `max_steps`); the study resumes it next
+    /// time.
+    Stopped,
+}
+
+/// Trains, in plan order, every run of `runs` that has not finished: a fresh one, or with
+/// `--resume` one that has a checkpoint. `template` gives the data, recipe and device; each
+/// run gets its cell's model, its seed and its folder. `progress(done, total)` is called
+/// before each run and at the end. Stops at the first run that ends early.
+pub fn run_all(
+    template: &TrainOptions,
+    cells: &[Cell],
+    runs: &[PlannedRun],
+    stop: &StopHandle,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<StudyOutcome> {
+    let total = runs.len();
+    for (i, run) in runs.iter().enumerate() {
+        if finished(&run.folder, template.epochs)? {
+            continue;
+        }
+        progress(i, total);
+        let cell = cells
+            .iter()
+            .find(|c| c.name == run.cell)
+            .ok_or_else(|| anyhow!("run {} names no cell of the study", run.cell))?;
+        if let Some(parent) = run.folder.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let mut o = template.clone();
+        o.model = cell.model.clone();
+        o.seed = run.seed;
+        o.out = run.folder.clone();
+        o.resume = run.folder.join("last.safetensors").is_file();
+        o.overwrite = false;
+        let (_, outcome) = crate::train(&o, stop)
+            .with_context(|| format!("study run {} seed {}", run.cell, run.seed))?;
+        if outcome != Outcome::Finished {
+            return Ok(StudyOutcome::Stopped);
+        }
+    }
+    progress(total, total);
+    Ok(StudyOutcome::Complete)
+}
+
+/// The results of the runs that have all `epochs` epochs.
+pub fn results(runs: &[PlannedRun], epochs: usize) -> Result<Vec<RunResult>> {
+    let mut out = Vec::new();
+    for run in runs {
+        let mut rows = crate::run_dir::read_metrics(&run.folder)?;
+        rows.retain(|r| r.epoch <= epochs);
+        if rows.len() >= epochs {
+            out.extend(RunResult::from_metrics(&run.cell, run.seed, &rows));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `dir/report.md` and `dir/report.json` from the finished runs (each through a
+/// temporary file and a rename). `title` heads the Markdown.
+pub fn write_report(
+    dir: &Path,
+    title: &str,
+    cells: &[Cell],
+    runs: &[PlannedRun],
+    epochs: usize,
+) -> Result<()> {
+    let order: Vec<String> = cells.iter().map(|c| c.name.clone()).collect();
+    let found = results(runs, epochs)?;
+    let (summary, pairs) = study_report::summarize(&order, &found);
+    let md = format!(
+        "# {title}\n\n{} of {} runs finished ({epochs} epochs each).\n\n{}",
+        found.len(),
+        runs.len(),
+        study_report::to_markdown(&summary, &pairs)
+    );
+    let mut json = study_report::to_json(&summary, &pairs);
+    json["title"] = title.into();
+    json["runs_finished"] = found.len().into();
+    json["runs_planned"] = runs.len().into();
+    json["epochs"] = epochs.into();
+    let text = serde_json::to_string_pretty(&json)? + "\n";
+    checkpoint::write_atomically(&dir.join("report.md"), md.as_bytes())?;
+    checkpoint::write_atomically(&dir.join("report.json"), text.as_bytes())?;
+    Ok(())
 }
 
 #[cfg(test)]

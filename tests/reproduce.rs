@@ -1,0 +1,97 @@
+//! `senet reproduce`'s study runner on a generated CIFAR-10 folder: two tiny models x two
+//! seeds run to a report, and a study stopped in the middle and started again gives the same
+//! report as one that never stopped (all but the timing fields).
+use senet::train::study::{self, Study, StudyOptions, StudyOutcome};
+use senet::train::StopHandle;
+use serde_json::Value;
+use std::path::Path;
+
+mod common;
+
+/// The study's first two cells (resnet and se-resnet at depth 9, width 4), two seeds.
+fn tiny_study(dir: &Path) -> (Vec<study::Cell>, Vec<study::PlannedRun>) {
+    let o = StudyOptions {
+        study: Study::Cifar10,
+        families: false,
+        grid: false,
+        width: 4,
+        classes: 10,
+    };
+    let cells: Vec<study::Cell> = study::cells(&o).unwrap().into_iter().take(2).collect();
+    let runs = study::plan(&cells, 2, dir);
+    (cells, runs)
+}
+
+/// report.json without the fields that measure time.
+fn report_without_timing(dir: &Path) -> Value {
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    for cell in v["cells"].as_array_mut().unwrap() {
+        let cell = cell.as_object_mut().unwrap();
+        cell.remove("images_per_s");
+        cell.remove("seconds");
+    }
+    v
+}
+
+#[test]
+fn a_stopped_study_resumes_to_the_same_report() {
+    let root = common::tmp("reproduce");
+    let data = root.join("data");
+    common::write_cifar10(&data, 4, 5);
+    let mut template = common::options(&data, &root.join("unused"), "cpu");
+    template.epochs = 2;
+
+    // Uninterrupted.
+    let straight = root.join("straight");
+    let (cells, runs) = tiny_study(&straight);
+    let mut calls = Vec::new();
+    let outcome = study::run_all(&template, &cells, &runs, &StopHandle::new(), |d, t| {
+        calls.push((d, t))
+    })
+    .unwrap();
+    assert_eq!(outcome, StudyOutcome::Complete);
+    assert_eq!(calls.first(), Some(&(0, 4)));
+    assert_eq!(calls.last(), Some(&(4, 4)));
+    study::write_report(&straight, "tiny", &cells, &runs, 2).unwrap();
+    let want = report_without_timing(&straight);
+    assert_eq!(want["runs_finished"], 4);
+    assert_eq!(want["cells"][0]["name"], "resnet");
+    assert_eq!(want["cells"][1]["seeds"], 2);
+    assert_eq!(want["comparisons"][0]["a"], "se-resnet");
+    let md = std::fs::read_to_string(straight.join("report.md")).unwrap();
+    assert!(md.contains("4 of 4 runs finished"), "{md}");
+    assert!(md.contains("| se-resnet - resnet: "), "{md}");
+
+    // Stopped twice (mid-run: the template's step limit), then finished.
+    let stopped = root.join("stopped");
+    let (cells, runs) = tiny_study(&stopped);
+    let mut limited = template.clone();
+    limited.max_steps = Some(4);
+    let stop = StopHandle::new();
+    let first = study::run_all(&limited, &cells, &runs, &stop, |_, _| {}).unwrap();
+    assert_eq!(first, StudyOutcome::Stopped);
+    assert!(!study::finished(&runs[0].folder, 2).unwrap());
+    study::write_report(&stopped, "tiny", &cells, &runs, 2).unwrap();
+    assert_eq!(report_without_timing(&stopped)["runs_finished"], 0);
+    // The first run finishes now (its 6 steps pass the limit of 4 only once resumed without
+    // it); the second stops at the limit again.
+    let second = study::run_all(&template, &cells, &runs[..1], &stop, |_, _| {}).unwrap();
+    assert_eq!(second, StudyOutcome::Complete);
+    let third = study::run_all(&limited, &cells, &runs, &stop, |_, _| {}).unwrap();
+    assert_eq!(third, StudyOutcome::Stopped);
+    let last = study::run_all(&template, &cells, &runs, &stop, |_, _| {}).unwrap();
+    assert_eq!(last, StudyOutcome::Complete);
+    study::write_report(&stopped, "tiny", &cells, &runs, 2).unwrap();
+    assert_eq!(report_without_timing(&stopped), want);
+    // Not only the accuracies: every run ends with the same weights, bit for bit.
+    for (a, b) in tiny_study(&straight).1.iter().zip(&runs) {
+        assert_eq!(
+            common::checkpoint_bits(&a.folder.join("last.safetensors")),
+            common::checkpoint_bits(&b.folder.join("last.safetensors")),
+            "{:?}",
+            b.folder
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
