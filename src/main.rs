@@ -25,11 +25,68 @@ struct Cli {
     gpu_kernels: Option<String>,
 }
 
+/// The studies of `senet reproduce`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum StudyName {
+    Cifar10,
+    Cifar100,
+    Ablation,
+}
+
+/// The flags of `senet reproduce`.
+#[derive(clap::Args)]
+struct ReproduceArgs {
+    /// `cifar10`: resnet, se-resnet and senetv2 at depth 9, paper preset (the paper's CIFAR-10
+    /// networks); `cifar100`: the same at depth 50 (the paper's CIFAR-100 networks: use
+    /// `--dataset cifar100 --labels coarse` for its 20 classes); `ablation`: the SaE of
+    /// senetv2-9 at cardinality 1, 2, 4, 8 (reduction 32) and reduction 8, 16, 32, 64
+    /// (cardinality 4).
+    #[arg(long, value_enum)]
+    study: StudyName,
+    /// Seeds per model (runs use seeds 0 to N-1); 1 to 100.
+    #[arg(long, default_value_t = 3, value_parser = count_in::<1, 100>)]
+    seeds: usize,
+    /// Epochs per run; 1 to 100000.
+    #[arg(long, default_value_t = 15, value_parser = count_in::<1, 100_000>)]
+    epochs: usize,
+    /// Base width of every model (64: the published networks); 1 to 1024. The ablation refuses
+    /// a width at which a cell's SaE would have a hidden size below 2.
+    #[arg(long, default_value_t = 64, value_parser = count_in::<1, 1024>)]
+    width: usize,
+    /// Also train resnext, se-resnext and senextv2 (cifar10 and cifar100 studies).
+    #[arg(long)]
+    families: bool,
+    /// Ablation: all 16 (cardinality, reduction) pairs instead of the 7-cell cross.
+    #[arg(long)]
+    grid: bool,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Images per step; 1 to 65536.
+    #[arg(long, default_value_t = 128, value_parser = count_in::<1, MAX_BATCH>)]
+    batch: usize,
+    /// cpu, gpu, auto (a hardware GPU, else the CPU) or an adapter name.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// The study's folder: a run folder per (model, seed), `<model>/seed-<n>`, and the report.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Train nothing: rebuild the report from the runs that have finished.
+    #[arg(long)]
+    report_only: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train a model. Default recipe: SGD, Nesterov momentum 0.9, lr 0.1 at batch 128, weight
     /// decay 5e-4, one epoch of linear warm-up then cosine to zero, random crop + flip.
     Train(TrainArgs),
+    /// Answer one of the paper's research questions with several seeds: train every model of
+    /// a study (each (model, seed) its own run folder under --out, made by the same trainer as
+    /// `train` with its default recipe), then write report.md and report.json (mean and
+    /// standard deviation over seeds, each pairwise difference with Welch's 95% interval and
+    /// the paired per-seed interval, a verdict per pair). Finished runs are skipped and an
+    /// interrupted one resumes, so the same command carries a stopped study on.
+    Reproduce(ReproduceArgs),
     /// Evaluate a checkpoint on the test split: loss, top-1, top-5, per-class accuracy, and
     /// confusion.csv / confusion.png (and misclassified.png with --misclassified) written into
     /// the run folder with --run, else into --out.
@@ -266,6 +323,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Train(args) => train(&args),
+        Command::Reproduce(args) => reproduce(&args),
         Command::Eval {
             source,
             out,
@@ -411,11 +469,13 @@ fn remove_stale_runtime_dirs() {
 /// or 143), as a shell reports a process the signal ended. A second signal ends it at once, and
 /// so does the first before the first step (a download or the dataset's decoding: nothing to
 /// save yet; a download's temporary file is removed at the next start).
-fn train(args: &TrainArgs) -> Result<ExitCode> {
+/// A stop handle that Ctrl-C and SIGTERM trigger (a checkpoint is saved after the current
+/// step; a second signal, or one before the first step, ends the process at once), and the
+/// signal received (0 until one is).
+fn stop_on_signals() -> Result<(StopHandle, std::sync::Arc<std::sync::atomic::AtomicI32>)> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     use std::sync::atomic::{AtomicI32, Ordering};
     use std::sync::Arc;
-    let o = args.options()?;
     let stop = StopHandle::new();
     let received = Arc::new(AtomicI32::new(0));
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
@@ -441,6 +501,13 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
             }
         }
     });
+    Ok((stop, received))
+}
+
+fn train(args: &TrainArgs) -> Result<ExitCode> {
+    use std::sync::atomic::Ordering;
+    let o = args.options()?;
+    let (stop, received) = stop_on_signals()?;
     let (rows, outcome) = senet::train::train(&o, &stop)?;
     if let Some(r) = rows.last() {
         senet::train::say(format!(
@@ -455,6 +522,82 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(u8::try_from(128 + signal).unwrap_or(1)));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
+    use senet::train::args::{DatasetKind, LabelKind};
+    use senet::train::study::{self, Study, StudyOptions, StudyOutcome};
+    use std::io::IsTerminal;
+    use std::sync::atomic::Ordering;
+    let (study_kind, name) = match a.study {
+        StudyName::Cifar10 => (Study::Cifar10, "cifar10"),
+        StudyName::Cifar100 => (Study::Cifar100, "cifar100"),
+        StudyName::Ablation => (Study::Ablation, "ablation"),
+    };
+    // The dataset decides the classes a run trains; this is what the cells are described with.
+    let classes = match (a.data.dataset, a.data.labels) {
+        (DatasetKind::Cifar100, LabelKind::Coarse) => 20,
+        (DatasetKind::Cifar100, LabelKind::Fine) => 100,
+        _ => 10,
+    };
+    let cells = study::cells(&StudyOptions {
+        study: study_kind,
+        families: a.families,
+        grid: a.grid,
+        width: a.width,
+        classes,
+    })?;
+    let runs = study::plan(&cells, a.seeds as u64, &a.out);
+    let title = format!(
+        "senet reproduce --study {name}: {} models x {} seeds, {} epochs, width {}, {:?} data {}",
+        cells.len(),
+        a.seeds,
+        a.epochs,
+        a.width,
+        a.data.dataset,
+        a.data.data.display()
+    );
+    let mut code = ExitCode::SUCCESS;
+    if !a.report_only {
+        std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+        let (stop, received) = stop_on_signals()?;
+        let mut template =
+            senet::train::TrainOptions::new(cells[0].model.clone(), a.data.options(), &a.out);
+        template.epochs = a.epochs;
+        template.batch = a.batch;
+        template.device = a.device.clone();
+        template.progress = std::io::stderr().is_terminal();
+        let started = std::time::Instant::now();
+        let mut first_done = None;
+        let outcome = study::run_all(&template, &cells, &runs, &stop, |done, total| {
+            // Time left from this invocation's pace (runs finished before it are not timed).
+            let first = *first_done.get_or_insert(done);
+            let left = match done - first {
+                0 => String::new(),
+                n => {
+                    let per = started.elapsed().as_secs_f64() / n as f64;
+                    format!(", about {:.1} h left", per * (total - done) as f64 / 3600.0)
+                }
+            };
+            senet::train::say(format!("study {name}: {done} of {total} runs done{left}"));
+        })?;
+        let signal = received.load(Ordering::SeqCst);
+        if outcome == StudyOutcome::Stopped {
+            senet::train::say(format!(
+                "study {name} stopped; the same command carries it on from where it stopped"
+            ));
+            if signal > 0 {
+                code = ExitCode::from(u8::try_from(128 + signal).unwrap_or(1));
+            }
+        }
+    }
+    study::write_report(&a.out, &title, &cells, &runs, a.epochs)?;
+    senet::train::say(format!(
+        "report: {} and {}",
+        a.out.join("report.md").display(),
+        a.out.join("report.json").display()
+    ));
+    Ok(code)
 }
 
 fn selftest(device: &str, cases: usize, seed: u64) -> Result<ExitCode> {

@@ -7,6 +7,8 @@ use serde_json::Value;
 use std::path::Path;
 
 mod common;
+#[path = "fixtures/support.rs"]
+mod support;
 
 /// The study's first two cells (resnet and se-resnet at depth 9, width 4), two seeds.
 fn tiny_study(dir: &Path) -> (Vec<study::Cell>, Vec<study::PlannedRun>) {
@@ -93,5 +95,77 @@ fn a_stopped_study_resumes_to_the_same_report() {
             b.folder
         );
     }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn senet_reproduce_runs_a_study_and_rebuilds_its_report() {
+    let root = support::scratch("reproduce-cli");
+    let data = root.join("data");
+    common::write_cifar10(&data, 4, 7);
+    let out = root.join("study");
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "reproduce",
+            "--study",
+            "cifar10",
+            "--seeds",
+            "2",
+            "--epochs",
+            "1",
+            "--width",
+            "4",
+            "--batch",
+            "16",
+            "--device",
+            "cpu",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(["--data".into(), data.display().to_string()]);
+        a.extend(["--out".into(), out.display().to_string()]);
+        a.extend(extra.iter().map(|e| e.to_string()));
+        a
+    };
+    let o = support::senet(args(&[]));
+    support::success(&o);
+    let err = support::stderr(&o);
+    assert!(err.contains("study cifar10: 0 of 6 runs done"), "{err}");
+    assert!(err.contains("study cifar10: 6 of 6 runs done"), "{err}");
+    for cell in ["resnet", "se-resnet", "senetv2"] {
+        for seed in 0..2 {
+            let run = out.join(cell).join(format!("seed-{seed}"));
+            let config: Value =
+                serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap())
+                    .unwrap();
+            assert_eq!(config["seed"], seed, "{run:?}");
+            assert!(config["commit"].is_string() && config["version"].is_string());
+        }
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("6 of 6 runs finished (1 epochs each)"), "{md}");
+    assert!(md.contains("| senetv2 - resnet: "), "{md}");
+    let report = report_without_timing(&out);
+    assert_eq!(report["cells"].as_array().unwrap().len(), 3);
+
+    // Again: every run is finished, nothing trains, the report is rebuilt the same.
+    std::fs::remove_file(out.join("report.json")).unwrap();
+    let o = support::senet(args(&["--report-only"]));
+    support::success(&o);
+    assert_eq!(report_without_timing(&out), report);
+
+    // The ablation at a width that squeezes SaE to nothing is refused before anything runs.
+    let o = support::senet([
+        "reproduce",
+        "--study",
+        "ablation",
+        "--width",
+        "4",
+        "--out",
+        &root.join("ablation").display().to_string(),
+    ]);
+    let err = support::failure(&o);
+    assert!(err.contains("--width 32 or more"), "{err}");
+    assert!(!root.join("ablation").exists());
     let _ = std::fs::remove_dir_all(&root);
 }
