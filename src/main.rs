@@ -540,13 +540,14 @@ fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
         (DatasetKind::Cifar100, LabelKind::Fine) => 100,
         _ => 10,
     };
-    let cells = study::cells(&StudyOptions {
+    let options = StudyOptions {
         study: study_kind,
         families: a.families,
         grid: a.grid,
         width: a.width,
         classes,
-    })?;
+    };
+    let cells = study::cells(&options)?;
     let runs = study::plan(&cells, a.seeds as u64, &a.out);
     let title = format!(
         "senet reproduce --study {name}: {} models x {} seeds, {} epochs, width {}, {:?} data {}",
@@ -591,7 +592,16 @@ fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
             }
         }
     }
-    study::write_report(&a.out, &title, &cells, &runs, a.epochs)?;
+    let note = match (study_kind, classes) {
+        (Study::Cifar10, 10) | (Study::Cifar100, 20) => "",
+        (Study::Cifar100, _) => {
+            "The paper's CIFAR-100 figures are for its 20 coarse labels: with these labels they \
+             are not comparable and are left out."
+        }
+        _ => "",
+    };
+    let facts = study::facts(&options, &cells, a.data.image_size)?;
+    study::write_report(&a.out, &title, note, &cells, &facts, &runs, a.epochs)?;
     senet::train::say(format!(
         "report: {} and {}",
         a.out.join("report.md").display(),

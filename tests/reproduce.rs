@@ -55,7 +55,7 @@ fn a_stopped_study_resumes_to_the_same_report() {
     assert_eq!(outcome, StudyOutcome::Complete);
     assert_eq!(calls.first(), Some(&(0, 4)));
     assert_eq!(calls.last(), Some(&(4, 4)));
-    study::write_report(&straight, "tiny", &cells, &runs, 2).unwrap();
+    study::write_report(&straight, "tiny", "", &cells, &[], &runs, 2).unwrap();
     let want = report_without_timing(&straight);
     assert_eq!(want["runs_finished"], 4);
     assert_eq!(want["cells"][0]["name"], "resnet");
@@ -74,7 +74,7 @@ fn a_stopped_study_resumes_to_the_same_report() {
     let first = study::run_all(&limited, &cells, &runs, &stop, |_, _| {}).unwrap();
     assert_eq!(first, StudyOutcome::Stopped);
     assert!(!study::finished(&runs[0].folder, 2).unwrap());
-    study::write_report(&stopped, "tiny", &cells, &runs, 2).unwrap();
+    study::write_report(&stopped, "tiny", "", &cells, &[], &runs, 2).unwrap();
     assert_eq!(report_without_timing(&stopped)["runs_finished"], 0);
     // The first run finishes now (its 6 steps pass the limit of 4 only once resumed without
     // it); the second stops at the limit again.
@@ -84,7 +84,7 @@ fn a_stopped_study_resumes_to_the_same_report() {
     assert_eq!(third, StudyOutcome::Stopped);
     let last = study::run_all(&template, &cells, &runs, &stop, |_, _| {}).unwrap();
     assert_eq!(last, StudyOutcome::Complete);
-    study::write_report(&stopped, "tiny", &cells, &runs, 2).unwrap();
+    study::write_report(&stopped, "tiny", "", &cells, &[], &runs, 2).unwrap();
     assert_eq!(report_without_timing(&stopped), want);
     // Not only the accuracies: every run ends with the same weights, bit for bit.
     for (a, b) in tiny_study(&straight).1.iter().zip(&runs) {
@@ -145,8 +145,14 @@ fn senet_reproduce_runs_a_study_and_rebuilds_its_report() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("6 of 6 runs finished (1 epochs each)"), "{md}");
     assert!(md.contains("| senetv2 - resnet: "), "{md}");
+    // Width 4, so not the paper's networks' size, but the paper's figure stands beside ours.
+    assert!(
+        md.contains("| senetv2 | 2 | ") && md.contains(" | 78.60 | "),
+        "{md}"
+    );
     let report = report_without_timing(&out);
     assert_eq!(report["cells"].as_array().unwrap().len(), 3);
+    assert!(report["cells"][2]["params"].as_u64().unwrap() > 0);
 
     // Again: every run is finished, nothing trains, the report is rebuilt the same.
     std::fs::remove_file(out.join("report.json")).unwrap();

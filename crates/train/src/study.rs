@@ -8,7 +8,7 @@
 //! - `ablation`: SaE on senetv2-9, question 3: cardinality {1, 2, 4, 8} at reduction 32 and
 //!   reduction {8, 16, 32, 64} at cardinality 4 (7 cells, the paper's choice k4-r32 once), or
 //!   with `grid` all 16 pairs.
-use crate::study_report::{self, RunResult};
+use crate::study_report::{self, CellFacts, RunResult};
 use crate::{Outcome, StopHandle, TrainOptions};
 use anyhow::{anyhow, bail, Context, Result};
 use senet_models::{stages, BlockKind, Family, ModelConfig, Preset};
@@ -211,12 +211,46 @@ pub fn results(runs: &[PlannedRun], epochs: usize) -> Result<Vec<RunResult>> {
     Ok(out)
 }
 
+/// The paper's published top-1 for a cell (MODELS.md), where our study trains the same
+/// network on the same task: CIFAR-10 with 10 classes, CIFAR-100 with its 20 coarse labels.
+pub fn paper_top1(o: &StudyOptions, cell: &str) -> Option<f64> {
+    let row = ["resnet", "se-resnet", "senetv2"]
+        .iter()
+        .position(|&n| n == cell)?;
+    match (o.study, o.classes) {
+        (Study::Cifar10, 10) => Some([77.38, 77.79, 78.60][row]),
+        (Study::Cifar100, 20) => Some([61.72, 62.26, 63.52][row]),
+        _ => None,
+    }
+}
+
+/// Each cell's parameters (both counts) and forward MFLOPs at `image_size`, from the model
+/// built on the CPU and traced once ([`senet_models::summary`]), and its paper figure.
+pub fn facts(o: &StudyOptions, cells: &[Cell], image_size: usize) -> Result<Vec<CellFacts>> {
+    cells
+        .iter()
+        .map(|c| {
+            let mut model = senet_models::build(&c.model, 0)?;
+            let s = senet_models::summary(&mut model, image_size)?;
+            Ok(CellFacts {
+                name: c.name.clone(),
+                params: s.trainable,
+                params_keras: s.with_bn_statistics,
+                mflops: s.mflops(),
+                paper_top1: paper_top1(o, &c.name),
+            })
+        })
+        .collect()
+}
+
 /// Writes `dir/report.md` and `dir/report.json` from the finished runs (each through a
-/// temporary file and a rename). `title` heads the Markdown.
+/// temporary file and a rename). `title` heads the Markdown; `note` (may be empty) follows it.
 pub fn write_report(
     dir: &Path,
     title: &str,
+    note: &str,
     cells: &[Cell],
+    facts: &[CellFacts],
     runs: &[PlannedRun],
     epochs: usize,
 ) -> Result<()> {
@@ -224,12 +258,14 @@ pub fn write_report(
     let found = results(runs, epochs)?;
     let (summary, pairs) = study_report::summarize(&order, &found);
     let md = format!(
-        "# {title}\n\n{} of {} runs finished ({epochs} epochs each).\n\n{}",
+        "# {title}\n\n{note}{}{} of {} runs finished ({epochs} epochs each).\n\n{}",
+        if note.is_empty() { "" } else { "\n\n" },
         found.len(),
         runs.len(),
-        study_report::to_markdown(&summary, &pairs)
+        study_report::to_markdown(&summary, facts, &pairs)
     );
-    let mut json = study_report::to_json(&summary, &pairs);
+    let mut json = study_report::to_json(&summary, facts, &pairs);
+    json["note"] = note.into();
     json["title"] = title.into();
     json["runs_finished"] = found.len().into();
     json["runs_planned"] = runs.len().into();
@@ -319,6 +355,39 @@ mod tests {
             ..options(Study::Cifar10)
         };
         assert!(cells(&tiny).is_ok());
+    }
+
+    #[test]
+    fn the_report_knows_the_paper_figures_and_each_cell_size() {
+        let o = options(Study::Cifar10);
+        assert_eq!(paper_top1(&o, "senetv2"), Some(78.60));
+        assert_eq!(paper_top1(&o, "senextv2"), None);
+        let coarse = StudyOptions {
+            classes: 20,
+            ..options(Study::Cifar100)
+        };
+        assert_eq!(paper_top1(&coarse, "resnet"), Some(61.72));
+        let fine = StudyOptions {
+            classes: 100,
+            ..options(Study::Cifar100)
+        };
+        assert_eq!(
+            paper_top1(&fine, "resnet"),
+            None,
+            "fine labels: not the paper's task"
+        );
+        // MODELS.md's exact counts for the paper's CIFAR-10 networks, and senetv2-9's MFLOPs.
+        let f = facts(&o, &cells(&o).unwrap(), 32).unwrap();
+        let counts: Vec<(usize, usize)> = f.iter().map(|f| (f.params, f.params_keras)).collect();
+        assert_eq!(
+            counts,
+            [
+                (8_046_090, 8_065_418),
+                (8_398_210, 8_417_538),
+                (9_443_050, 9_462_378)
+            ]
+        );
+        assert!((f[2].mflops - 62.693_376).abs() < 1e-9);
     }
 
     #[test]

@@ -48,6 +48,20 @@ pub struct CellSummary {
     pub seconds: f64,
 }
 
+/// What a cell is, apart from its runs: its size and cost, and the paper's figure for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellFacts {
+    pub name: String,
+    /// PyTorch's count: weights and biases.
+    pub params: usize,
+    /// Keras's count (the paper's tables): also batch norm's running statistics.
+    pub params_keras: usize,
+    /// One forward pass of one image.
+    pub mflops: f64,
+    /// The paper's published top-1 for this network and dataset, where it is comparable.
+    pub paper_top1: Option<f64>,
+}
+
 /// `a - b` in mean top-1 points.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Comparison {
@@ -129,15 +143,20 @@ fn interval_json(i: &Option<Interval>) -> Value {
 
 /// The figures as JSON (`report.json`): `cells` and `comparisons`. NaN (a standard deviation
 /// of one seed) is written as null.
-pub fn to_json(cells: &[CellSummary], pairs: &[Comparison]) -> Value {
+pub fn to_json(cells: &[CellSummary], facts: &[CellFacts], pairs: &[Comparison]) -> Value {
     let num = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
     json!({
-        "cells": cells.iter().map(|c| json!({
-            "name": c.name, "seeds": c.seeds,
-            "top1_mean": num(c.top1_mean), "top1_std": num(c.top1_std),
-            "top5_mean": num(c.top5_mean), "top5_std": num(c.top5_std),
-            "images_per_s": num(c.images_per_s), "seconds": num(c.seconds),
-        })).collect::<Vec<_>>(),
+        "cells": cells.iter().map(|c| {
+            let f = facts.iter().find(|f| f.name == c.name);
+            json!({
+                "name": c.name, "seeds": c.seeds,
+                "top1_mean": num(c.top1_mean), "top1_std": num(c.top1_std),
+                "top5_mean": num(c.top5_mean), "top5_std": num(c.top5_std),
+                "images_per_s": num(c.images_per_s), "seconds": num(c.seconds),
+                "params": f.map(|f| f.params), "params_keras": f.map(|f| f.params_keras),
+                "mflops": f.map(|f| f.mflops), "paper_top1": f.and_then(|f| f.paper_top1),
+            })
+        }).collect::<Vec<_>>(),
         "comparisons": pairs.iter().map(|p| json!({
             "a": p.a, "b": p.b, "welch": interval_json(&p.welch),
             "paired": interval_json(&p.paired), "verdict": p.verdict,
@@ -146,7 +165,7 @@ pub fn to_json(cells: &[CellSummary], pairs: &[Comparison]) -> Value {
 }
 
 /// The figures as Markdown tables (the body of `report.md`).
-pub fn to_markdown(cells: &[CellSummary], pairs: &[Comparison]) -> String {
+pub fn to_markdown(cells: &[CellSummary], facts: &[CellFacts], pairs: &[Comparison]) -> String {
     let pm = |m: f64, s: f64| {
         if s.is_finite() {
             format!("{m:.2} ± {s:.2}")
@@ -155,12 +174,24 @@ pub fn to_markdown(cells: &[CellSummary], pairs: &[Comparison]) -> String {
         }
     };
     let mut md = String::from(
-        "| model | seeds | test top-1 % (mean ± sd) | test top-5 % | training images/s (the runs' own) | wall time |\n|---|---|---|---|---|---|\n",
+        "| model | seeds | test top-1 % (mean ± sd) | paper's top-1 % | test top-5 % | parameters (PyTorch / Keras) | MFLOPs | training images/s (the runs' own) | wall time |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for c in cells {
+        let f = facts.iter().find(|f| f.name == c.name);
+        let paper = f
+            .and_then(|f| f.paper_top1)
+            .map_or("—".to_string(), |p| format!("{p:.2}"));
+        let size = f.map_or("—".to_string(), |f| {
+            format!(
+                "{:.2}M / {:.2}M",
+                f.params as f64 / 1e6,
+                f.params_keras as f64 / 1e6
+            )
+        });
+        let mflops = f.map_or("—".to_string(), |f| format!("{:.1}", f.mflops));
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:.1} | {:.1} h |",
+            "| {} | {} | {} | {paper} | {} | {size} | {mflops} | {:.1} | {:.2} h |",
             c.name,
             c.seeds,
             pm(c.top1_mean, c.top1_std),
@@ -243,11 +274,27 @@ mod tests {
             "{}",
             p.verdict
         );
-        let md = to_markdown(&cells, &pairs);
-        assert!(md.contains("| senetv2 | 3 | 82.67 ± 1.53 |"), "{md}");
+        let facts = [CellFacts {
+            name: "senetv2".into(),
+            params: 9_443_050,
+            params_keras: 9_462_378,
+            mflops: 62.693_376,
+            paper_top1: Some(78.6),
+        }];
+        let md = to_markdown(&cells, &facts, &pairs);
+        assert!(
+            md.contains(
+                "| senetv2 | 3 | 82.67 ± 1.53 | 78.60 | 92.67 ± 1.53 | 9.44M / 9.46M | 62.7 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| resnet | 3 | 81.00 ± 1.00 | — |"), "{md}");
         assert!(md.contains("| senetv2 - resnet: +1.67 |"), "{md}");
-        let j = to_json(&cells, &pairs);
+        let j = to_json(&cells, &facts, &pairs);
         assert_eq!(j["cells"][0]["name"], "resnet");
+        assert!(j["cells"][0]["params"].is_null());
+        assert_eq!(j["cells"][1]["params_keras"], 9_462_378);
+        assert_eq!(j["cells"][1]["paper_top1"], 78.6);
         assert_eq!(j["comparisons"][0]["paired"]["df"], 2.0);
     }
 
@@ -260,8 +307,8 @@ mod tests {
         assert_eq!(pairs[0].welch, None);
         assert_eq!(pairs[0].paired, None);
         assert!(pairs[0].verdict.contains("no interval at 1 seed"));
-        let j = to_json(&cells, &pairs);
+        let j = to_json(&cells, &[], &pairs);
         assert!(j["cells"][0]["top1_std"].is_null());
-        assert!(to_markdown(&cells, &pairs).contains("| b - a: — | — | — |"));
+        assert!(to_markdown(&cells, &[], &pairs).contains("| b - a: — | — | — |"));
     }
 }
