@@ -150,6 +150,8 @@ fn senet_reproduce_runs_a_study_and_rebuilds_its_report() {
         md.contains("| senetv2 | 2 | ") && md.contains(" | 78.60 | "),
         "{md}"
     );
+    let png = image::open(out.join("report.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (1000, 640));
     let report = report_without_timing(&out);
     assert_eq!(report["cells"].as_array().unwrap().len(), 3);
     assert!(report["cells"][2]["params"].as_u64().unwrap() > 0);

@@ -243,8 +243,8 @@ pub fn facts(o: &StudyOptions, cells: &[Cell], image_size: usize) -> Result<Vec<
         .collect()
 }
 
-/// Writes `dir/report.md` and `dir/report.json` from the finished runs (each through a
-/// temporary file and a rename). `title` heads the Markdown; `note` (may be empty) follows it.
+/// Writes `dir/report.md` and `dir/report.json` from the finished runs, and `dir/report.png`
+/// with every run's test top-1 curve (each through a temporary file and a rename). `title` heads the Markdown; `note` (may be empty) follows it.
 pub fn write_report(
     dir: &Path,
     title: &str,
@@ -273,6 +273,21 @@ pub fn write_report(
     let text = serde_json::to_string_pretty(&json)? + "\n";
     checkpoint::write_atomically(&dir.join("report.md"), md.as_bytes())?;
     checkpoint::write_atomically(&dir.join("report.json"), text.as_bytes())?;
+    // Every run's test top-1 per epoch, finished or not.
+    let mut curves = Vec::new();
+    for run in runs {
+        let rows = crate::run_dir::read_metrics(&run.folder)?;
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.epoch <= epochs)
+            .map(|r| (r.epoch as f64, r.test_top1))
+            .collect();
+        if !points.is_empty() {
+            curves.push((run.cell.clone(), points));
+        }
+    }
+    let png = crate::plot::study_png(title, &curves)?;
+    checkpoint::write_atomically(&dir.join("report.png"), &png)?;
     Ok(())
 }
 

@@ -19,7 +19,8 @@ pub const LR: Rgb<u8> = Rgb([44, 160, 44]);
 
 /// One line of a panel. Points with a non-finite coordinate are gaps: not drawn, not joined.
 struct Series {
-    name: &'static str,
+    /// The legend's words; an empty name keeps the line out of the legend.
+    name: String,
     color: Rgb<u8>,
     width: f64,
     /// A dot on every point: for per-epoch lines, whose points are few and meaningful.
@@ -92,6 +93,63 @@ pub fn curves_png_titled(
     c.png()
 }
 
+/// Line colours of [`study_png`], one per model (matplotlib's "tab10").
+const PALETTE: [Rgb<u8>; 10] = [
+    Rgb([31, 119, 180]),
+    Rgb([255, 127, 14]),
+    Rgb([44, 160, 44]),
+    Rgb([214, 39, 40]),
+    Rgb([148, 103, 189]),
+    Rgb([140, 86, 75]),
+    Rgb([227, 119, 194]),
+    Rgb([127, 127, 127]),
+    Rgb([188, 189, 34]),
+    Rgb([23, 190, 207]),
+];
+
+/// `report.png` of `senet reproduce`: the test top-1 of every run against the epoch, in one
+/// panel under `title`. `runs` are (model, points); a model's runs (its seeds) share a colour
+/// and the legend names each model once.
+pub fn study_png(title: &str, runs: &[(String, Vec<(f64, f64)>)]) -> Result<Vec<u8>> {
+    let mut models: Vec<&str> = Vec::new();
+    let series: Vec<Series> = runs
+        .iter()
+        .map(|(model, points)| {
+            let first = !models.contains(&model.as_str());
+            if first {
+                models.push(model);
+            }
+            let i = models.iter().position(|m| m == model).unwrap_or(0);
+            Series {
+                name: if first { model.clone() } else { String::new() },
+                color: PALETTE[i % PALETTE.len()],
+                width: 2.0,
+                markers: true,
+                points: points.clone(),
+            }
+        })
+        .collect();
+    let x_max = series
+        .iter()
+        .flat_map(Series::finite)
+        .fold(0.0, |m: f64, (x, _)| m.max(x));
+    let (w, h) = (1000u32, 640u32);
+    let mut c = Canvas::new(w, h);
+    c.title(18, title);
+    let panel = Panel {
+        title: "test top-1 (%) of every run",
+        series,
+    };
+    let area = Rect {
+        x: 0,
+        y: PANELS_TOP,
+        w: i64::from(w),
+        h: i64::from(h) - PANELS_TOP,
+    };
+    draw_panel(&mut c, area, &panel, &epoch_ticks(x_max));
+    c.png()
+}
+
 /// What the three panels show. Without any epoch row yet, the loss and top-1 panels show the
 /// per-step training figures instead, so a young run still has a picture.
 fn panels(rows: &[EpochMetrics], steps: &[StepMetrics]) -> [Panel; 3] {
@@ -101,15 +159,15 @@ fn panels(rows: &[EpochMetrics], steps: &[StepMetrics]) -> [Panel; 3] {
     let per_step = |f: fn(&StepMetrics) -> f64| -> Vec<(f64, f64)> {
         steps.iter().map(|s| (s.epoch, f(s))).collect()
     };
-    let epoch_line = |name, color, points| Series {
-        name,
+    let epoch_line = |name: &str, color, points| Series {
+        name: name.to_string(),
         color,
         width: 2.5,
         markers: true,
         points,
     };
-    let step_line = |name, color, width, points| Series {
-        name,
+    let step_line = |name: &str, color, width, points| Series {
+        name: name.to_string(),
         color,
         width,
         markers: false,
@@ -333,9 +391,9 @@ fn samples(axes: &Axes, series: &[Series]) -> Vec<(f64, f64)> {
 fn draw_legend(c: &mut Canvas, axes: &Axes, series: &[Series]) {
     let shown: Vec<&Series> = series
         .iter()
-        .filter(|s| s.finite().next().is_some())
+        .filter(|s| !s.name.is_empty() && s.finite().next().is_some())
         .collect();
-    let Some(text_w) = shown.iter().map(|s| font::text_width(s.name, 2)).max() else {
+    let Some(text_w) = shown.iter().map(|s| font::text_width(&s.name, 2)).max() else {
         return;
     };
     let (w, h) = (i64::from(text_w) + 60, shown.len() as i64 * 24 + 12);
@@ -369,7 +427,7 @@ fn draw_legend(c: &mut Canvas, axes: &Axes, series: &[Series]) {
         if s.markers {
             c.dot((x + 25.0, cy), s.width + 1.5, s.color);
         }
-        c.text(x as i64 + 50, cy as i64 - 7, s.name, 2, INK);
+        c.text(x as i64 + 50, cy as i64 - 7, &s.name, 2, INK);
     }
 }
 
@@ -460,6 +518,30 @@ pub(super) mod tests {
             in_panel(&img, 2, LR) && !in_panel(&img, 0, LR),
             "learning rate"
         );
+    }
+
+    #[test]
+    fn the_study_picture_colours_each_model_once() {
+        let line = |top: f64| {
+            (1..=5)
+                .map(|e| (e as f64, top + e as f64))
+                .collect::<Vec<_>>()
+        };
+        let runs = vec![
+            ("resnet".to_string(), line(60.0)),
+            ("resnet".to_string(), line(61.0)),
+            ("senetv2".to_string(), line(70.0)),
+        ];
+        let img = decode(&study_png("study", &runs).unwrap());
+        assert_eq!(img.dimensions(), (1000, 640));
+        let count = |c: Rgb<u8>| img.pixels().filter(|p| **p == c).count();
+        // Both models' lines (more than a legend sample each); no third colour.
+        assert!(count(PALETTE[0]) > 300, "resnet: {}", count(PALETTE[0]));
+        assert!(count(PALETTE[1]) > 150, "senetv2: {}", count(PALETTE[1]));
+        assert_eq!(count(PALETTE[2]), 0);
+        // One legend entry per model: the seeds' series after the first have no name.
+        let empty: &[(String, Vec<(f64, f64)>)] = &[];
+        assert!(study_png("nothing yet", empty).is_ok());
     }
 
     #[test]

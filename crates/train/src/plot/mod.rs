@@ -3,7 +3,8 @@
 //!
 //! - `curves.png` ([`curves_titled`]): loss, top-1 accuracy and learning rate against the epoch;
 //! - a confusion matrix ([`confusion_png`]);
-//! - a grid of misclassified images ([`misclassified_png`]).
+//! - a grid of misclassified images ([`misclassified_png`]);
+//! - `senet reproduce`'s `report.png` ([`study_png`]): every run's test top-1 in one panel.
 //!
 //! Axes use round ticks ([`nice_ticks`]); the private `canvas` module holds the drawing
 //! primitives (anti-aliased lines and dots, rectangles, text).
@@ -15,7 +16,7 @@ mod grid;
 mod ticks;
 
 pub use confusion::confusion_png;
-pub use curves::curves_png_titled;
+pub use curves::{curves_png_titled, study_png};
 pub use grid::{misclassified_png, MisclassifiedImage};
 pub use ticks::nice_ticks;
 
