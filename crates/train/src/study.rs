@@ -127,12 +127,12 @@ pub fn cells(o: &StudyOptions) -> Result<Vec<Cell>> {
     Ok(out)
 }
 
-/// Every (cell, seed) run of a study under `dir`, cell by cell, seeds 0..`seeds`.
+/// Every (cell, seed) run of a study under `dir`, seed by seed (every cell at seed 0, then at
+/// seed 1, ...): a study stopped part way has already compared every model on the same seeds.
 pub fn plan(cells: &[Cell], seeds: u64, dir: &Path) -> Vec<PlannedRun> {
-    cells
-        .iter()
-        .flat_map(|c| {
-            (0..seeds).map(move |seed| PlannedRun {
+    (0..seeds)
+        .flat_map(|seed| {
+            cells.iter().map(move |c| PlannedRun {
                 cell: c.name.clone(),
                 seed,
                 folder: dir.join(&c.name).join(format!("seed-{seed}")),
@@ -410,6 +410,8 @@ mod tests {
         let c = cells(&options(Study::Cifar10)).unwrap();
         let runs = plan(&c, 3, Path::new("out"));
         assert_eq!(runs.len(), 9);
+        assert_eq!(runs[2].cell, "senetv2");
+        assert_eq!(runs[2].seed, 0);
         assert_eq!(runs[4].cell, "se-resnet");
         assert_eq!(runs[4].seed, 1);
         assert_eq!(runs[4].folder, Path::new("out/se-resnet/seed-1"));
