@@ -5,7 +5,8 @@
 //! [`tensor`] (the `Tensor` type, autograd, gradcheck and the op self-test), [`nn`],
 //! [`models`], [`data`] and [`train`] (the trainer, evaluation and the run folder). The `senet`
 //! binary (`src/main.rs`) is the command-line program: it parses flags and calls the crates;
-//! [`commands`] holds its predict command and the thin eval wrapper, [`bench`] the benchmark.
+//! [`commands`] holds its predict command and the thin eval wrapper, [`bench`](mod@bench) the benchmark,
+//! [`graph`] the autograd graph of a training step as a Graphviz file.
 
 pub use senet_cpu as cpu;
 pub use senet_data as data;
@@ -19,6 +20,7 @@ pub use senet_train as train;
 
 pub mod bench;
 pub mod commands;
+pub mod graph;
 
 /// Asks the C allocator (glibc's malloc, which Rust's `Vec` uses on Linux) to keep freed memory
 /// for reuse instead of handing it back to the system. A training step frees and re-allocates

@@ -1,5 +1,6 @@
 //! The `senet` command-line program: train, evaluate, predict, summarize and benchmark the
-//! SENetV2 family, and check the framework's ops on any device.
+//! SENetV2 family, draw the autograd graph of a training step, and check the framework's ops
+//! on any device.
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use senet::tensor::Device;
@@ -159,6 +160,15 @@ enum Command {
         #[arg(long, default_value_t = 32, value_parser = count_in::<1, MAX_IMAGE_SIZE>)]
         input_size: usize,
     },
+    /// Write the autograd graph of one training step as a Graphviz DOT file (and draw it as
+    /// an SVG with --svg).
+    ///
+    /// The step is the model's forward pass and cross-entropy loss on a random batch (seeded,
+    /// 10 classes unless --classes), recorded as `senet train` records it. The file has one box
+    /// per op (its output shape, and the tensors its gradient rule saves for backward with
+    /// their bytes), one per parameter (its name), an arrow from each input to the op that
+    /// reads it, and in its title the total bytes saved for backward.
+    Graph(senet::graph::GraphArgs),
     /// Training and inference throughput (images/s) on random data.
     Bench {
         #[command(flatten)]
@@ -400,6 +410,7 @@ fn main() -> ExitCode {
             };
             senet::bench::bench(&model.config(model.classes.unwrap_or(10))?, &options)
         })(),
+        Command::Graph(args) => senet::graph::graph(&args),
         Command::Selftest {
             device,
             cases,

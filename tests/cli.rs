@@ -993,3 +993,178 @@ fn train_stops_at_max_steps_and_resumes_to_the_end() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The `senet graph` flags of a tiny senetv2-9 (width 4, batch 2), writing to `out`.
+fn graph_args(out: &Path) -> Vec<String> {
+    let mut args = strings(&[
+        "graph", "--model", "senetv2", "--depth", "9", "--width", "4", "--batch", "2",
+    ]);
+    args.extend(["--out".into(), path_str(out)]);
+    args
+}
+
+/// `senet graph` with PATH set to `path` (to hide or show Graphviz's `dot`).
+fn senet_with_path(args: &[String], path: &std::ffi::OsStr) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_senet"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .env("PATH", path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn graph_writes_the_dot_file_of_a_training_step() {
+    let dir = scratch("cli-graph");
+    let dot_file = dir.join("step.dot");
+    let out = success(&senet(graph_args(&dot_file)));
+    let dot = std::fs::read_to_string(&dot_file).unwrap();
+
+    // The form of a DOT digraph: a header, node statements, edge statements between them.
+    assert!(dot.starts_with("digraph autograd {\n"), "{dot}");
+    assert!(dot.ends_with("}\n"), "{dot}");
+    let nodes: Vec<&str> = dot.lines().filter(|l| l.contains(" [label=\"")).collect();
+    let edges: Vec<(usize, usize)> = dot
+        .lines()
+        .filter_map(|l| l.trim().strip_suffix(';')?.split_once(" -> "))
+        .map(|(a, b)| {
+            let id = |s: &str| s.trim_start_matches('n').parse::<usize>().unwrap();
+            (id(a), id(b))
+        })
+        .collect();
+    assert!(!edges.is_empty());
+    // Every edge runs between declared nodes, from an earlier node to a later one.
+    assert!(
+        edges.iter().all(|&(a, b)| a < b && b < nodes.len()),
+        "{edges:?}"
+    );
+
+    // The ops of the network and its loss, the parameters by name, what ops save.
+    for part in [
+        "label=\"conv2d\\n",
+        "label=\"batch_norm2d\\n",
+        "label=\"relu\\n",
+        "label=\"grouped_linear\\n",
+        "label=\"max_pool2d\\n",
+        "loss\\ncross_entropy\\n[]",
+        "images\\nconstant\\n[2, 3, 32, 32]",
+        "conv1.weight\\nparameter\\n[4, 3, 7, 7]",
+        "layer1.0.bn1.weight\\nparameter",
+        "saves input [2, 3, 32, 32]: 24.0 KiB",
+        "saves argmax",
+        "saves probs [2, 10]: 80 B",
+    ] {
+        assert!(dot.contains(part), "{part} missing:\n{dot}");
+    }
+    // The saved-bytes total is in the graph's title and printed, with the node count.
+    let total: String = out
+        .split("saved for backward: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{out}"))
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert!(total.parse::<usize>().unwrap() > 24 * 1024, "{out}");
+    assert!(
+        dot.contains(&format!("saved for backward: {total} bytes")),
+        "{out}\n{dot}"
+    );
+    assert!(out.contains(&format!("{} nodes", nodes.len())), "{out}");
+    // Written through a temporary name: nothing else is left in the folder.
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+
+    // The same seed gives the same file; the batch changes the bytes, not the ops.
+    success(&senet(graph_args(&dir.join("again.dot"))));
+    assert_eq!(std::fs::read_to_string(dir.join("again.dot")).unwrap(), dot);
+    let mut four = graph_args(&dir.join("four.dot"));
+    four[8] = "4".into();
+    success(&senet(four));
+    let four = std::fs::read_to_string(dir.join("four.dot")).unwrap();
+    assert_eq!(four.lines().count(), dot.lines().count());
+    assert_ne!(four, dot);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn graph_svg_needs_graphviz_and_bad_input_is_named() {
+    let dir = scratch("cli-graph-svg");
+    let dot_file = dir.join("step.dot");
+    let svg_file = dir.join("step.svg");
+    let mut args = graph_args(&dot_file);
+    args.push("--svg".into());
+
+    // No `dot` on PATH: a clear error before anything is written.
+    let empty = dir.join("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = failure(&senet_with_path(&args, empty.as_os_str()));
+    assert!(
+        err.contains("`dot`") && err.contains("graphviz") && err.contains("PATH"),
+        "{err}"
+    );
+    assert!(!dot_file.exists() && !svg_file.exists());
+
+    // With Graphviz installed, the picture is drawn next to the DOT file.
+    let has_dot = std::process::Command::new("dot")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_dot {
+        let out = success(&senet(&args));
+        assert!(out.contains("step.svg"), "{out}");
+        let svg = std::fs::read_to_string(&svg_file).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("conv2d"), "{svg}");
+    } else {
+        eprintln!("graphviz's dot is not installed: the SVG drawing is not tested");
+    }
+
+    // Bad input: the message names what is wrong.
+    let out = path_str(&dir.join("bad.dot"));
+    let cases: [(&[&str], &[&str]); 6] = [
+        (&["--model", "nope", "--depth", "9"], &["--model nope"]),
+        (&["--depth", "9"], &["--model is required"]),
+        (&["--model", "senetv2", "--depth", "7"], &["depth 7"]),
+        (
+            &["--model", "senetv2", "--depth", "9", "--batch", "0"],
+            &["--batch", "1 to 65536"],
+        ),
+        (
+            &["--model", "senetv2", "--depth", "9", "--image-size", "0"],
+            &["--image-size", "1 to 4096"],
+        ),
+        (
+            &[
+                "--model",
+                "senetv2",
+                "--depth",
+                "9",
+                "--batch",
+                "65536",
+                "--image-size",
+                "4096",
+            ],
+            &["--batch 65536", "lower --batch or --image-size"],
+        ),
+    ];
+    for (flags, parts) in cases {
+        let args = [strings(&["graph", "--out", &out]), strings(flags)].concat();
+        let err = failure(&senet(&args));
+        for part in parts {
+            assert!(err.contains(part), "{flags:?}: {part:?} missing in {err}");
+        }
+        assert!(!err.contains("panicked"), "{flags:?}: {err}");
+    }
+    let err = failure(&senet([
+        "graph",
+        "--model",
+        "resnet",
+        "--depth",
+        "18",
+        "--svg",
+        "--out",
+        &path_str(&svg_file),
+    ]));
+    assert!(err.contains("name it FILE.dot"), "{err}");
+    assert!(!dir.join("bad.dot").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

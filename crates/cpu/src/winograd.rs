@@ -446,7 +446,7 @@ const WEIGHT_GRAD_TILES: usize = 1024;
 /// V_ξ^T`, and that of the kernel `g` is `G^T dU G`. The sum over every tile of the batch is
 /// 16 GEMMs `dU_ξ^T [cout, cin] += dM_ξ^T [cout, tiles] @ V_ξ [tiles, cin]`, with 16/36 of
 /// im2col's multiply-adds, and the batch is the GEMMs' inner dimension: chunks of samples
-/// (fixed by [`WEIGHT_GRAD_TILES`]) add into the same sum in order, so there are no
+/// (fixed by `WEIGHT_GRAD_TILES`) add into the same sum in order, so there are no
 /// per-chunk copies of dw to add up.
 pub fn backward_weight_channels_last<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -> Vec<T> {
     let (th, tw) = tile_grid(g);

@@ -28,10 +28,10 @@ pub struct DownloadOptions {
     pub md5: Option<String>,
     /// Never touch the network: a missing dataset is an error that says where to put the files.
     pub offline: bool,
-    /// The whole transfer's deadline (default [`DEADLINE`]).
+    /// The whole transfer's deadline (default `DEADLINE`).
     pub deadline: Option<Duration>,
-    /// The window of the minimum-progress rule (default [`STALL_WINDOW`]): a transfer that
-    /// receives less than [`MIN_PROGRESS_BYTES`] in such a window ends with an error.
+    /// The window of the minimum-progress rule (default `STALL_WINDOW`): a transfer that
+    /// receives less than `MIN_PROGRESS_BYTES` in such a window ends with an error.
     pub stall_window: Option<Duration>,
 }
 

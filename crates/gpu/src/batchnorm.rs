@@ -2,7 +2,7 @@
 //! with per-channel statistics, and its backward passes.
 //!
 //! Semantics are those of `senet_cpu::batchnorm`. Per-channel sums are deterministic two-stage
-//! tree reductions (a workgroup per channel and chunk of [`CHUNK`] values, then a workgroup per
+//! tree reductions (a workgroup per channel and chunk of `CHUNK` values, then a workgroup per
 //! channel over the chunk partials, both in a fixed order, no atomics); the variance is a
 //! second pass around the mean. A missing weight or bias is a flag in the uniform plus a
 //! 1-element dummy buffer in its binding, which the shader never reads.

@@ -898,14 +898,14 @@ impl Gpu {
     }
 
     /// Whether [`Gpu::dispatch_reading_texels`] can read an array of `len` elements: its
-    /// texture ([`TEXEL_ROW`] wide, a row per [`TEXEL_ROW`] elements) fits the adapter.
+    /// texture (`TEXEL_ROW` wide, a row per `TEXEL_ROW` elements) fits the adapter.
     pub fn texels_fit(&self, len: usize) -> bool {
         let max = self.limits.max_texture_dimension_2d as usize;
         TEXEL_ROW <= max && len.div_ceil(TEXEL_ROW) <= max
     }
 
     /// [`Gpu::dispatch`] where the shader also reads `texels` through the read-only
-    /// `r32float` storage texture at binding [`TEXELS_BINDING`]: element `i` at texel
+    /// `r32float` storage texture at binding `TEXELS_BINDING`: element `i` at texel
     /// `(i % TEXEL_ROW, i / TEXEL_ROW)`. The buffer is copied into the texture just before the
     /// dispatch. Why: on a CPU adapter (lavapipe) a storage-buffer load is a loop over the SIMD
     /// lanes, one element at a time through memory, while a texel load is a few vector
@@ -929,7 +929,7 @@ impl Gpu {
         )
     }
 
-    /// Rows of [`TEXEL_ROW`] elements an array of `len` elements takes in a texel texture.
+    /// Rows of `TEXEL_ROW` elements an array of `len` elements takes in a texel texture.
     /// [`Gpu::dispatch_reading_vec4_texels`] stacks its arrays by rows: array `j` starts at
     /// element `TEXEL_ROW *` (the rows of the arrays before it).
     pub fn texel_rows(len: usize) -> usize {
@@ -943,7 +943,7 @@ impl Gpu {
     }
 
     /// [`Gpu::dispatch`] where the shader also reads `arrays` through the read-only
-    /// `rgba32float` storage texture at binding [`TEXELS4_BINDING`], stacked by rows (see
+    /// `rgba32float` storage texture at binding `TEXELS4_BINDING`, stacked by rows (see
     /// [`Gpu::texel_rows`]): element `i` of the stack is component `i % 4` of texel
     /// `(i / 4 % (TEXEL_ROW / 4), i / TEXEL_ROW)`.
     /// One fetch reads four consecutive elements, so a kernel that wants runs of four (a GEMM

@@ -13,7 +13,10 @@ fn config_error(msg: impl Into<String>) -> Error {
 macro_rules! named_enum {
     ($ty:ident, $what:literal, $($variant:ident => $name:literal),+ $(,)?) => {
         impl $ty {
+            #[doc = concat!("Every ", $what, ", in declaration order.")]
             pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+            #[doc = concat!("The ", $what, "'s name in flags, config files and checkpoint metadata \
+                (what `Display` writes and `FromStr` reads).")]
             pub fn name(self) -> &'static str {
                 match self {
                     $($ty::$variant => $name),+
@@ -40,12 +43,20 @@ macro_rules! named_enum {
 /// The network families of MODELS.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
+    /// `resnet`: residual blocks with no channel attention (the baseline).
     ResNet,
+    /// `se-resnet`: ResNet with a squeeze-and-excitation (SE) module in every block.
     SeResNet,
+    /// `senetv2`: ResNet with the paper's squeeze-aggregated-excitation (SaE) module in every
+    /// block.
     SeNetV2,
+    /// `resnext`: ResNet whose 3x3 convs are split into 32 groups; no attention.
     ResNeXt,
+    /// `se-resnext`: ResNeXt with SE.
     SeResNeXt,
+    /// `senextv2`: ResNeXt with SaE.
     SeNeXtV2,
+    /// `mobilenet`: MobileNet v1, depthwise-separable convs without shortcuts (no depth).
     MobileNet,
 }
 
@@ -65,6 +76,8 @@ pub enum AttentionKind {
 }
 
 impl Family {
+    /// The attention module in the family's residual blocks (`None` for resnet, resnext and
+    /// mobilenet).
     pub fn attention(self) -> Option<AttentionKind> {
         match self {
             Family::SeResNet | Family::SeResNeXt => Some(AttentionKind::Se),
@@ -82,7 +95,9 @@ impl Family {
 /// The two presets of MODELS.md: the paper's Keras setup, and a sound CIFAR ResNet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Preset {
+    /// `paper`: imagenet stem, conv biases, SE/SaE `r = 32`, `residual` combine, Keras init.
     Paper,
+    /// `cifar`: cifar stem, no conv biases, SE/SaE `r = 16`, `scale` combine, torchvision init.
     Cifar,
 }
 
@@ -92,7 +107,9 @@ named_enum!(Preset, "preset", Paper => "paper", Cifar => "cifar");
 /// For MobileNet only the first conv's stride follows it (2 for imagenet, 1 for cifar).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stem {
+    /// Downsamples 4x before stage 1 (32x32 images become 8x8): cheap, built for large images.
     Imagenet,
+    /// Keeps the input's resolution: the usual stem for 32x32 images.
     Cifar,
 }
 
@@ -113,9 +130,11 @@ named_enum!(Init, "init", Keras => "keras", Torch => "torch");
 /// Every setting a preset decides, after a config's overrides are applied.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Settings {
+    /// The layers before stage 1.
     pub stem: Stem,
     /// Biases on the conv layers (never on MobileNet's).
     pub conv_bias: bool,
+    /// Batch norm's epsilon, added to the variance before the square root.
     pub bn_eps: f64,
     /// PyTorch convention: `running = (1 - momentum) * running + momentum * batch`.
     pub bn_momentum: f64,
@@ -125,7 +144,9 @@ pub struct Settings {
     pub cardinality: usize,
     /// Biases on the SE/SaE dense layers (the head always has one).
     pub fc_bias: bool,
+    /// How the attention's per-channel scale `s` meets the branch `x`: `x * s` or `x + x * s`.
     pub combine: Combine,
+    /// How the initial weights are drawn.
     pub init: Init,
 }
 
@@ -169,14 +190,17 @@ pub const DEPTHS: [usize; 6] = [9, 18, 26, 34, 50, 101];
 pub const MAX_WIDTH: usize = 1024;
 /// The most classes a config may have (ImageNet-21k has 21,841).
 pub const MAX_CLASSES: usize = 100_000;
-/// The most SaE branches, and the largest SE/SaE reduction ratio.
+/// The most SaE branches (cardinality `k`).
 pub const MAX_CARDINALITY: usize = 1024;
+/// The largest SE/SaE reduction ratio `r`.
 pub const MAX_REDUCTION: usize = 1 << 16;
 
 /// Basic blocks (two 3x3 convs) or bottlenecks (1x1, 3x3, 1x1 with 4x expansion).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
+    /// Two 3x3 convs at the stage's width (depths 18 and 34).
     Basic,
+    /// 1x1 down to the stage's width, 3x3, 1x1 up to 4x it (depths 9, 26, 50 and 101).
     Bottleneck,
 }
 
@@ -197,22 +221,34 @@ pub fn stages(depth: usize) -> Option<(BlockKind, [usize; 4])> {
 /// A model to build. `None` options take the preset's value (see [`Preset::settings`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
+    /// The block type and attention module.
     pub family: Family,
     /// Required for every family but MobileNet, which has none.
     pub depth: Option<usize>,
+    /// Supplies every setting whose override below is `None`.
     pub preset: Preset,
     /// Base width `w`: stage s has `w * 2^s` channels (x4 after a bottleneck). 64 is the
     /// published network; MobileNet scales its channels by `w / 64` (Keras's alpha).
     pub width: usize,
+    /// Outputs of the head `fc`: one logit per class.
     pub classes: usize,
+    /// Overrides [`Settings::stem`].
     pub stem: Option<Stem>,
+    /// Overrides [`Settings::reduction`] (SE/SaE families only).
     pub reduction: Option<usize>,
+    /// Overrides [`Settings::cardinality`] (SaE families only).
     pub cardinality: Option<usize>,
+    /// Overrides [`Settings::combine`] (SE/SaE families only).
     pub combine: Option<Combine>,
+    /// Overrides [`Settings::conv_bias`] (not for MobileNet).
     pub conv_bias: Option<bool>,
+    /// Overrides [`Settings::fc_bias`] (SE/SaE families only).
     pub fc_bias: Option<bool>,
+    /// Overrides [`Settings::bn_eps`].
     pub bn_eps: Option<f64>,
+    /// Overrides [`Settings::bn_momentum`].
     pub bn_momentum: Option<f64>,
+    /// Overrides [`Settings::init`].
     pub init: Option<Init>,
 }
 
@@ -280,6 +316,23 @@ impl ModelConfig {
     }
 
     /// Sets one option from text, e.g. `set("reduction", "16")` or `set("conv-bias", "false")`.
+    /// This is how `--set NAME=VALUE` and checkpoint metadata reach a config; an unknown name
+    /// or a value that does not parse is an error (checking the combination is
+    /// [`ModelConfig::validate`]'s job).
+    ///
+    /// ```
+    /// use senet_models::{Family, ModelConfig, Preset};
+    /// let mut c = ModelConfig::new(Family::SeNetV2, Some(9), Preset::Paper, 10);
+    /// c.set("reduction", "16")?;
+    /// c.set("conv-bias", "false")?;
+    /// assert_eq!(c.settings().reduction, 16);
+    /// assert_eq!(
+    ///     c.to_string(),
+    ///     "senetv2-9, preset paper, width 64, 10 classes, reduction 16, conv_bias false"
+    /// );
+    /// assert!(c.set("depht", "9").is_err());
+    /// # Ok::<(), senet_nn::Error>(())
+    /// ```
     pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
         fn parse<T: FromStr>(name: &str, value: &str, what: &str) -> Result<T> {
             value

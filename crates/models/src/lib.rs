@@ -19,6 +19,8 @@
 //! # Ok::<(), senet_nn::Error>(())
 //! ```
 
+#![deny(missing_docs)]
+
 mod config;
 mod model;
 mod summary;

@@ -13,11 +13,17 @@ use senet_tensor::{Conv2dOptions, Device, Pool2dOptions, Tensor};
 /// One layer as a traced forward reports it (see [`Model::forward_traced`]).
 #[derive(Clone, Copy)]
 pub enum Layer<'a> {
+    /// A convolution (the stem's, a block's, or MobileNet's depthwise or pointwise one).
     Conv(&'a Conv2d),
+    /// The batch norm that follows a conv.
     BatchNorm(&'a BatchNorm2d),
+    /// The imagenet stem's max pool.
     MaxPool(Pool2dOptions),
+    /// Global average pooling before the head: `[B, C, H, W]` to `[B, C]`.
     GlobalAvgPool,
+    /// The dense head `fc`.
     Linear(&'a Linear),
+    /// A block's SE or SaE module; its output is the rescaled branch.
     Attention(&'a Attention),
     /// A block's projection shortcut: 1x1 conv + BN.
     Downsample(&'a Conv2d, &'a BatchNorm2d),
@@ -30,7 +36,10 @@ pub type Tap<'t> = dyn FnMut(&str, Layer<'_>, &Tensor) + 't;
 
 /// SE or SaE, placed after a residual branch's last conv + BN.
 pub enum Attention {
+    /// Squeeze-and-excitation: one bottleneck of two dense layers gives a scale per channel.
     Se(Se),
+    /// Squeeze-aggregated-excitation (SENetV2): `k` parallel dense branches, concatenated,
+    /// then one dense layer give the scale per channel.
     Sae(Sae),
 }
 
@@ -64,12 +73,16 @@ pub struct Block {
     /// `conv{i+1}` + `bn{i+1}`: 3x3, 3x3 (basic) or 1x1, 3x3, 1x1 (bottleneck); ReLU between
     /// them, none after the last.
     pub convs: Vec<(Conv2d, BatchNorm2d)>,
+    /// Rescales the branch's channels before the shortcut is added (`None` in resnet and
+    /// resnext).
     pub attention: Option<Attention>,
     /// `downsample.0` (1x1 conv) and `downsample.1` (BN) where the shape changes.
     pub downsample: Option<(Conv2d, BatchNorm2d)>,
 }
 
 impl Block {
+    /// [`Module::forward`] of the block named `prefix` (e.g. `layer1.0`), calling `tap` after
+    /// each layer and last with the block's output (see [`Model::forward_traced`]).
     pub fn forward_traced(
         &mut self,
         prefix: &str,
@@ -127,13 +140,19 @@ impl Module for Block {
 
 /// MobileNet's depthwise-separable block: depthwise 3x3 + BN + ReLU6, pointwise 1x1 + BN + ReLU6.
 pub struct SeparableBlock {
+    /// Depthwise 3x3 conv: one filter per channel (groups = channels); carries the stride.
     pub dw: Conv2d,
+    /// Batch norm after the depthwise conv.
     pub dw_bn: BatchNorm2d,
+    /// Pointwise 1x1 conv: mixes the channels and sets the block's output width.
     pub pw: Conv2d,
+    /// Batch norm after the pointwise conv.
     pub pw_bn: BatchNorm2d,
 }
 
 impl SeparableBlock {
+    /// [`Module::forward`] of the block named `prefix` (e.g. `blocks.0`), calling `tap` after
+    /// each conv and batch norm (see [`Model::forward_traced`]).
     pub fn forward_traced(
         &mut self,
         prefix: &str,
@@ -178,11 +197,15 @@ pub enum Body {
 /// pooling, `fc`. Build one with [`crate::build`].
 pub struct Model {
     config: ModelConfig,
+    /// The stem's conv: 7x7/2 (imagenet stem), 3x3/1 (cifar stem), MobileNet's 3x3.
     pub conv1: Conv2d,
+    /// The stem's batch norm.
     pub bn1: BatchNorm2d,
     /// The imagenet stem's 3x3/2 max pool.
     pub maxpool: Option<Pool2dOptions>,
+    /// The blocks between the stem and the head.
     pub body: Body,
+    /// The head: pooled features in, one logit per class out.
     pub fc: Linear,
 }
 
@@ -263,7 +286,18 @@ impl Module for Model {
 }
 
 /// Builds the model `config` describes, its weights drawn from `StdRng::seed_from_u64(seed)`
-/// in module (`state_dict`) order, so one seed always gives the same model.
+/// in module (`state_dict`) order, so one seed always gives the same model. The config is
+/// validated first ([`ModelConfig::validate`]).
+///
+/// ```
+/// use senet_models::{build, Family, ModelConfig, Preset};
+/// use senet_nn::Module;
+/// let config = ModelConfig::new(Family::SeNetV2, Some(9), Preset::Paper, 10);
+/// let mut model = build(&config, 0)?;
+/// // PyTorch's count, then Keras's (plus batch norm's running statistics): MODELS.md's table.
+/// assert_eq!(model.count_parameters(), (9_443_050, 9_462_378));
+/// # Ok::<(), senet_nn::Error>(())
+/// ```
 pub fn build(config: &ModelConfig, seed: u64) -> Result<Model> {
     config.validate()?;
     let settings = config.settings();

@@ -30,7 +30,9 @@ pub struct SummaryRow {
 pub struct Summary {
     /// The model's config, as text.
     pub model: String,
+    /// Side of the square input image the model was traced at.
     pub input_size: usize,
+    /// One row per layer, in forward order.
     pub rows: Vec<SummaryRow>,
     /// PyTorch's count: weights and biases.
     pub trainable: usize,
@@ -41,6 +43,7 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// [`Summary::flops`] in millions, the unit papers quote.
     pub fn mflops(&self) -> f64 {
         self.flops as f64 / 1e6
     }

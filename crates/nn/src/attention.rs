@@ -59,9 +59,30 @@ impl std::str::FromStr for Combine {
 }
 
 /// SE: `s = sigmoid(fc2(relu(fc1(z))))`, fc1: C -> C/r, fc2: C/r -> C.
+///
+/// ```
+/// use senet_nn::attention::{Combine, Se};
+/// use senet_nn::{layers::Linear, Module};
+/// use senet_tensor::Tensor;
+///
+/// // C = 16 channels, reduction r = 4.
+/// let mut se = Se {
+///     fc1: Linear::new(Tensor::zeros(&[4, 16]), Some(Tensor::zeros(&[4]))),
+///     fc2: Linear::new(Tensor::zeros(&[16, 4]), Some(Tensor::zeros(&[16]))),
+///     combine: Combine::Scale,
+/// };
+/// let x = Tensor::ones(&[2, 16, 8, 8]);
+/// let y = se.forward(&x, true)?;
+/// assert_eq!(y.shape(), &[2, 16, 8, 8]); // same shape, channels rescaled
+/// assert_eq!(y.to_vec_f32()?[0], 0.5); // all-zero weights: s = sigmoid(0)
+/// # Ok::<(), senet_nn::Error>(())
+/// ```
 pub struct Se {
+    /// The squeeze: `C -> C/r`, followed by a ReLU.
     pub fc1: Linear,
+    /// The excitation: `C/r -> C`, followed by a sigmoid.
     pub fc2: Linear,
+    /// How the weights rescale the input.
     pub combine: Combine,
 }
 
@@ -81,8 +102,11 @@ impl Module for Se {
 /// SaE: k branches `C -> C/r` with ReLU on the shared `z` (one grouped dense op), concatenated
 /// to `k*C/r`, then `fc: k*C/r -> C` and a sigmoid.
 pub struct Sae {
+    /// The k squeeze branches `C -> C/r`, run as one grouped op.
     pub branches: GroupedLinear,
+    /// The excitation `k*C/r -> C`.
     pub fc: Linear,
+    /// How the weights rescale the input.
     pub combine: Combine,
 }
 

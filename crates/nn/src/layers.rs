@@ -3,9 +3,22 @@ use crate::{join, Module, Result, Slot};
 use senet_tensor::{BatchNormOptions, Conv2dOptions, Pool2dOptions, RunningStats, Tensor};
 
 /// 2-D convolution, weight `[out, in/groups, kh, kw]`, optional bias `[out]`.
+///
+/// ```
+/// use senet_nn::{layers::Conv2d, Module};
+/// use senet_tensor::{Conv2dOptions, Tensor};
+///
+/// let mut conv = Conv2d::new(Tensor::zeros(&[8, 3, 3, 3]), None, Conv2dOptions::new(2, 1));
+/// let y = conv.forward(&Tensor::ones(&[1, 3, 16, 16]), true)?;
+/// assert_eq!(y.shape(), &[1, 8, 8, 8]);
+/// # Ok::<(), senet_nn::Error>(())
+/// ```
 pub struct Conv2d {
+    /// The filters, `[out, in/groups, kh, kw]`; a trainable leaf.
     pub weight: Tensor,
+    /// The per-output-channel bias, `[out]` (usually absent before a batch norm).
     pub bias: Option<Tensor>,
+    /// Stride, padding, dilation and groups.
     pub options: Conv2dOptions,
 }
 
@@ -36,16 +49,23 @@ impl Module for Conv2d {
 /// Batch normalization over channels with affine weight (1) and bias (0), and running
 /// statistics updated in training mode with PyTorch's momentum convention.
 pub struct BatchNorm2d {
+    /// Per-channel scale `[C]` (PyTorch's `gamma`), starts at 1.
     pub weight: Tensor,
+    /// Per-channel shift `[C]` (`beta`), starts at 0.
     pub bias: Tensor,
+    /// Running mean and variance, used in evaluation mode.
     pub running: RunningStats,
     /// Training batches seen (PyTorch's `num_batches_tracked`).
     pub num_batches_tracked: i64,
+    /// Added to the variance before the square root.
     pub eps: f64,
+    /// Weight of each new batch in the running statistics.
     pub momentum: f64,
 }
 
 impl BatchNorm2d {
+    /// A batch norm over `channels` channels: weight 1, bias 0, running mean 0 and
+    /// variance 1 (PyTorch's defaults are `eps = 1e-5`, `momentum = 0.1`).
     pub fn new(channels: usize, eps: f64, momentum: f64) -> Self {
         BatchNorm2d {
             weight: Tensor::ones(&[channels]).requires_grad(),
@@ -96,11 +116,15 @@ impl Module for BatchNorm2d {
 
 /// Dense layer: `x [B, in] @ weight[out, in]^T + bias [out]`.
 pub struct Linear {
+    /// `[out, in]`; a trainable leaf.
     pub weight: Tensor,
+    /// `[out]`, if any.
     pub bias: Option<Tensor>,
 }
 
 impl Linear {
+    /// A dense layer with the given (already initialized) weight and bias, made trainable
+    /// leaves.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         Linear {
             weight: weight.requires_grad(),
@@ -125,11 +149,26 @@ impl Module for Linear {
 /// weight `[out, in]` (and bias `[out]`) under the names `{prefix}.{k}.weight`, as k separate
 /// `nn.Linear`s would in PyTorch; forward stacks them into `[k, out, in]` and calls
 /// `grouped_linear`. Input `[B, in]` (shared by all branches) or `[B, k*in]`; output `[B, k*out]`.
+///
+/// ```
+/// use senet_nn::layers::{GroupedLinear, Linear};
+/// use senet_nn::Module;
+/// use senet_tensor::Tensor;
+///
+/// // 3 branches, 8 -> 2 features each, reading the same input.
+/// let branch = || Linear::new(Tensor::zeros(&[2, 8]), Some(Tensor::zeros(&[2])));
+/// let mut g = GroupedLinear::new(vec![branch(), branch(), branch()]);
+/// assert_eq!(g.forward(&Tensor::ones(&[5, 8]), true)?.shape(), &[5, 6]);
+/// # Ok::<(), senet_nn::Error>(())
+/// ```
 pub struct GroupedLinear {
+    /// The k dense layers, all with the same shapes.
     pub branches: Vec<Linear>,
 }
 
 impl GroupedLinear {
+    /// Groups `branches`, which must have the same shapes; the biases are used only when
+    /// every branch has one.
     pub fn new(branches: Vec<Linear>) -> Self {
         GroupedLinear { branches }
     }
@@ -159,13 +198,25 @@ impl Module for GroupedLinear {
 /// Parameter-free layers.
 #[derive(Clone, Copy, Debug)]
 pub enum Activation {
+    /// `max(x, 0)`.
     Relu,
     /// `min(max(x, 0), 6)` (MobileNet), computed as `relu(x) - relu(x - 6)`.
     Relu6,
+    /// `1 / (1 + e^-x)`.
     Sigmoid,
 }
 
 impl Activation {
+    /// The function applied to every element of `x`; the output has `x`'s shape.
+    ///
+    /// ```
+    /// use senet_nn::layers::Activation;
+    /// use senet_tensor::Tensor;
+    ///
+    /// let x = Tensor::from_vec(vec![-1.0f32, 3.0, 9.0], &[3])?;
+    /// assert_eq!(Activation::Relu6.apply(&x)?.to_vec_f32()?, [0.0, 3.0, 6.0]);
+    /// # Ok::<(), senet_nn::Error>(())
+    /// ```
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Activation::Relu => x.relu()?,
@@ -194,7 +245,9 @@ impl Module for Activation {
 /// Max or average pooling over windows, or the global average over H and W.
 #[derive(Clone, Copy, Debug)]
 pub enum Pool {
+    /// [`Tensor::max_pool2d`] with these options.
     Max(Pool2dOptions),
+    /// [`Tensor::avg_pool2d`] with these options.
     Avg(Pool2dOptions),
     /// `[B, C, H, W] -> [B, C]`.
     GlobalAvg,
@@ -214,13 +267,16 @@ impl Module for Pool {
 /// Modules run one after the other, named `0`, `1`, ... like PyTorch's `nn.Sequential`.
 #[derive(Default)]
 pub struct Sequential {
+    /// The modules, in the order they run.
     pub layers: Vec<Box<dyn Module + Send>>,
 }
 
 impl Sequential {
+    /// An empty sequence (the identity).
     pub fn new() -> Self {
         Sequential::default()
     }
+    /// This sequence with `layer` appended; see [`Module`] for an example.
     pub fn push(mut self, layer: impl Module + Send + 'static) -> Self {
         self.layers.push(Box::new(layer));
         self

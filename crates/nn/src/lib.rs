@@ -7,6 +7,8 @@
 //! safetensors format that PyTorch reads and writes. Layers live in [`layers`], the SE and SaE
 //! attention modules in [`attention`], initializers in [`init`].
 
+#![deny(missing_docs)]
+
 pub mod attention;
 pub mod checkpoint;
 mod error;

@@ -21,6 +21,26 @@ pub fn join(prefix: &str, name: &str) -> String {
     }
 }
 
+/// A piece of network: a layer, a block, a whole model. It maps an input tensor to an output
+/// and names its state; everything else (parameter lists, counting, moving to a device,
+/// checkpoints) is derived from [`visit`](Module::visit).
+///
+/// ```
+/// use senet_nn::layers::{Activation, Linear, Sequential};
+/// use senet_nn::Module;
+/// use senet_tensor::Tensor;
+///
+/// let mut mlp = Sequential::new()
+///     .push(Linear::new(Tensor::zeros(&[16, 8]), Some(Tensor::zeros(&[16]))))
+///     .push(Activation::Relu)
+///     .push(Linear::new(Tensor::zeros(&[4, 16]), None));
+/// let y = mlp.forward(&Tensor::ones(&[2, 8]), true)?;
+/// assert_eq!(y.shape(), &[2, 4]);
+/// let names: Vec<String> = mlp.parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["0.weight", "0.bias", "2.weight"]);
+/// assert_eq!(mlp.count_parameters(), (16 * 8 + 16 + 4 * 16, 16 * 8 + 16 + 4 * 16));
+/// # Ok::<(), senet_nn::Error>(())
+/// ```
 pub trait Module {
     /// The output for input `x`: in training mode (`train`) batch norm uses and updates batch
     /// statistics; in evaluation mode it uses the running ones.

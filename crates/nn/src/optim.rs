@@ -5,14 +5,46 @@ use crate::{Error, Module, Result, Slot};
 use senet_tensor::{AdamWStep, Gradients, SgdStep, Tensor};
 use std::collections::BTreeMap;
 
+/// Which update rule, with its own hyperparameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerKind {
-    Sgd { momentum: f64, nesterov: bool },
-    AdamW { beta1: f64, beta2: f64, eps: f64 },
+    /// Stochastic gradient descent (`torch.optim.SGD`).
+    Sgd {
+        /// How much of the previous step's velocity carries over (0 for plain SGD).
+        momentum: f64,
+        /// Step with the look-ahead gradient (Nesterov momentum).
+        nesterov: bool,
+    },
+    /// Adam with decoupled weight decay (`torch.optim.AdamW`).
+    AdamW {
+        /// Decay rate of the running mean of gradients.
+        beta1: f64,
+        /// Decay rate of the running mean of squared gradients.
+        beta2: f64,
+        /// Added to the denominator so a zero second moment does not divide by zero.
+        eps: f64,
+    },
 }
 
+/// Updates a module's parameters from their gradients, keeping each parameter's state
+/// (velocity, moments) between steps.
+///
+/// ```
+/// use senet_nn::{layers::Linear, optim::Optimizer, Module};
+/// use senet_tensor::Tensor;
+///
+/// let mut layer = Linear::new(Tensor::ones(&[1, 2]), None);
+/// let mut opt = Optimizer::sgd(0.0, false, 0.0);
+/// let loss = layer.forward(&Tensor::ones(&[1, 2]), true)?.sum_all()?;
+/// let grads = loss.backward()?; // d loss / d weight = 1 everywhere
+/// opt.step(&mut layer, &grads, 0.5)?;
+/// assert_eq!(layer.weight.to_vec_f32()?, [0.5, 0.5]);
+/// # Ok::<(), senet_nn::Error>(())
+/// ```
 pub struct Optimizer {
+    /// The update rule.
     pub kind: OptimizerKind,
+    /// L2 penalty for SGD (added to the gradient), decoupled decay for AdamW.
     pub weight_decay: f64,
     /// Steps taken so far.
     pub steps: u64,
@@ -102,7 +134,6 @@ impl Optimizer {
         failure.map_or(Ok(()), Err)
     }
 
-    /// The state as named tensors (`<param>.velocity`, `<param>.exp_avg`, `<param>.exp_avg_sq`).
     /// Checks that state loaded with [`Self::load_state`] belongs to `module`: every state
     /// tensor is one of its parameters', with that parameter's shape, and (once a step has been
     /// taken, for an optimizer that keeps state) every parameter has its state. A resume from
@@ -142,6 +173,8 @@ impl Optimizer {
         Ok(())
     }
 
+    /// The state as named tensors (`<param>.velocity`, `<param>.exp_avg`, `<param>.exp_avg_sq`),
+    /// for saving next to a checkpoint.
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
         let names: &[&str] = match self.kind {
             OptimizerKind::Sgd { .. } => &["velocity"],

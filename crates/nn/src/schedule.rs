@@ -4,11 +4,14 @@
 //! `LambdaLR(lambda s: (s+1)/steps_per_epoch if s < steps_per_epoch else 0.5*(1+cos(pi*(s-w)/(total-w))))`.
 use std::f64::consts::PI;
 
+/// The shape of the schedule after warm-up.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ScheduleKind {
+    /// The peak rate throughout.
     Constant,
     /// Multiply by `gamma` at 50% and again at 75% of the steps after warm-up.
     Step {
+        /// The factor of each decay, e.g. 0.1.
         gamma: f64,
     },
     /// Half a cosine from the peak to zero.
@@ -18,13 +21,28 @@ pub enum ScheduleKind {
     OneCycle,
 }
 
+/// A learning-rate schedule: the rate for each optimizer step of a run.
+///
+/// ```
+/// use senet_nn::schedule::{Schedule, ScheduleKind};
+///
+/// let s = Schedule { kind: ScheduleKind::Cosine, peak: 0.1, warmup_epochs: 1.0,
+///                    steps_per_epoch: 10, total_steps: 100 };
+/// assert!((s.lr(0) - 0.01).abs() < 1e-12); // warm-up: 1/10 of the peak
+/// assert!((s.lr(10) - 0.1).abs() < 1e-12); // peak, then cosine down
+/// assert!(s.lr(99) < 1e-3);
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Schedule {
+    /// What follows the warm-up.
     pub kind: ScheduleKind,
+    /// The highest rate, reached at the end of warm-up.
     pub peak: f64,
     /// Warm-up length in epochs (fractions allowed).
     pub warmup_epochs: f64,
+    /// Optimizer steps per epoch, to turn `warmup_epochs` into steps.
     pub steps_per_epoch: usize,
+    /// Steps of the whole run; the schedule ends there.
     pub total_steps: usize,
 }
 

@@ -5,8 +5,11 @@ use crate::{from_f64, Element};
 /// `x` is `[n, c, hw]` flattened (hw = H*W).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BnShape {
+    /// Batch size.
     pub n: usize,
+    /// Channels: one mean and variance each.
     pub c: usize,
+    /// Pixels per channel plane, `H * W` (1 for a `[n, c]` input).
     pub hw: usize,
 }
 
@@ -19,11 +22,13 @@ impl BnShape {
 
 /// What training-mode forward returns: output and the per-channel batch statistics.
 pub struct BnTrainOut<T> {
+    /// The normalized, scaled and shifted output, shaped like `x`.
     pub y: Vec<T>,
+    /// Batch mean per channel.
     pub mean: Vec<T>,
     /// Biased batch variance (divides by n*hw), the one used to normalize.
     pub var: Vec<T>,
-    /// 1 / sqrt(var + eps)
+    /// `1 / sqrt(var + eps)` per channel, kept for the backward pass.
     pub invstd: Vec<T>,
 }
 

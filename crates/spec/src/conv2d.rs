@@ -6,25 +6,49 @@ use crate::{from_f64, tap, to_f64, Element};
 /// Every size a 2-D convolution needs. Input `[batch, in_channels, in_h, in_w]`, weight
 /// `[out_channels, in_channels / groups, kernel_h, kernel_w]`, output
 /// `[batch, out_channels, out_h(), out_w()]`. Pairs are (height, width).
+///
+/// ```
+/// use senet_spec::cases::conv2d_geometry;
+/// // batch 2, 3 -> 16 channels over 32x32; 3x3 kernel, stride 2, padding 1, dilation 1, 1 group.
+/// let g = conv2d_geometry((2, 3, 32, 32, 16), (3, 3), (2, 2), (1, 1), (1, 1), 1);
+/// assert!(g.validate().is_ok());
+/// assert_eq!((g.out_h(), g.out_w()), (16, 16)); // (32 + 2 - 2 - 1) / 2 + 1
+/// assert_eq!(g.weight_len(), 16 * 3 * 3 * 3);
+/// // 2 groups cannot split 3 input channels.
+/// let bad = senet_spec::conv2d::Conv2dGeometry { groups: 2, ..g };
+/// assert!(bad.validate().unwrap_err().contains("groups 2"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dGeometry {
+    /// Number of images.
     pub batch: usize,
+    /// Channels of the input.
     pub in_channels: usize,
+    /// Input height.
     pub in_h: usize,
+    /// Input width.
     pub in_w: usize,
+    /// Channels of the output (number of filters).
     pub out_channels: usize,
+    /// Kernel (filter) size.
     pub kernel: (usize, usize),
+    /// Step between neighbouring windows.
     pub stride: (usize, usize),
+    /// Zeros added on each side of the input.
     pub padding: (usize, usize),
+    /// Spacing between kernel taps (1 = adjacent pixels).
     pub dilation: (usize, usize),
+    /// Channel groups: each output channel sees only `in_channels / groups` inputs.
     pub groups: usize,
 }
 
 impl Conv2dGeometry {
+    /// Output height, `(in_h + 2*pad - dilation*(kh - 1) - 1) / stride + 1`.
     pub fn out_h(&self) -> usize {
         (self.in_h + 2 * self.padding.0 - self.dilation.0 * (self.kernel.0 - 1) - 1) / self.stride.0
             + 1
     }
+    /// Output width, the same formula as [`out_h`](Self::out_h) along the width.
     pub fn out_w(&self) -> usize {
         (self.in_w + 2 * self.padding.1 - self.dilation.1 * (self.kernel.1 - 1) - 1) / self.stride.1
             + 1
@@ -150,7 +174,7 @@ fn conv_walk(g: &Conv2dGeometry, mut f: impl FnMut(usize, usize, usize)) {
     }
 }
 
-/// y[n, co, oh, ow] = bias[co] + sum over (ci in co's group, kh, kw) of x * w.
+/// `y[n, co, oh, ow] = bias[co] + sum over (ci in co's group, kh, kw) of x * w`.
 pub fn conv2d_forward<T: Element>(
     g: &Conv2dGeometry,
     x: &[T],
@@ -186,7 +210,7 @@ pub fn conv2d_backward_weight<T: Element>(g: &Conv2dGeometry, x: &[T], dy: &[T])
     from_f64(dw)
 }
 
-/// dbias[co] = sum of dy over batch and positions.
+/// `dbias[co]` = sum of `dy` over batch and positions.
 pub fn conv2d_backward_bias<T: Element>(g: &Conv2dGeometry, dy: &[T]) -> Vec<T> {
     let plane = g.out_h() * g.out_w();
     let mut db = vec![0.0; g.out_channels];

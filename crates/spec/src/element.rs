@@ -18,7 +18,9 @@ pub trait Element:
 {
     /// Name used in messages (`"f32"`, `"f64"`).
     const NAME: &'static str;
+    /// Rounds an f64 to this type (exact for `f64`); how reference results come back.
     fn from_f64(v: f64) -> Self;
+    /// Widens to f64 (exact for both types), so the reference loops can compute in f64.
     fn to_f64(self) -> f64;
 }
 

@@ -7,14 +7,21 @@ use crate::Element;
 /// in the `case` numbered by the op's place in [`UnaryOp::ALL`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
+    /// `-x`
     Neg,
+    /// `e^x`
     Exp,
+    /// Natural logarithm, `ln x`.
     Log,
+    /// Square root.
     Sqrt,
     /// `x^p`
     Powf(f64),
+    /// `max(x, 0)`
     Relu,
+    /// `1 / (1 + e^-x)`, squashes to (0, 1).
     Sigmoid,
+    /// Hyperbolic tangent, squashes to (-1, 1).
     Tanh,
     /// `x * c`
     Scale(f64),
@@ -124,12 +131,17 @@ impl UnaryOp {
 /// Binary ops. Comparisons return 1.0 or 0.0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinaryOp {
+    /// `a + b`
     Add,
+    /// `a - b`
     Sub,
+    /// `a * b`
     Mul,
+    /// `a / b`
     Div,
     /// 1 where a == b
     Eq,
+    /// The larger of `a` and `b`.
     Maximum,
     /// `a` where `b > 0`, else 0: relu's gradient `a` at input `b`, in one pass (what
     /// PyTorch calls `threshold_backward`; a NaN gradient where `b <= 0` still gives 0).
@@ -206,6 +218,15 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
 }
 
 /// `f(a, b)` with numpy broadcasting, computing each output's input positions from scratch.
+/// Returns the values and the broadcast shape.
+///
+/// ```
+/// use senet_spec::elementwise::broadcast_binary;
+/// // [2, 1] + [3] -> [2, 3]
+/// let (y, shape) = broadcast_binary(&[10.0, 20.0], &[2, 1], &[1.0, 2.0, 3.0], &[3], |a, b| a + b);
+/// assert_eq!(shape, [2, 3]);
+/// assert_eq!(y, [11.0, 12.0, 13.0, 21.0, 22.0, 23.0]);
+/// ```
 pub fn broadcast_binary(
     a: &[f64],
     a_shape: &[usize],

@@ -2,11 +2,18 @@
 //! aggregated dense layer; one group with a shared input is an ordinary linear layer).
 use crate::{from_f64, Element};
 
+/// Sizes of a grouped dense layer: weight `[groups, out, in]`, bias `[groups * out]`, output
+/// `[batch, groups * out]`; the input is `[batch, in]` or `[batch, groups * in]`
+/// (see [`shared_input`](Self::shared_input)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupedLinearShape {
+    /// Rows of the input and output.
     pub batch: usize,
+    /// Independent dense layers.
     pub groups: usize,
+    /// Input features per group.
     pub in_features: usize,
+    /// Output features per group.
     pub out_features: usize,
     /// true: input `[batch, in]` fed to every group; false: input `[batch, groups*in]`.
     pub shared_input: bool,
@@ -44,7 +51,7 @@ fn gl_x(s: GroupedLinearShape, b: usize, grp: usize, i: usize) -> usize {
     }
 }
 
-/// y[b, g*out + o] = b[g, o] + sum_i x_g[b, i] * w[g, o, i].
+/// `y[b, g*out + o] = bias[g, o] + sum_i x_g[b, i] * w[g, o, i]`.
 pub fn grouped_linear_forward<T: Element>(
     s: GroupedLinearShape,
     x: &[T],

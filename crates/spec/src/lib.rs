@@ -10,6 +10,8 @@
 //! self-test checks every op against them end to end. [`optim`] only holds the scalars both
 //! optimizer steps share. This crate depends on no other crate of the framework.
 
+#![deny(missing_docs)]
+
 pub mod batchnorm;
 pub mod cases;
 pub mod conv2d;

@@ -4,9 +4,13 @@
 /// `[batch, m, n]`, all contiguous and row-major.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatmulShape {
+    /// Number of independent products.
     pub batch: usize,
+    /// Rows of `a` and of the result.
     pub m: usize,
+    /// Columns of `a` = rows of `b`: the summed dimension.
     pub k: usize,
+    /// Columns of `b` and of the result.
     pub n: usize,
 }
 

@@ -5,19 +5,28 @@ use crate::{from_f64, tap, Element};
 /// Input `[batch, channels, in_h, in_w]`, output `[batch, channels, out_h(), out_w()]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2dGeometry {
+    /// Number of images.
     pub batch: usize,
+    /// Channels, pooled independently.
     pub channels: usize,
+    /// Input height.
     pub in_h: usize,
+    /// Input width.
     pub in_w: usize,
+    /// Window size.
     pub kernel: (usize, usize),
+    /// Step between neighbouring windows.
     pub stride: (usize, usize),
+    /// Implicit border on each side (never the max; a zero for the average).
     pub padding: (usize, usize),
 }
 
 impl Pool2dGeometry {
+    /// Output height, `(in_h + 2*pad - kh) / stride + 1` (rounded down).
     pub fn out_h(&self) -> usize {
         (self.in_h + 2 * self.padding.0 - self.kernel.0) / self.stride.0 + 1
     }
+    /// Output width, the same formula along the width.
     pub fn out_w(&self) -> usize {
         (self.in_w + 2 * self.padding.1 - self.kernel.1) / self.stride.1 + 1
     }
@@ -106,7 +115,7 @@ pub fn max_pool2d_forward<T: Element>(g: &Pool2dGeometry, x: &[T]) -> (Vec<T>, V
     (from_f64(y), arg)
 }
 
-/// dx[argmax] += dy, over every window.
+/// `dx[argmax] += dy`, over every window.
 pub fn max_pool2d_backward<T: Element>(g: &Pool2dGeometry, argmax: &[u32], dy: &[T]) -> Vec<T> {
     let plane = g.in_h * g.in_w;
     let out_plane = g.out_h() * g.out_w();

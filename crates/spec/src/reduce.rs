@@ -1,12 +1,16 @@
 //! Reductions over the middle axis of `[outer, reduced, inner]`.
 
+/// Which reduction to apply over the reduced axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReduceOp {
+    /// Add the values up.
     Sum,
+    /// Keep the largest value.
     Max,
 }
 
 impl ReduceOp {
+    /// The lowercase name (`"sum"`, `"max"`), for messages and profiles.
     pub fn name(self) -> &'static str {
         match self {
             ReduceOp::Sum => "sum",

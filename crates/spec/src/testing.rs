@@ -14,7 +14,9 @@ pub fn rand_vec<T: Element>(rng: &mut StdRng, n: usize, lo: f64, hi: f64) -> Vec
 /// How far a result may be from the expected one: `|got - want| <= abs + rel * |want|`.
 #[derive(Clone, Copy, Debug)]
 pub struct Tol {
+    /// Allowed error near zero.
     pub abs: f64,
+    /// Allowed error as a fraction of `|want|`.
     pub rel: f64,
 }
 

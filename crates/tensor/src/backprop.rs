@@ -16,12 +16,15 @@ impl Gradients {
     pub fn get(&self, t: &Tensor) -> Option<&Tensor> {
         self.0.get(&t.id())
     }
+    /// Takes the gradient for `t` out (an optimizer consumes each gradient once).
     pub fn remove(&mut self, t: &Tensor) -> Option<Tensor> {
         self.0.remove(&t.id())
     }
+    /// Number of leaves that received a gradient.
     pub fn len(&self) -> usize {
         self.0.len()
     }
+    /// Whether no leaf received a gradient.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -56,6 +59,21 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
 impl Tensor {
     /// Gradients of this one-element tensor (a loss) with respect to every `requires_grad`
     /// leaf it depends on. The graph is left as it was; call again after another forward.
+    /// Each gradient has the shape of its leaf.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let w = Tensor::ones(&[3, 2]).requires_grad();
+    /// let x = Tensor::ones(&[4, 3]);
+    /// let loss = x.matmul(&w)?.sum_all()?;
+    /// let grads = loss.backward()?;
+    /// let dw = grads.get(&w).unwrap();
+    /// assert_eq!(dw.shape(), &[3, 2]);
+    /// assert_eq!(dw.to_vec_f32()?, [4.0; 6]); // each weight met 4 ones
+    /// // Only a one-element output has an implied seed.
+    /// assert!(x.matmul(&w)?.backward().is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn backward(&self) -> Result<Gradients> {
         if self.numel() != 1 {
             return Err(Error::Backward(format!(
@@ -66,7 +84,18 @@ impl Tensor {
         self.backward_with(&self.ones_like()?)
     }
 
-    /// Backward from this tensor with `seed` as its incoming gradient (same shape).
+    /// Backward from this tensor with `seed` as its incoming gradient (same shape): the
+    /// gradients of `sum(self * seed)`.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::ones(&[2, 2]).requires_grad();
+    /// let y = x.mul_scalar(3.0)?;
+    /// let grads = y.backward_with(&Tensor::full(&[2, 2], 0.5))?;
+    /// assert_eq!(grads.get(&x).unwrap().to_vec_f32()?, [1.5; 4]);
+    /// assert!(y.backward_with(&Tensor::ones(&[4])).is_err()); // seed of the wrong shape
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn backward_with(&self, seed: &Tensor) -> Result<Gradients> {
         if !self.tracks_grad() {
             return Err(Error::Backward(

@@ -3,6 +3,9 @@
 //! (in `ops/custom.rs`) puts it in the graph like a built-in op.
 use crate::{Result, Tensor};
 
+/// An op written outside this crate: its forward and its gradient rule. Run it with
+/// [`Tensor::apply_custom`], which records it so `backward` calls [`CustomOp::backward`]
+/// ([`Tensor::apply_custom`] has a complete example).
 pub trait CustomOp: Send + Sync {
     /// Shown in errors and in `Op::name`.
     fn name(&self) -> &str;

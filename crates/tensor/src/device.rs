@@ -4,9 +4,12 @@ use senet_gpu::{DeviceRequest, Gpu, GpuError};
 use std::fmt;
 use std::sync::Arc;
 
+/// The element type of a tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit float: what training uses, and the only type GPU tensors hold.
     F32,
+    /// 64-bit float, CPU only: for gradient checks, where f32 rounding would hide errors.
     F64,
 }
 
@@ -24,7 +27,9 @@ impl DType {
 /// `senet_gpu::adapters()` (opened once per process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
+    /// Main memory, computed by the `senet-cpu` kernels.
     Cpu,
+    /// A GPU adapter, by its index; computed by the WGSL kernels of `senet-gpu`.
     Gpu(usize),
 }
 

@@ -14,6 +14,16 @@ pub fn is_grad_enabled() -> bool {
 pub struct NoGradGuard(());
 
 impl NoGradGuard {
+    /// Turns recording off on this thread until the guard drops (guards nest).
+    ///
+    /// ```
+    /// # use senet_tensor::{is_grad_enabled, NoGradGuard};
+    /// {
+    ///     let _guard = NoGradGuard::new();
+    ///     assert!(!is_grad_enabled());
+    /// }
+    /// assert!(is_grad_enabled());
+    /// ```
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         DISABLED.with(|d| d.set(d.get() + 1));

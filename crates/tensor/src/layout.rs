@@ -2,6 +2,17 @@
 //! Views (`permute`, `narrow`, broadcasting) only change the layout, never the buffer.
 use crate::{Error, Result};
 
+/// How a tensor reads its flat buffer: element `[i0, i1, ...]` is at
+/// `offset + i0 * strides[0] + i1 * strides[1] + ...`. A row-major tensor of shape `[2, 3]`
+/// has strides `[3, 1]`; its transpose, the same buffer, has shape `[3, 2]` and strides `[1, 3]`.
+///
+/// ```
+/// # use senet_tensor::Tensor;
+/// let x = Tensor::zeros(&[2, 3]);
+/// assert_eq!(x.layout().strides(), &[3, 1]);
+/// assert_eq!(x.t()?.layout().strides(), &[1, 3]);
+/// # Ok::<(), senet_tensor::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     shape: Vec<usize>,
@@ -19,6 +30,8 @@ pub(crate) fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
 }
 
 impl Layout {
+    /// The row-major layout of `shape` from the start of a buffer (the last axis varies
+    /// fastest).
     pub fn contiguous(shape: &[usize]) -> Self {
         Layout {
             shape: shape.to_vec(),
@@ -26,18 +39,23 @@ impl Layout {
             offset: 0,
         }
     }
+    /// The size of each axis.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
+    /// How many buffer elements one step along each axis skips (0 for a broadcast axis).
     pub fn strides(&self) -> &[usize] {
         &self.strides
     }
+    /// Where element `[0, 0, ...]` sits in the buffer (non-zero after `narrow`).
     pub fn offset(&self) -> usize {
         self.offset
     }
+    /// Number of axes.
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
+    /// Number of elements, the product of the shape.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }

@@ -11,9 +11,11 @@
 //! once in reverse topological order; all gradient rules live in one `match` in `backprop.rs`.
 //!
 //! Under [`no_grad`] (and for tensors that need no gradient) nothing is recorded. With the
-//! `testing` feature, [`testing`] offers `gradcheck`, proptest strategies and the op
+//! `testing` feature, the `testing` module offers `gradcheck`, proptest strategies and the op
 //! self-test, so users can property-test the gradients of their own ops, including
 //! [`CustomOp`]s.
+
+#![deny(missing_docs)]
 
 mod backprop;
 mod custom;
@@ -21,6 +23,7 @@ mod device;
 mod display;
 mod error;
 mod grad_mode;
+pub mod graph;
 mod kernel;
 mod layout;
 mod op;

@@ -8,83 +8,142 @@ use senet_spec::grouped_linear::GroupedLinearShape;
 use senet_spec::pool::Pool2dGeometry;
 use std::sync::Arc;
 
+/// One recorded op: a node of the autograd graph. Each variant holds the op's input tensors
+/// (keeping them alive until `backward`) and whatever else its gradient rule needs; a result
+/// tensor holds the `Op` that made it ([`Tensor::op`]).
 #[derive(Clone)]
 pub enum Op {
     /// Add, Sub, Mul, Div with broadcasting.
     Binary(BinaryOp, Tensor, Tensor),
+    /// An elementwise function of one input.
     Unary(UnaryOp, Tensor),
     /// Sum over `axes`; the output keeps those axes with size 1.
     Sum {
+        /// The tensor summed.
         input: Tensor,
+        /// The axes summed over, sorted.
         axes: Vec<usize>,
     },
     /// Max over `axes`; the output keeps those axes with size 1.
     Max {
+        /// The tensor reduced (its gradient goes to where it equals the max).
         input: Tensor,
+        /// The axes reduced over, sorted.
         axes: Vec<usize>,
     },
     /// Any change of shape that keeps the row-major order (reshape, contiguous copy).
     Reshape(Tensor),
+    /// A reordering of the axes (a view).
     Permute {
+        /// The tensor viewed.
         input: Tensor,
+        /// Output axis `i` is input axis `axes[i]`.
         axes: Vec<usize>,
     },
     /// A stride-0 view stretching size-1 dimensions.
     Broadcast(Tensor),
+    /// A slice along one axis (a view).
     Narrow {
+        /// The tensor sliced.
         input: Tensor,
+        /// The axis sliced.
         axis: usize,
+        /// Where the slice starts; its length is the output's size on `axis`.
         start: usize,
     },
+    /// Tensors joined along one axis.
     Concat {
+        /// The tensors joined, in order.
         inputs: Vec<Tensor>,
+        /// The axis they were joined along.
         axis: usize,
     },
+    /// A conversion to another dtype; the gradient is converted back.
     ToDType(Tensor),
+    /// A copy to another device; the gradient is moved back.
     ToDevice(Tensor),
+    /// A (batched) matrix product.
     Matmul(Tensor, Tensor),
+    /// Softmax or log-softmax; the gradient rule reads the output, not the input.
     Softmax {
+        /// The scores.
         input: Tensor,
+        /// The axis normalized over.
         axis: usize,
+        /// Log-softmax when true.
         log: bool,
     },
+    /// Mean cross-entropy of logits against labels.
     CrossEntropy {
+        /// The `[batch, classes]` scores.
         logits: Tensor,
+        /// The class of each row, kept on the op's device.
         labels: Indices,
+        /// Label smoothing, 0 for none.
         smoothing: f64,
+        /// The softmax of `logits`, saved by the forward: the gradient is
+        /// `probs - smoothed one-hot target`.
         probs: Tensor,
     },
+    /// A 2-D convolution.
     Conv2d {
+        /// The `[N, Cin, H, W]` input.
         input: Tensor,
+        /// The `[Cout, Cin/groups, kh, kw]` filters.
         weight: Tensor,
+        /// The `[Cout]` bias, if any.
         bias: Option<Tensor>,
+        /// Every size of the convolution.
         geometry: Conv2dGeometry,
     },
+    /// Batch normalization of an `[N, C, H, W]` input.
     BatchNorm2d {
+        /// The input.
         input: Tensor,
+        /// The `[C]` scale, if any.
         weight: Option<Tensor>,
+        /// The `[C]` shift, if any.
         bias: Option<Tensor>,
+        /// The per-channel mean it normalized with (batch or running).
         mean: Tensor,
+        /// `1 / sqrt(var + eps)` per channel, for the same statistics.
         invstd: Tensor,
+        /// Whether the batch statistics were used: then the gradient also flows through them.
         training: bool,
     },
+    /// Max pooling.
     MaxPool2d {
+        /// The input.
         input: Tensor,
+        /// Where each window's maximum was (its index in the input plane): the only place the
+        /// gradient goes.
         argmax: Indices,
+        /// Window, stride, padding and sizes.
         geometry: Pool2dGeometry,
     },
+    /// Average pooling.
     AvgPool2d {
+        /// The input (only its shape matters to the gradient).
         input: Tensor,
+        /// Window, stride, padding and sizes.
         geometry: Pool2dGeometry,
     },
+    /// `linear` or `grouped_linear`.
     GroupedLinear {
+        /// The `[B, in]` or `[B, groups*in]` input.
         input: Tensor,
+        /// The weight, `[out, in]` or `[groups, out, in]`.
         weight: Tensor,
+        /// The bias, if any.
         bias: Option<Tensor>,
+        /// The sizes, as the kernels take them.
         shape: GroupedLinearShape,
     },
+    /// An op defined outside this crate ([`Tensor::apply_custom`]).
     Custom {
+        /// The op, whose `backward` gives the gradients.
         op: Arc<dyn CustomOp>,
+        /// Its inputs.
         inputs: Vec<Tensor>,
     },
 }
@@ -145,6 +204,8 @@ impl Op {
         self.inputs().into_iter().cloned().collect()
     }
 
+    /// A short lowercase name (`"conv2d"`, `"mul"`, a custom op's own), for messages,
+    /// `Debug` output and graph dumps.
     pub fn name(&self) -> String {
         match self {
             Op::Binary(op, ..) => format!("{op:?}").to_lowercase(),

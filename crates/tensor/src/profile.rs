@@ -18,13 +18,18 @@ use std::time::Instant;
 /// The part of a training step a kernel belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {
+    /// Loading and augmenting the batch, and moving it to the device.
     Data,
+    /// The model's forward pass and the loss (the default).
     Forward,
+    /// `backward`: the gradient rules.
     Backward,
+    /// The parameter updates.
     Optimizer,
 }
 
 impl Phase {
+    /// The lowercase name shown in the table.
     pub fn name(self) -> &'static str {
         match self {
             Phase::Data => "data",
@@ -38,9 +43,13 @@ impl Phase {
 /// One line of the table: every call of one label in one phase.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
+    /// The phase the calls ran in.
     pub phase: Phase,
+    /// The kernel and its geometry, e.g. `conv2d 3x3/1 64->64 8x8`.
     pub label: String,
+    /// How many times it ran.
     pub calls: u64,
+    /// Total seconds of all calls.
     pub secs: f64,
     /// Floating-point operations of all calls, where the kernel defines them.
     pub flops: Option<f64>,
@@ -100,6 +109,7 @@ pub fn gpu_timestamps() -> bool {
     GPU_TIMESTAMPS.load(Ordering::Relaxed)
 }
 
+/// Whether kernels are being timed (see [`enable`]).
 pub fn is_enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
@@ -125,6 +135,8 @@ pub fn rows() -> Vec<Row> {
 #[must_use = "the phase ends when the guard drops"]
 pub struct PhaseGuard(Phase);
 
+/// Counts the kernels run on this thread toward `phase` until the returned guard drops,
+/// then goes back to the phase before.
 pub fn phase(phase: Phase) -> PhaseGuard {
     PhaseGuard(PHASE.with(|p| p.replace(phase)))
 }

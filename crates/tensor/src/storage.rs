@@ -12,14 +12,18 @@ use std::sync::Arc;
 /// A CPU buffer: f32 for training, f64 for gradient checking.
 #[derive(Clone, Debug)]
 pub enum CpuStorage {
+    /// f32 values.
     F32(Vec<f32>),
+    /// f64 values.
     F64(Vec<f64>),
 }
 
 /// A tensor's buffer on its device.
 #[derive(Debug)]
 pub enum Storage {
+    /// Values in main memory.
     Cpu(CpuStorage),
+    /// An f32 buffer in a GPU's memory.
     Gpu(GpuBuffer),
 }
 
@@ -53,9 +57,13 @@ impl Drop for Storage {
 
 /// The element types a CPU tensor can hold, with the glue between `Vec<T>` and `CpuStorage`.
 pub trait CpuElement: Element {
+    /// The [`DType`] of this Rust type.
     const DTYPE: DType;
+    /// The values of `s` when it holds this type, else `None`.
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
+    /// `v` as a CPU buffer.
     fn wrap(v: Vec<Self>) -> CpuStorage;
+    /// The values of `s`, writable, when it holds this type, else `None`.
     fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
 }
 

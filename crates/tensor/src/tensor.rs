@@ -116,27 +116,43 @@ impl Tensor {
 
     // ---- inspection ----------------------------------------------------------------------
 
+    /// This tensor's node in the graph: unique per tensor, the key of [`crate::Gradients`].
     pub fn id(&self) -> TensorId {
         self.0.id
     }
+    /// How the buffer is read as this tensor: shape, strides and offset.
     pub fn layout(&self) -> &Layout {
         &self.0.layout
     }
+    /// The size of each axis, outermost first (`[]` for a scalar).
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::zeros(&[2, 3]);
+    /// assert_eq!(x.shape(), &[2, 3]);
+    /// assert_eq!((x.rank(), x.numel()), (2, 6));
+    /// ```
     pub fn shape(&self) -> &[usize] {
         self.0.layout.shape()
     }
+    /// Number of axes, `shape().len()`.
     pub fn rank(&self) -> usize {
         self.shape().len()
     }
+    /// Number of elements, the product of the shape (1 for a scalar).
     pub fn numel(&self) -> usize {
         self.0.layout.numel()
     }
+    /// The element type (f32, or f64 for gradient checks).
     pub fn dtype(&self) -> DType {
         self.storage().dtype()
     }
+    /// Where the buffer lives: the CPU or a GPU.
     pub fn device(&self) -> Device {
         self.storage().device()
     }
+    /// Whether the elements are stored in row-major order with no gaps, so kernels can read
+    /// them directly (views such as `permute` usually are not).
     pub fn is_contiguous(&self) -> bool {
         self.0.layout.is_contiguous()
     }
@@ -148,12 +164,23 @@ impl Tensor {
     pub fn tracks_grad(&self) -> bool {
         self.0.variable || self.0.op.is_some()
     }
+    /// Whether this is a leaf made by [`requires_grad`](Self::requires_grad), whose gradient
+    /// `backward` returns.
     pub fn is_variable(&self) -> bool {
         self.0.variable
     }
 
     /// A leaf that gradients are computed for (a parameter, or an input under test).
     /// Returns a new handle on the same buffer; use it in place of `self`.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let w = Tensor::ones(&[3]).requires_grad();
+    /// assert!(w.is_variable() && w.tracks_grad());
+    /// let y = w.mul_scalar(2.0)?; // recorded: y knows it came from w
+    /// assert_eq!(y.op().unwrap().inputs()[0].id(), w.id());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn requires_grad(&self) -> Tensor {
         Tensor(Arc::new(Inner {
             id: TensorId::new(),
@@ -164,7 +191,17 @@ impl Tensor {
         }))
     }
 
-    /// The same values cut off from the graph.
+    /// The same values cut off from the graph: no gradient flows through the result, and it
+    /// does not keep the graph behind `self` alive. Shares the buffer; same shape.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let y = Tensor::ones(&[2]).requires_grad().exp()?;
+    /// let d = y.detach();
+    /// assert_eq!(d.shape(), &[2]);
+    /// assert!(y.tracks_grad() && !d.tracks_grad());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn detach(&self) -> Tensor {
         Tensor(Arc::new(Inner {
             id: TensorId::new(),
@@ -177,7 +214,17 @@ impl Tensor {
 
     // ---- creation ------------------------------------------------------------------------
 
-    /// A tensor from data and a shape; errors when the sizes disagree.
+    /// A tensor from data in row-major order and a shape; errors when the sizes disagree.
+    /// The dtype follows `T` (`f32` or `f64`).
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+    /// assert_eq!(x.shape(), &[2, 3]);
+    /// // 5 values cannot fill 2 x 3.
+    /// assert!(Tensor::from_vec(vec![0.0f32; 5], &[2, 3]).is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn from_vec<T: CpuElement>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
         let numel: usize = shape.iter().product();
         if data.len() != numel {
@@ -192,7 +239,7 @@ impl Tensor {
         Ok(Tensor::from_cpu(data, shape, None))
     }
 
-    /// An f32 tensor of shape `[]` holding one value.
+    /// An f32 tensor of shape `[]` (no axes, one element) holding `v`.
     pub fn scalar(v: f32) -> Tensor {
         Tensor::from_cpu(vec![v], &[], None)
     }
@@ -201,12 +248,22 @@ impl Tensor {
     pub fn full_dtype(shape: &[usize], value: f64, dtype: DType) -> Tensor {
         Tensor::full_on(shape, value, dtype, Device::Cpu).expect("CPU buffers of any dtype")
     }
+    /// An f32 tensor of `shape` filled with `value`, on the CPU.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::full(&[2, 2], 0.5);
+    /// assert_eq!(x.to_vec_f32()?, [0.5; 4]);
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn full(shape: &[usize], value: f32) -> Tensor {
         Tensor::full_dtype(shape, value as f64, DType::F32)
     }
+    /// An f32 tensor of zeros on the CPU.
     pub fn zeros(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 0.0)
     }
+    /// An f32 tensor of ones on the CPU.
     pub fn ones(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 1.0)
     }
@@ -223,9 +280,11 @@ impl Tensor {
     pub fn full_like(&self, value: f64) -> Result<Tensor> {
         Tensor::full_on(self.shape(), value, self.dtype(), self.device())
     }
+    /// Zeros with the shape, dtype and device of `self`.
     pub fn zeros_like(&self) -> Result<Tensor> {
         self.full_like(0.0)
     }
+    /// Ones with the shape, dtype and device of `self`.
     pub fn ones_like(&self) -> Result<Tensor> {
         self.full_like(1.0)
     }
@@ -259,13 +318,23 @@ impl Tensor {
         let c = self.contiguous_detached()?;
         c.storage().to_vec(c.range())
     }
+    /// [`to_vec`](Self::to_vec) as f32, without naming the type.
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
         self.to_vec()
     }
+    /// [`to_vec`](Self::to_vec) as f64, without naming the type.
     pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
         self.to_vec()
     }
-    /// The single value of a one-element tensor.
+    /// The single value of a one-element tensor (any shape with one element: `[]`, `[1, 1]`...),
+    /// as f64.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// assert_eq!(Tensor::full(&[1, 1], 2.5).item()?, 2.5);
+    /// assert!(Tensor::zeros(&[2]).item().is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn item(&self) -> Result<f64> {
         if self.numel() != 1 {
             return Err(Error::shape(
@@ -279,7 +348,17 @@ impl Tensor {
         Ok(self.to_vec::<f64>()?[0])
     }
 
-    /// The values converted to another dtype (recorded: the gradient is converted back).
+    /// The values converted to another dtype (recorded: the gradient is converted back). Same
+    /// shape; a copy unless the dtype already matches.
+    ///
+    /// ```
+    /// # use senet_tensor::{DType, Tensor};
+    /// let x = Tensor::ones(&[2, 3]).to_dtype(DType::F64)?;
+    /// assert_eq!((x.shape(), x.dtype()), (&[2, 3][..], DType::F64));
+    /// // Ops never mix dtypes silently.
+    /// assert!(x.add(&Tensor::ones(&[2, 3])).is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if dtype == self.dtype() {
             return Ok(self.clone());
@@ -294,7 +373,15 @@ impl Tensor {
     }
 
     /// A copy on `device` (recorded: the gradient is moved back). GPU tensors are f32, so an
-    /// f64 tensor is converted on the way.
+    /// f64 tensor is converted on the way. Same shape, contiguous.
+    ///
+    /// ```
+    /// # use senet_tensor::{Device, Tensor};
+    /// // With no GPU at hand: moving to where the tensor already is returns it as it is.
+    /// let x = Tensor::ones(&[2, 3]).to_device(Device::Cpu)?;
+    /// assert_eq!((x.shape(), x.device()), (&[2, 3][..], Device::Cpu));
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
         if device == self.device() {
             return Ok(self.clone());

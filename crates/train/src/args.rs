@@ -96,14 +96,24 @@ impl ModelArgs {
     }
 }
 
+/// The values of `--dataset` (see [`DataArgs::dataset`]).
 #[derive(Clone, Copy, Debug, ValueEnum)]
+#[allow(
+    missing_docs,
+    reason = "clap prints variant doc comments in --help; the flag's doc describes the values"
+)]
 pub enum DatasetKind {
     Cifar10,
     Cifar100,
     Imagefolder,
 }
 
+/// The values of `--labels`: CIFAR-100's 100 fine classes or its 20 coarse superclasses.
 #[derive(Clone, Copy, Debug, ValueEnum)]
+#[allow(
+    missing_docs,
+    reason = "clap prints variant doc comments in --help; the flag's doc describes the values"
+)]
 pub enum LabelKind {
     Fine,
     Coarse,
@@ -139,6 +149,8 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
+    /// The [`DataOptions`] these flags describe, with the dataset's own normalization
+    /// ([`TrainArgs::options`] applies `--mean` and `--std`).
     pub fn options(&self) -> DataOptions {
         let spec = match self.dataset {
             DatasetKind::Cifar10 => DatasetSpec::Cifar10,
@@ -161,7 +173,12 @@ impl DataArgs {
     }
 }
 
+/// The values of `--schedule`; [`ScheduleArg::kind`] gives the schedule each one names.
 #[derive(Clone, Copy, Debug, ValueEnum)]
+#[allow(
+    missing_docs,
+    reason = "clap prints variant doc comments in --help; the flag's doc describes the values"
+)]
 pub enum ScheduleArg {
     Constant,
     Step,
@@ -170,6 +187,8 @@ pub enum ScheduleArg {
 }
 
 impl ScheduleArg {
+    /// The learning-rate schedule this value names (`step` multiplies by 0.1 at 50% and 75% of
+    /// the steps after the warm-up).
     pub fn kind(self) -> ScheduleKind {
         match self {
             ScheduleArg::Constant => ScheduleKind::Constant,
@@ -188,8 +207,11 @@ pub struct TrainArgs {
     /// line overrides the file. A run's config.json is such a file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    // (clap ignores doc comments on flattened fields: they stay out of --help.)
+    /// The model flags: `--model`, `--depth`, `--preset`, `--width`, `--classes`, `--set`.
     #[command(flatten)]
     pub model: ModelArgs,
+    /// The data flags: `--dataset`, `--labels`, `--data`, `--image-size`, ...
     #[command(flatten)]
     pub data: DataArgs,
     /// Per-channel mean to normalize with, 3 numbers (default: the dataset's own: CIFAR's

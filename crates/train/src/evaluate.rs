@@ -17,8 +17,11 @@ use std::sync::Arc;
 /// most confident mistakes.
 #[derive(Clone, Debug)]
 pub struct Evaluation {
+    /// Mean cross-entropy per image (no label smoothing).
     pub loss: f64,
+    /// Percentage of images whose true class scores highest (a tie counts as wrong).
     pub top1: f64,
+    /// Percentage of images whose true class is among the 5 highest scores.
     pub top5: f64,
     /// `(correct, total)` per class.
     pub per_class: Vec<(usize, usize)>,
@@ -38,7 +41,9 @@ pub const MAX_CONFUSION_CLASSES: usize = 1000;
 pub struct Mistake {
     /// The image's place in the split.
     pub index: usize,
+    /// The true class.
     pub label: usize,
+    /// The class the model chose.
     pub predicted: usize,
     /// The softmax probability of `predicted`.
     pub confidence: f32,
@@ -231,11 +236,15 @@ fn keep_most_confident(wrong: &mut Vec<Mistake>, n: usize) {
 /// What `senet eval` found: the evaluation, the dataset's class names and description, the
 /// checkpoint, and the mistakes' images.
 pub struct EvalReport {
+    /// Loss, accuracies, confusion matrix and mistakes on the test split.
     pub evaluation: Evaluation,
+    /// The dataset's class names, indexed by label.
     pub classes: Vec<String>,
+    /// The checkpoint evaluated.
     pub checkpoint: PathBuf,
-    /// The dataset in words and its folder or archive.
+    /// The dataset in words, e.g. `cifar100 (coarse labels)`.
     pub dataset: String,
+    /// The dataset's folder or archive.
     pub data: PathBuf,
     /// The images of `evaluation.mistakes`, in the same order.
     pub misclassified: Vec<MisclassifiedImage>,

@@ -23,6 +23,8 @@
 //! For `senet reproduce` (in progress): [`study`] (a study's models and run folders) and
 //! [`study_report`] -> metrics, [`stats`] (Welch's and paired intervals).
 
+#![deny(missing_docs)]
+
 pub mod args;
 pub mod config_file;
 pub mod evaluate;

@@ -4,22 +4,35 @@ use anyhow::{anyhow, bail, Result};
 /// One row of `metrics.csv`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochMetrics {
+    /// The epoch this row closes, counting from 1.
     pub epoch: usize,
+    /// Optimizer steps taken in the run so far.
     pub steps: u64,
+    /// Mean training loss over the epoch's images, as measured during the steps (training
+    /// mode, augmented images, while the weights still changed).
     pub train_loss: f64,
+    /// Training top-1 (%) over the same images.
     pub train_top1: f64,
+    /// Mean test loss after the epoch (evaluation mode).
     pub test_loss: f64,
+    /// Test top-1 (%) after the epoch.
     pub test_top1: f64,
+    /// Test top-5 (%) after the epoch.
     pub test_top5: f64,
+    /// Learning rate of the epoch's last step.
     pub lr: f64,
+    /// Training throughput: the epoch's images over its `seconds`.
     pub images_per_s: f64,
+    /// Seconds the epoch's steps took (the test evaluation is not counted).
     pub seconds: f64,
 }
 
+/// The first line of `metrics.csv`: the column names, in [`EpochMetrics::csv`]'s order.
 pub const CSV_HEADER: &str =
     "epoch,steps,train_loss,train_top1,test_loss,test_top1,test_top5,lr,images_per_s,seconds";
 
 impl EpochMetrics {
+    /// The row as `metrics.csv` stores it (no newline), with fixed decimals.
     pub fn csv(&self) -> String {
         format!(
             "{},{},{:.6},{:.4},{:.6},{:.4},{:.4},{:.8},{:.1},{:.1}",
@@ -36,6 +49,7 @@ impl EpochMetrics {
         )
     }
 
+    /// Reads a row [`EpochMetrics::csv`] wrote; the error names the row and the bad field.
     pub fn parse(line: &str) -> Result<Self> {
         let f: Vec<&str> = line.split(',').collect();
         if f.len() != 10 {
@@ -80,9 +94,11 @@ pub struct StepMetrics {
     pub time: f64,
 }
 
+/// The first line of `steps.csv`: the column names, in [`StepMetrics::csv`]'s order.
 pub const STEPS_CSV_HEADER: &str = "step,epoch,train_loss,train_top1,lr,time";
 
 impl StepMetrics {
+    /// The row as `steps.csv` stores it (no newline), with fixed decimals.
     pub fn csv(&self) -> String {
         format!(
             "{},{:.6},{:.6},{:.4},{:.8},{:.3}",
@@ -90,6 +106,7 @@ impl StepMetrics {
         )
     }
 
+    /// Reads a row [`StepMetrics::csv`] wrote; the error names the row and the bad field.
     pub fn parse(line: &str) -> Result<Self> {
         let f: Vec<&str> = line.split(',').collect();
         if f.len() != 6 {

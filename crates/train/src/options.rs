@@ -10,21 +10,37 @@ use std::path::PathBuf;
 /// Which dataset `--data` holds.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DatasetSpec {
+    /// CIFAR-10: 50,000 training and 10,000 test images of 32x32 in 10 classes.
     Cifar10,
-    Cifar100 { coarse: bool },
-    ImageFolder { image_size: usize, resize: bool },
+    /// CIFAR-100: the same sizes in 100 classes.
+    Cifar100 {
+        /// Use the 20 coarse superclasses as labels instead of the 100 fine classes.
+        coarse: bool,
+    },
+    /// A folder (or `.tar.gz`) with `train/` and `test/`, each holding one folder per class.
+    ImageFolder {
+        /// The side every image has (or is resized to).
+        image_size: usize,
+        /// Resize images of another size instead of refusing them.
+        resize: bool,
+    },
 }
 
 /// Where the data comes from (shared by train and eval).
 #[derive(Clone, Debug)]
 pub struct DataOptions {
+    /// Which dataset, and how to read it.
     pub spec: DatasetSpec,
+    /// Its folder (or an image folder's archive); CIFAR is downloaded here when missing.
     pub dir: PathBuf,
+    /// Download CIFAR from this URL instead of the official one.
     pub url: Option<String>,
+    /// The expected md5 of the archive at `url`.
     pub md5: Option<String>,
     /// Per-channel mean and std to normalize with, replacing the dataset's own (CIFAR's
     /// published values, or an image folder's computed from its training split).
     pub mean: Option<[f32; 3]>,
+    /// Per-channel std to normalize with, likewise.
     pub std: Option<[f32; 3]>,
 }
 
@@ -108,6 +124,10 @@ pub fn schedule_flag(kind: ScheduleKind) -> &'static str {
 
 /// The optimizer of a run (`--optimizer`).
 #[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+#[allow(
+    missing_docs,
+    reason = "clap prints variant doc comments in --help; `--optimizer`'s doc describes them"
+)]
 pub enum OptimizerChoice {
     Sgd,
     #[value(name = "adamw")]
@@ -117,32 +137,53 @@ pub enum OptimizerChoice {
 /// Every setting of a run (what `config.json` records).
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
+    /// The network; its `classes` becomes the dataset's ([`TrainOptions::model_for`]).
     pub model: ModelConfig,
     /// `--classes` as given (the dataset decides otherwise).
     pub classes: Option<usize>,
+    /// The dataset to train and test on.
     pub data: DataOptions,
+    /// Passes over the training split.
     pub epochs: usize,
+    /// Stop after this many optimizer steps in total, even mid-epoch (a checkpoint is saved).
     pub max_steps: Option<u64>,
     /// Also save `last.*` every this many steps within an epoch (`None`: at epoch ends only).
     pub save_every: Option<u64>,
+    /// Images per optimizer step; an epoch takes full batches only.
     pub batch: usize,
+    /// Peak learning rate, reached at the end of the warm-up.
     pub lr: f64,
+    /// SGD momentum (0: plain SGD).
     pub momentum: f64,
+    /// Nesterov momentum for SGD.
     pub nesterov: bool,
+    /// L2 weight decay (SGD) or decoupled weight decay (AdamW).
     pub weight_decay: f64,
+    /// SGD or AdamW.
     pub optimizer: OptimizerChoice,
+    /// The learning-rate curve after the warm-up.
     pub schedule: ScheduleKind,
+    /// Epochs of linear warm-up up to `lr` (fractions allowed; one-cycle has its own).
     pub warmup: f64,
+    /// Label smoothing of the training cross-entropy (0: none).
     pub label_smoothing: f64,
+    /// Random crop and horizontal flip of the training images.
     pub augment: bool,
+    /// A new seeded order of the training split every epoch (else the file order).
     pub shuffle: bool,
+    /// Seeds the weights, the data order and the augmentation.
     pub seed: u64,
+    /// `cpu`, `gpu`, `auto` or an adapter name.
     pub device: String,
+    /// Start from this checkpoint's tensors (with a fresh optimizer) instead of random weights.
     pub init: Option<PathBuf>,
+    /// The run folder.
     pub out: PathBuf,
+    /// Continue the run in `out` from its `last.*` checkpoint.
     pub resume: bool,
     /// Remove the files of a run already in `out` before starting (never other files).
     pub overwrite: bool,
+    /// Background threads preparing (loading and augmenting) batches.
     pub workers: usize,
     /// Write a row of `steps.csv` (and TensorBoard scalars) every this many steps.
     pub log_every: u64,

@@ -21,19 +21,27 @@ pub struct RunState {
     pub epoch: usize,
     /// Optimizer steps taken.
     pub step: u64,
-    /// Running sums of the current (partial) epoch.
+    /// Summed per-image training loss of the current (partial) epoch.
     pub loss_sum: f64,
+    /// Training images predicted right in the current epoch.
     pub correct: u64,
+    /// Training images seen in the current epoch.
     pub seen: u64,
+    /// Seconds of stepping in the current epoch.
     pub seconds: f64,
+    /// The best test top-1 (%) so far: an epoch that reaches it (a tie included) saves
+    /// `best.safetensors`.
     pub best_top1: f64,
-    /// Running sums since the last row of `steps.csv`.
+    /// Summed per-image training loss since the last row of `steps.csv`.
     pub window_loss_sum: f64,
+    /// Training images predicted right since the last row of `steps.csv`.
     pub window_correct: u64,
+    /// Training images seen since the last row of `steps.csv`.
     pub window_seen: u64,
 }
 
 impl RunState {
+    /// Records the state in checkpoint metadata (the float sums by their bits, exactly).
     pub fn write(&self, m: &mut Metadata) {
         m.insert("epoch".into(), self.epoch.to_string());
         m.insert("step".into(), self.step.to_string());
@@ -54,6 +62,8 @@ impl RunState {
         m.insert("window_seen".into(), self.window_seen.to_string());
     }
 
+    /// Reads back what [`RunState::write`] recorded in the metadata of the checkpoint at
+    /// `path` (named in errors).
     pub fn read(m: &Metadata, path: &Path) -> Result<Self> {
         let get = |k: &str| {
             m.get(k).ok_or_else(|| {
@@ -262,6 +272,8 @@ pub struct RunLock {
 }
 
 impl RunLock {
+    /// Takes the lock of the folder `out` (its lock file is created if missing); an error if
+    /// another process holds it. The lock lasts as long as the returned value.
     pub fn take(out: &Path) -> Result<Self> {
         let path = out.join(LOCK_FILE);
         let file = std::fs::OpenOptions::new()
@@ -308,8 +320,11 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 /// What `curves.png` shows: the epoch rows, the logged steps, and the title.
 #[derive(Clone, Copy)]
 pub struct Curves<'a> {
+    /// One row per finished epoch (`metrics.csv`).
     pub rows: &'a [EpochMetrics],
+    /// The rows of `steps.csv`: the training figures between the epoch points.
     pub steps: &'a [StepMetrics],
+    /// The picture's heading.
     pub title: &'a str,
 }
 
@@ -536,6 +551,7 @@ impl RunDir {
         discard(&self.out);
     }
 
+    /// Writes `config.json` (pretty-printed, through a temporary file and a rename).
     pub fn write_config(&self, json: &Value) -> Result<()> {
         write_text(
             &self.out.join("config.json"),

@@ -73,6 +73,7 @@ pub struct SaveSet {
 }
 
 impl SaveSet {
+    /// An empty set of files to save into `dir`.
     pub fn new(dir: &Path) -> Self {
         SaveSet {
             dir: dir.to_path_buf(),

@@ -20,6 +20,7 @@ impl StopHandle {
         self.0.swap(true, Ordering::SeqCst)
     }
 
+    /// Whether a stop has been asked for (through any clone).
     pub fn is_stopped(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }

@@ -18,14 +18,18 @@ use std::path::{Path, PathBuf};
 /// The studies `senet reproduce --study` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Study {
+    /// The paper's CIFAR-10 networks: resnet, se-resnet and senetv2 at depth 9.
     Cifar10,
+    /// The paper's CIFAR-100 networks: the same families at depth 50.
     Cifar100,
+    /// SaE's cardinality and reduction on senetv2-9 (research question 3).
     Ablation,
 }
 
 /// What decides a study's cells.
 #[derive(Clone, Debug)]
 pub struct StudyOptions {
+    /// Which study.
     pub study: Study,
     /// `--families`: add the ResNeXt families (cifar10 and cifar100 studies).
     pub families: bool,
@@ -42,19 +46,24 @@ pub struct StudyOptions {
 pub struct Cell {
     /// Folder and report name: the family (`senetv2`), or for the ablation `senetv2-k4-r32`.
     pub name: String,
+    /// The network every seed of the cell trains.
     pub model: ModelConfig,
 }
 
 /// One run of a study: a cell, a seed and the folder its trainer writes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlannedRun {
+    /// The cell's name.
     pub cell: String,
+    /// Seeds the run's weights, data order and augmentation.
     pub seed: u64,
+    /// The run folder, `DIR/<cell>/seed-<n>`.
     pub folder: PathBuf,
 }
 
-/// The ablation's cardinalities and reductions.
+/// The ablation's SaE cardinalities `k`.
 pub const CARDINALITIES: [usize; 4] = [1, 2, 4, 8];
+/// The ablation's SE/SaE reduction ratios `r`.
 pub const REDUCTIONS: [usize; 4] = [8, 16, 32, 64];
 
 /// The cells of a study, in report order. The ablation refuses a width at which some cell's
@@ -244,7 +253,8 @@ pub fn facts(o: &StudyOptions, cells: &[Cell], image_size: usize) -> Result<Vec<
 }
 
 /// Writes `dir/report.md` and `dir/report.json` from the finished runs, and `dir/report.png`
-/// with every run's test top-1 curve (each through a temporary file and a rename). `title` heads the Markdown; `note` (may be empty) follows it.
+/// with every run's test top-1 curve (each through a temporary file and a rename). `title`
+/// heads the Markdown; `note` (may be empty) follows it.
 pub fn write_report(
     dir: &Path,
     title: &str,

@@ -11,11 +11,17 @@ use std::fmt::Write;
 /// throughput over epochs and its summed epoch time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunResult {
+    /// The cell's name.
     pub cell: String,
+    /// The run's seed.
     pub seed: u64,
+    /// Test top-1 (%) after the last epoch.
     pub top1: f64,
+    /// Test top-5 (%) after the last epoch.
     pub top5: f64,
+    /// Training images per second, averaged over the epochs.
     pub images_per_s: f64,
+    /// The epochs' training seconds, summed.
     pub seconds: f64,
 }
 
@@ -37,20 +43,28 @@ impl RunResult {
 /// One cell over its seeds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CellSummary {
+    /// The cell's name.
     pub name: String,
+    /// Finished runs (one per seed).
     pub seeds: usize,
+    /// Mean final test top-1 (%) over the seeds.
     pub top1_mean: f64,
     /// Sample standard deviation (NaN with one seed).
     pub top1_std: f64,
+    /// Mean final test top-5 (%) over the seeds.
     pub top5_mean: f64,
+    /// Sample standard deviation of top-5 (NaN with one seed).
     pub top5_std: f64,
+    /// Training images per second, averaged over the runs.
     pub images_per_s: f64,
+    /// Training seconds of all its runs together.
     pub seconds: f64,
 }
 
 /// What a cell is, apart from its runs: its size and cost, and the paper's figure for it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CellFacts {
+    /// The cell's name.
     pub name: String,
     /// PyTorch's count: weights and biases.
     pub params: usize,
@@ -65,11 +79,15 @@ pub struct CellFacts {
 /// `a - b` in mean top-1 points.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Comparison {
+    /// The later cell in report order.
     pub a: String,
+    /// The earlier cell, subtracted from `a`.
     pub b: String,
+    /// Welch's 95% interval over all seeds of each (`None` below two seeds or without spread).
     pub welch: Option<Interval>,
     /// Over the seeds both cells have.
     pub paired: Option<Interval>,
+    /// One line saying whether the difference is shown ([`stats::verdict`]).
     pub verdict: String,
 }
 

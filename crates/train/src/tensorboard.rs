@@ -70,7 +70,9 @@ const MAX_RECORD: u64 = 16 << 20;
 /// One scalar read back from an event file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scalar {
+    /// The series' name, e.g. `epoch/test_top1`.
     pub tag: String,
+    /// The x value: the optimizer step it was logged at.
     pub step: u64,
     /// `simple_value` is a protobuf `float`: what [`EventWriter::scalar`] got, rounded to f32.
     pub value: f32,

@@ -83,12 +83,16 @@ impl Kernel for BatchNorm {
     }
 }
 
+/// Mode and constants of [`Tensor::batch_norm2d`]; the default is training mode with
+/// PyTorch's momentum 0.1 and eps 1e-5.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormOptions {
     /// Batch statistics (and a running-statistics update) when true; running statistics when false.
     pub training: bool,
     /// Weight of the new batch statistic in the running average (PyTorch's convention, 0.1).
     pub momentum: f64,
+    /// Added to the variance before the square root, so a constant channel does not divide
+    /// by zero. Must be positive.
     pub eps: f64,
 }
 
@@ -106,7 +110,9 @@ impl Default for BatchNormOptions {
 /// the tensors (never mutates a buffer another tensor may share).
 #[derive(Clone, Debug)]
 pub struct RunningStats {
+    /// Running average of the per-channel batch means.
     pub mean: Tensor,
+    /// Running average of the per-channel (unbiased) batch variances.
     pub var: Tensor,
 }
 
@@ -123,6 +129,28 @@ impl RunningStats {
 impl Tensor {
     /// Batch normalization of `self` `[N, C, H, W]` with optional affine `weight`/`bias` `[C]`.
     /// In training `running` (if given) is updated; in evaluation it is required.
+    ///
+    /// Each channel is normalized to `(x - mean) / sqrt(var + eps)`, then scaled by `weight`
+    /// and shifted by `bias`. The output has the input's shape; `weight`, `bias` and the
+    /// running statistics are `[C]`. Training needs more than one value per channel
+    /// (`N * H * W > 1`), or the batch variance would be meaningless.
+    ///
+    /// ```
+    /// # use senet_tensor::{BatchNormOptions, RunningStats, Tensor};
+    /// let x = Tensor::from_vec((0..300).map(|i| (i % 7) as f32).collect(), &[4, 3, 5, 5])?;
+    /// let (w, b) = (Tensor::ones(&[3]), Tensor::zeros(&[3]));
+    /// let mut running = RunningStats::new(3);
+    /// let train = BatchNormOptions::default();
+    /// let y = x.batch_norm2d(Some(&w), Some(&b), Some(&mut running), train)?;
+    /// assert_eq!(y.shape(), &[4, 3, 5, 5]);
+    /// // Evaluation normalizes with the running statistics the training call updated.
+    /// let eval = BatchNormOptions { training: false, ..train };
+    /// let y = x.batch_norm2d(Some(&w), Some(&b), Some(&mut running), eval)?;
+    /// assert_eq!(y.shape(), &[4, 3, 5, 5]);
+    /// // A weight for 4 channels does not fit 3.
+    /// assert!(x.batch_norm2d(Some(&Tensor::ones(&[4])), None, None, train).is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn batch_norm2d(
         &self,
         weight: Option<&Tensor>,

@@ -53,9 +53,14 @@ impl Kernel for Conv {
 /// Options of `conv2d`; pairs are (height, width).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dOptions {
+    /// Step between neighbouring windows; 2 halves the output size.
     pub stride: (usize, usize),
+    /// Zeros added on each side of the input; `(k - 1) / 2` keeps the size at stride 1.
     pub padding: (usize, usize),
+    /// Spacing between kernel taps: 2 makes a 3x3 kernel see a 5x5 area.
     pub dilation: (usize, usize),
+    /// Channel groups: each output channel reads `in_channels / groups` inputs (1 is a plain
+    /// convolution, `in_channels` a depthwise one).
     pub groups: usize,
 }
 
@@ -79,10 +84,12 @@ impl Conv2dOptions {
             ..Default::default()
         }
     }
+    /// These options with `groups` channel groups.
     pub fn groups(mut self, groups: usize) -> Self {
         self.groups = groups;
         self
     }
+    /// These options with the same dilation along both axes.
     pub fn dilation(mut self, dilation: usize) -> Self {
         self.dilation = (dilation, dilation);
         self
@@ -92,6 +99,30 @@ impl Conv2dOptions {
 impl Tensor {
     /// Convolves `self` `[N, Cin, H, W]` with `weight` `[Cout, Cin/groups, kh, kw]`, plus an
     /// optional `bias` `[Cout]`.
+    ///
+    /// The output is `[N, Cout, Ho, Wo]` with, along each axis (PyTorch's rule),
+    /// `Ho = (H + 2*padding - dilation*(kh - 1) - 1) / stride + 1`, rounded down. `groups`
+    /// must divide `Cin` and `Cout`, and the dilated kernel must fit in the padded input.
+    ///
+    /// ```
+    /// # use senet_tensor::{Conv2dOptions, Tensor};
+    /// let x = Tensor::ones(&[2, 3, 32, 32]);
+    /// let w = Tensor::zeros(&[16, 3, 3, 3]);
+    /// // 3x3, stride 1, padding 1: the size is kept.
+    /// let y = x.conv2d(&w, None, Conv2dOptions::new(1, 1))?;
+    /// assert_eq!(y.shape(), &[2, 16, 32, 32]);
+    /// // Stride 2 halves it: (32 + 2 - 2 - 1) / 2 + 1 = 16.
+    /// let y = x.conv2d(&w, Some(&Tensor::zeros(&[16])), Conv2dOptions::new(2, 1))?;
+    /// assert_eq!(y.shape(), &[2, 16, 16, 16]);
+    /// // Depthwise: 3 groups of one channel, weight [Cout, 1, kh, kw].
+    /// let dw = Tensor::zeros(&[3, 1, 3, 3]);
+    /// let y = x.conv2d(&dw, None, Conv2dOptions::new(1, 0).groups(3))?;
+    /// assert_eq!(y.shape(), &[2, 3, 30, 30]);
+    /// // A weight for 4 input channels does not fit a 3-channel input.
+    /// let err = x.conv2d(&Tensor::zeros(&[16, 4, 3, 3]), None, Conv2dOptions::default());
+    /// assert!(err.unwrap_err().to_string().contains("expects 4 input channels"));
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn conv2d(
         &self,
         weight: &Tensor,

@@ -60,7 +60,19 @@ impl Kernel for GroupedLinear {
 }
 
 impl Tensor {
-    /// `self [B, in] @ weight[out, in]^T + bias [out]`.
+    /// A dense (fully connected) layer: `self [B, in] @ weight [out, in]^T + bias [out]`,
+    /// giving `[B, out]`. The weight is stored `[out, in]`, PyTorch's layout.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::ones(&[8, 64]);
+    /// let (w, b) = (Tensor::zeros(&[10, 64]), Tensor::zeros(&[10]));
+    /// assert_eq!(x.linear(&w, Some(&b))?.shape(), &[8, 10]);
+    /// // The weight expects 32 input features, the input has 64.
+    /// let err = x.linear(&Tensor::zeros(&[10, 32]), None).unwrap_err();
+    /// assert!(err.to_string().contains("expects 32"));
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         check_rank("linear", "input", self, 2)?;
         check_rank("linear", "weight", weight, 2)?;
@@ -92,6 +104,19 @@ impl Tensor {
     /// k dense layers in one op: `weight [k, out, in]`, `bias [k, out]`; the input is either
     /// `[B, k*in]` (group g reads features `g*in..(g+1)*in`) or `[B, in]` shared by every group.
     /// The output is `[B, k*out]`, group g in features `g*out..(g+1)*out`.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let w = Tensor::zeros(&[4, 2, 8]); // k = 4 groups, 8 -> 2 features each
+    /// let b = Tensor::zeros(&[4, 2]);
+    /// // Each group reads its own 8 features of 32...
+    /// assert_eq!(Tensor::ones(&[3, 32]).grouped_linear(&w, Some(&b))?.shape(), &[3, 8]);
+    /// // ...or all groups read the same 8.
+    /// assert_eq!(Tensor::ones(&[3, 8]).grouped_linear(&w, None)?.shape(), &[3, 8]);
+    /// // 16 features are neither k*in (32) nor in (8).
+    /// assert!(Tensor::ones(&[3, 16]).grouped_linear(&w, None).is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn grouped_linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         const OP: &str = "grouped_linear";
         check_rank(OP, "input", self, 2)?;

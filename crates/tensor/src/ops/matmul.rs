@@ -28,7 +28,22 @@ impl Kernel for Matmul {
 }
 
 impl Tensor {
-    /// `[..., m, k] @ [..., k, n] -> [..., m, n]`; the `...` axes broadcast.
+    /// Matrix product over the last two axes: `[..., m, k] @ [..., k, n] -> [..., m, n]`.
+    /// Both operands need at least 2 axes, the inner sizes `k` must agree, and the leading
+    /// `...` (batch) axes broadcast as in [`add`](Self::add), so one matrix can multiply a
+    /// whole batch.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let a = Tensor::ones(&[2, 3]);
+    /// assert_eq!(a.matmul(&Tensor::ones(&[3, 4]))?.shape(), &[2, 4]);
+    /// // Batched: [5, 2, 3] @ [3, 4] -> [5, 2, 4].
+    /// assert_eq!(Tensor::ones(&[5, 2, 3]).matmul(&Tensor::ones(&[3, 4]))?.shape(), &[5, 2, 4]);
+    /// // Inner sizes 3 and 2 differ.
+    /// let err = a.matmul(&Tensor::ones(&[2, 4])).unwrap_err();
+    /// assert!(err.to_string().contains("inner dimensions differ"));
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         check_same("matmul", self, rhs)?;
         if self.rank() < 2 || rhs.rank() < 2 {

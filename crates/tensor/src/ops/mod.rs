@@ -1,5 +1,5 @@
 //! The ops, one file per family. Each checks its inputs (errors name the shapes), names its
-//! kernels for both devices (a [`crate::kernel::Kernel`]), runs them, and records an `Op` for
+//! kernels for both devices (a `Kernel`, see `kernel.rs`), runs them, and records an `Op` for
 //! `backward`. Kernels needed only by a gradient (conv input/weight gradients, pooling
 //! scatter, ...) sit next to their forward.
 pub mod batchnorm;

@@ -12,20 +12,30 @@ use senet_gpu::GpuBuffer;
 /// Hyperparameters of one SGD step (PyTorch's `torch.optim.SGD`).
 #[derive(Clone, Copy, Debug)]
 pub struct SgdStep {
+    /// Learning rate: how far to move against the gradient.
     pub lr: f64,
+    /// How much of the previous step's velocity carries over (0 for plain SGD).
     pub momentum: f64,
+    /// L2 penalty: `weight_decay * param` is added to the gradient.
     pub weight_decay: f64,
+    /// Step with the look-ahead gradient `grad + momentum * velocity` instead of the velocity.
     pub nesterov: bool,
 }
 
 /// Hyperparameters of one AdamW step (PyTorch's `torch.optim.AdamW`); `step` counts from 1.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamWStep {
+    /// Learning rate.
     pub lr: f64,
+    /// Decay rate of the running mean of gradients (usually 0.9).
     pub beta1: f64,
+    /// Decay rate of the running mean of squared gradients (usually 0.999).
     pub beta2: f64,
+    /// Added to the denominator so a zero second moment does not divide by zero.
     pub eps: f64,
+    /// Decoupled weight decay: the parameter shrinks by `lr * weight_decay` of itself.
     pub weight_decay: f64,
+    /// Which step this is, from 1: sets the bias corrections of the moments.
     pub step: u64,
 }
 
@@ -109,6 +119,20 @@ impl Tensor {
     /// Takes the parameter and velocity by value: on the CPU, a buffer that no other tensor
     /// holds is then updated in place instead of copied (drop other handles first to get
     /// that). On an error they are dropped.
+    ///
+    /// The gradient and the velocity must have the parameter's shape, and so do the results.
+    ///
+    /// ```
+    /// # use senet_tensor::{SgdStep, Tensor};
+    /// let h = SgdStep { lr: 0.1, momentum: 0.9, weight_decay: 0.0, nesterov: false };
+    /// let (p, g) = (Tensor::ones(&[2, 3]), Tensor::ones(&[2, 3]));
+    /// let (p, v) = p.sgd_update(&g, None, h)?;
+    /// assert_eq!(p.shape(), &[2, 3]);
+    /// assert_eq!(v.unwrap().shape(), &[2, 3]);
+    /// // A gradient of another shape is refused.
+    /// assert!(p.sgd_update(&Tensor::ones(&[3, 2]), None, h).is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn sgd_update(
         self,
         grad: &Tensor,
@@ -139,7 +163,17 @@ impl Tensor {
 
     /// One AdamW step of this parameter given its gradient and moments (zeros before the
     /// first step). Returns the new parameter, first and second moments. Takes them by value,
-    /// as [`Tensor::sgd_update`] does.
+    /// as [`Tensor::sgd_update`] does. All of them, and the results, have the parameter's shape.
+    ///
+    /// ```
+    /// # use senet_tensor::{AdamWStep, Tensor};
+    /// let h = AdamWStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 1 };
+    /// let p = Tensor::ones(&[4]);
+    /// let (m, v) = (p.zeros_like()?, p.zeros_like()?);
+    /// let (p, m, v) = p.adamw_update(&Tensor::ones(&[4]), m, v, h)?;
+    /// assert_eq!((p.shape(), m.shape(), v.shape()), (&[4][..], &[4][..], &[4][..]));
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn adamw_update(
         self,
         grad: &Tensor,

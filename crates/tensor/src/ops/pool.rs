@@ -61,8 +61,11 @@ impl Kernel for Pool {
 /// Window, stride and padding of a pooling op; pairs are (height, width).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2dOptions {
+    /// Window size.
     pub kernel: (usize, usize),
+    /// Step between neighbouring windows (usually the window size, for no overlap).
     pub stride: (usize, usize),
+    /// Border added on each side; at most half the window (PyTorch's rule).
     pub padding: (usize, usize),
 }
 
@@ -100,6 +103,23 @@ impl Tensor {
     }
 
     /// Max over each window (padding counts as minus infinity).
+    ///
+    /// Shape rule (shared with [`avg_pool2d`](Self::avg_pool2d)): `[N, C, H, W] ->
+    /// [N, C, Ho, Wo]` with `Ho = (H + 2*padding - kernel) / stride + 1`, rounded down
+    /// (PyTorch's `ceil_mode = false`). The padding may be at most half the window, and the
+    /// window must fit in the padded input.
+    ///
+    /// ```
+    /// # use senet_tensor::{Pool2dOptions, Tensor};
+    /// let x = Tensor::ones(&[2, 8, 32, 32]);
+    /// let y = x.max_pool2d(Pool2dOptions::new(2, 2, 0))?;
+    /// assert_eq!(y.shape(), &[2, 8, 16, 16]);
+    /// // 3x3 windows, stride 2, padding 1: (32 + 2 - 3) / 2 + 1 = 16.
+    /// assert_eq!(x.max_pool2d(Pool2dOptions::new(3, 2, 1))?.shape(), &[2, 8, 16, 16]);
+    /// // Padding 2 is more than half of a 3-wide window.
+    /// assert!(x.max_pool2d(Pool2dOptions::new(3, 1, 2)).is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn max_pool2d(&self, opts: Pool2dOptions) -> Result<Tensor> {
         let g = self.pool_geometry("max_pool2d", opts)?;
         let x = self.contiguous_detached()?;
@@ -114,6 +134,16 @@ impl Tensor {
     }
 
     /// Mean over each window; padded zeros count (PyTorch's `count_include_pad=True`).
+    /// Shapes as in [`max_pool2d`](Self::max_pool2d).
+    ///
+    /// ```
+    /// # use senet_tensor::{Pool2dOptions, Tensor};
+    /// let x = Tensor::ones(&[1, 3, 7, 7]);
+    /// let y = x.avg_pool2d(Pool2dOptions::new(2, 2, 0))?; // (7 - 2) / 2 + 1 = 3
+    /// assert_eq!(y.shape(), &[1, 3, 3, 3]);
+    /// assert_eq!(y.to_vec_f32()?, [1.0; 27]);
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn avg_pool2d(&self, opts: Pool2dOptions) -> Result<Tensor> {
         let g = self.pool_geometry("avg_pool2d", opts)?;
         let x = self.contiguous_detached()?;
@@ -125,7 +155,16 @@ impl Tensor {
         Ok(run(&Pool::AvgForward(g), &[&x])?.tensor(&shape, Some(record)))
     }
 
-    /// Mean over H and W: `[N, C, H, W] -> [N, C]`.
+    /// Mean over H and W: `[N, C, H, W] -> [N, C]`, one number per channel (the "squeeze"
+    /// of squeeze-and-excitation, and the step before a classifier's last linear layer).
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let y = Tensor::ones(&[2, 64, 8, 8]).global_avg_pool2d()?;
+    /// assert_eq!(y.shape(), &[2, 64]);
+    /// assert!(Tensor::ones(&[2, 64]).global_avg_pool2d().is_err()); // needs 4 axes
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn global_avg_pool2d(&self) -> Result<Tensor> {
         check_rank("global_avg_pool2d", "input", self, 4)?;
         self.mean(&[2, 3], false)

@@ -143,6 +143,20 @@ impl Tensor {
     }
 
     /// Sum over `axes` (all distinct); `keepdim` keeps them with size 1.
+    ///
+    /// Shape rule (shared by `mean` and `max`): the listed axes disappear from the shape, or
+    /// become 1 with `keepdim` (handy for broadcasting the result back against the input).
+    /// An empty `axes` sums nothing and keeps the shape.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::ones(&[2, 3, 4]);
+    /// assert_eq!(x.sum(&[1], false)?.shape(), &[2, 4]);
+    /// assert_eq!(x.sum(&[0, 2], true)?.shape(), &[1, 3, 1]);
+    /// assert_eq!(x.sum(&[0, 2], false)?.to_vec_f32()?, [8.0; 3]);
+    /// assert!(x.sum(&[3], false).is_err()); // no axis 3
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn sum(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
         Tensor::drop_axes(
             self.reduce_keepdim(axes, ReduceOp::Sum, "sum")?,
@@ -151,10 +165,27 @@ impl Tensor {
         )
     }
     /// Sum of every element, as a tensor of shape `[]`.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let s = Tensor::ones(&[2, 3]).sum_all()?;
+    /// assert_eq!(s.shape(), &[] as &[usize]);
+    /// assert_eq!(s.item()?, 6.0);
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn sum_all(&self) -> Result<Tensor> {
         self.sum(&(0..self.rank()).collect::<Vec<_>>(), false)
     }
-    /// Mean over `axes`.
+    /// Mean over `axes`; shapes as in [`sum`](Self::sum).
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// let m = x.mean(&[1], true)?;
+    /// assert_eq!(m.shape(), &[2, 1]);
+    /// assert_eq!(m.to_vec_f32()?, [1.5, 3.5]);
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn mean(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
         let count: usize = axes
             .iter()
@@ -163,11 +194,31 @@ impl Tensor {
         self.sum(axes, keepdim)?
             .mul_scalar(1.0 / count.max(1) as f64)
     }
-    /// Mean of every element, as a tensor of shape `[]`.
+    /// Mean of every element, as a tensor of shape `[]`: the usual way to turn per-element
+    /// losses into one number to call `backward` on.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let m = Tensor::full(&[4, 5], 2.0).mean_all()?;
+    /// assert_eq!(m.shape(), &[] as &[usize]);
+    /// assert_eq!(m.item()?, 2.0);
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn mean_all(&self) -> Result<Tensor> {
         self.mean(&(0..self.rank()).collect::<Vec<_>>(), false)
     }
-    /// Maximum over `axes`. Its gradient is shared equally among tied maxima.
+    /// Maximum over `axes`; shapes as in [`sum`](Self::sum). An empty axis has no maximum
+    /// and is an error. Its gradient is shared equally among tied maxima.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 5.0, 3.0, 2.0, 0.0, 4.0], &[2, 3])?;
+    /// let m = x.max(&[1], false)?;
+    /// assert_eq!(m.shape(), &[2]);
+    /// assert_eq!(m.to_vec_f32()?, [5.0, 4.0]);
+    /// assert!(Tensor::zeros(&[2, 0]).max(&[1], false).is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn max(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
         Tensor::drop_axes(
             self.reduce_keepdim(axes, ReduceOp::Max, "max")?,
@@ -177,7 +228,18 @@ impl Tensor {
     }
 
     /// Sums this tensor down to `shape`, the reverse of broadcasting `shape` up to ours:
-    /// the gradient of a broadcast operand.
+    /// the gradient of a broadcast operand. `shape` must broadcast to `self.shape()`; the
+    /// extra leading axes and the axes where `shape` has 1 are summed.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let g = Tensor::ones(&[5, 2, 3]);
+    /// let s = g.sum_to(&[2, 1])?;
+    /// assert_eq!(s.shape(), &[2, 1]);
+    /// assert_eq!(s.to_vec_f32()?, [15.0, 15.0]);
+    /// assert!(g.sum_to(&[4, 3]).is_err()); // [4, 3] does not broadcast to [5, 2, 3]
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn sum_to(&self, shape: &[usize]) -> Result<Tensor> {
         if self.shape() == shape {
             return Ok(self.clone());

@@ -51,7 +51,18 @@ impl Tensor {
     }
 
     /// This tensor with a row-major layout: itself when it already is, else a copy (recorded,
-    /// so gradients flow through it).
+    /// so gradients flow through it). The shape is unchanged; only the order of the values in
+    /// memory is.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let v = Tensor::zeros(&[2, 3]).t()?; // a transposed view
+    /// assert!(!v.is_contiguous());
+    /// let c = v.contiguous()?;
+    /// assert_eq!(c.shape(), &[3, 2]);
+    /// assert!(c.is_contiguous());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn contiguous(&self) -> Result<Tensor> {
         if self.is_contiguous() {
             return Ok(self.clone());
@@ -64,7 +75,19 @@ impl Tensor {
         ))
     }
 
-    /// The same elements in row-major order with another shape of equal size.
+    /// The same elements in row-major order with another shape of equal size: the product of
+    /// `shape` must equal [`numel`](Self::numel). A view when the input is contiguous, else a
+    /// copy.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::zeros(&[2, 3, 4]);
+    /// assert_eq!(x.reshape(&[6, 4])?.shape(), &[6, 4]);
+    /// // 24 elements cannot make 5 x 5.
+    /// let err = x.reshape(&[5, 5]).unwrap_err();
+    /// assert!(err.to_string().contains("cannot reshape"));
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         let numel: usize = shape.iter().product();
         if numel != self.numel() {
@@ -88,6 +111,16 @@ impl Tensor {
     }
 
     /// Flattens every axis from `start` on into one: `[B, C, H, W].flatten_from(1)` is `[B, C*H*W]`.
+    /// `start` may equal the rank, which appends an axis of size 1.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::zeros(&[2, 3, 4, 5]);
+    /// assert_eq!(x.flatten_from(1)?.shape(), &[2, 60]);
+    /// assert_eq!(x.flatten_from(0)?.shape(), &[120]);
+    /// assert!(x.flatten_from(5).is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn flatten_from(&self, start: usize) -> Result<Tensor> {
         if start > self.rank() {
             return Err(Error::shape(
@@ -103,7 +136,17 @@ impl Tensor {
         self.reshape(&shape)
     }
 
-    /// Reorders the axes: output axis `i` is input axis `axes[i]`.
+    /// Reorders the axes: output axis `i` is input axis `axes[i]`, so the output shape is
+    /// `axes.map(|a| shape[a])`. `axes` must name every axis once. A view: only the strides
+    /// move, no value is copied.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::zeros(&[2, 3, 4]); // e.g. [N, C, L]
+    /// assert_eq!(x.permute(&[0, 2, 1])?.shape(), &[2, 4, 3]);
+    /// assert!(x.permute(&[0, 0, 1]).is_err()); // axis 0 twice
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn permute(&self, axes: &[usize]) -> Result<Tensor> {
         let layout = self.layout().permute(axes)?;
         Ok(self.view(
@@ -115,7 +158,16 @@ impl Tensor {
         ))
     }
 
-    /// Swaps two axes.
+    /// Swaps axes `a` and `b` (a view); the output shape is the input's with those two sizes
+    /// exchanged.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::zeros(&[2, 3, 4]);
+    /// assert_eq!(x.transpose(0, 2)?.shape(), &[4, 3, 2]);
+    /// assert!(x.transpose(0, 3).is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn transpose(&self, a: usize, b: usize) -> Result<Tensor> {
         let rank = self.rank();
         if a >= rank || b >= rank {
@@ -129,13 +181,29 @@ impl Tensor {
         self.permute(&axes)
     }
 
-    /// The transpose of a matrix (rank 2).
+    /// The transpose of a matrix (rank 2): `[m, n] -> [n, m]`, a view.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// assert_eq!(Tensor::zeros(&[2, 5]).t()?.shape(), &[5, 2]);
+    /// assert!(Tensor::zeros(&[2, 5, 1]).t().is_err()); // not a matrix
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn t(&self) -> Result<Tensor> {
         super::check_rank("t", "the input", self, 2)?;
         self.transpose(0, 1)
     }
 
-    /// `len` elements from `start` along `axis` (a view).
+    /// `len` elements from `start` along `axis` (a view): the output shape is the input's with
+    /// `axis` set to `len`, and `start + len` must not pass the end of the axis.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let x = Tensor::zeros(&[4, 10]);
+    /// assert_eq!(x.narrow(1, 2, 5)?.shape(), &[4, 5]);
+    /// assert!(x.narrow(1, 8, 5).is_err()); // 8 + 5 > 10
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Result<Tensor> {
         let layout = self.layout().narrow(axis, start, len)?;
         Ok(self.view(
@@ -148,7 +216,16 @@ impl Tensor {
         ))
     }
 
-    /// A stride-0 view stretching size-1 axes (and adding leading ones) to `shape`.
+    /// A stride-0 view stretching size-1 axes (and adding leading ones) to `shape`; the
+    /// rules are those of [`add`](Self::add), with the output shape fixed to `shape`.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let b = Tensor::ones(&[3, 1]);
+    /// assert_eq!(b.broadcast_as(&[2, 3, 4])?.shape(), &[2, 3, 4]);
+    /// assert!(b.broadcast_as(&[2, 4]).is_err()); // 3 cannot become 2
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn broadcast_as(&self, shape: &[usize]) -> Result<Tensor> {
         if self.shape() == shape {
             return Ok(self.clone());
@@ -157,7 +234,17 @@ impl Tensor {
         Ok(self.view(layout, Op::Broadcast(self.clone())))
     }
 
-    /// Joins tensors along `axis`; all other sizes must agree.
+    /// Joins tensors along `axis`; all other sizes must agree, and the output's `axis` is the
+    /// sum of theirs. Copies the values into a new buffer.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let (a, b) = (Tensor::zeros(&[2, 3]), Tensor::ones(&[2, 5]));
+    /// assert_eq!(Tensor::concat(&[&a, &b], 1)?.shape(), &[2, 8]);
+    /// // Along axis 0 the other axis (3 vs 5) would have to agree.
+    /// assert!(Tensor::concat(&[&a, &b], 0).is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn concat(tensors: &[&Tensor], axis: usize) -> Result<Tensor> {
         let first = tensors
             .first()

@@ -136,17 +136,49 @@ impl Tensor {
         Ok(run(&kernel, &[&x])?.tensor(self.shape(), record))
     }
 
-    /// `exp(x) / sum(exp(x))` along `axis`.
+    /// `exp(x) / sum(exp(x))` along `axis`: turns scores into probabilities that sum to 1
+    /// along that axis. The output has the input's shape; `axis` must exist.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let p = Tensor::zeros(&[2, 4]).softmax(1)?;
+    /// assert_eq!(p.shape(), &[2, 4]);
+    /// assert_eq!(p.to_vec_f32()?, [0.25; 8]);
+    /// assert!(Tensor::zeros(&[2, 4]).softmax(2).is_err());
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn softmax(&self, axis: usize) -> Result<Tensor> {
         self.softmax_impl(axis, false)
     }
-    /// `x - log(sum(exp(x)))` along `axis`, computed stably.
+    /// `x - log(sum(exp(x)))` along `axis`, computed stably (the log of
+    /// [`softmax`](Self::softmax) without overflow for large scores). Same shape as the input.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let l = Tensor::zeros(&[3, 2]).log_softmax(0)?;
+    /// assert_eq!(l.shape(), &[3, 2]);
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn log_softmax(&self, axis: usize) -> Result<Tensor> {
         self.softmax_impl(axis, true)
     }
 
     /// Mean cross-entropy of logits `[batch, classes]` against class indices, with label
     /// smoothing (0 for none; PyTorch's definition). Returns a tensor of shape `[]`.
+    ///
+    /// Needs one label per row of `self`, each below the number of classes, and a smoothing
+    /// in `[0, 1]`.
+    ///
+    /// ```
+    /// # use senet_tensor::Tensor;
+    /// let logits = Tensor::zeros(&[2, 10]); // batch 2, 10 classes
+    /// let loss = logits.cross_entropy(&[3, 7], 0.0)?;
+    /// assert_eq!(loss.shape(), &[] as &[usize]);
+    /// assert!((loss.item()? - 10f64.ln()).abs() < 1e-5); // uniform guess: ln 10
+    /// assert!(logits.cross_entropy(&[3], 0.0).is_err()); // 1 label for a batch of 2
+    /// assert!(logits.cross_entropy(&[3, 10], 0.0).is_err()); // class 10 of 0..10
+    /// # Ok::<(), senet_tensor::Error>(())
+    /// ```
     pub fn cross_entropy(&self, labels: &[u32], smoothing: f64) -> Result<Tensor> {
         super::check_rank("cross_entropy", "logits", self, 2)?;
         let (batch, classes) = (self.shape()[0], self.shape()[1]);

@@ -27,7 +27,9 @@ use std::fmt;
 pub struct GradcheckOptions {
     /// Central-difference step (in f64).
     pub eps: f64,
+    /// Allowed absolute error, for gradients near zero.
     pub atol: f64,
+    /// Allowed error relative to the numeric gradient.
     pub rtol: f64,
     /// Seeds the random tensors that place the function mid-graph.
     pub seed: u64,
@@ -54,10 +56,13 @@ pub struct Mismatch {
     pub input: usize,
     /// Multi-index of the element inside that input.
     pub index: Vec<usize>,
+    /// The gradient `backward` computed.
     pub analytic: f64,
+    /// The central-difference estimate.
     pub numeric: f64,
 }
 
+/// What [`gradcheck`] found: how far the analytic gradients were from the numeric ones.
 #[derive(Clone, Debug)]
 pub struct GradcheckReport {
     /// Number of input elements compared.
@@ -71,6 +76,7 @@ pub struct GradcheckReport {
 }
 
 impl GradcheckReport {
+    /// Whether every element was within tolerance (`max_ratio <= 1`).
     pub fn passed(&self) -> bool {
         self.max_ratio <= 1.0
     }

@@ -16,7 +16,9 @@ pub const FORWARD_TOLERANCE: f64 = 1e-4;
 /// One row of the table.
 #[derive(Clone, Debug)]
 pub struct Row {
+    /// The op checked, e.g. `"conv2d"`.
     pub op: &'static str,
+    /// How many random cases ran.
     pub cases: usize,
     /// Worst `|ours - reference| / (1 + |reference|)` over all outputs of all cases.
     pub forward_error: f64,
@@ -29,6 +31,8 @@ pub struct Row {
 }
 
 impl Row {
+    /// Whether the op ran, its forward was within [`FORWARD_TOLERANCE`] and its gradients
+    /// within tolerance.
     pub fn passed(&self) -> bool {
         self.failure.is_none()
             && self.forward_error <= FORWARD_TOLERANCE

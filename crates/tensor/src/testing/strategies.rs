@@ -67,9 +67,13 @@ pub fn broadcast_shapes(
 /// A convolution to test: input shape, weight shape and options, all consistent.
 #[derive(Clone, Debug)]
 pub struct Conv2dCase {
+    /// `[N, Cin, H, W]`.
     pub input: Vec<usize>,
+    /// `[Cout, Cin/groups, kh, kw]`.
     pub weight: Vec<usize>,
+    /// Whether to pass a `[Cout]` bias.
     pub bias: bool,
+    /// Stride, padding, dilation and groups.
     pub options: Conv2dOptions,
 }
 
@@ -107,7 +111,9 @@ pub fn conv2d_case() -> impl Strategy<Value = Conv2dCase> {
 /// PyTorch requires).
 #[derive(Clone, Debug)]
 pub struct Pool2dCase {
+    /// `[N, C, H, W]`.
     pub input: Vec<usize>,
+    /// Window, stride and padding.
     pub options: Pool2dOptions,
 }
 

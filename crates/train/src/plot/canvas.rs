@@ -4,6 +4,7 @@ use super::font;
 use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
 
+/// The background.
 pub const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
 /// Text and axes.
 pub const INK: Rgb<u8> = Rgb([40, 40, 40]);
@@ -42,11 +43,14 @@ impl Rect {
     }
 }
 
+/// A picture being drawn, with the drawing operations the plots use.
 pub struct Canvas {
+    /// The pixels drawn so far.
     pub img: RgbImage,
 }
 
 impl Canvas {
+    /// A white picture of `width` x `height` pixels.
     pub fn new(width: u32, height: u32) -> Self {
         Canvas {
             img: RgbImage::from_pixel(width, height, WHITE),

@@ -7,14 +7,19 @@ use crate::metrics::{EpochMetrics, StepMetrics};
 use anyhow::Result;
 use image::Rgb;
 
+/// Width of `curves.png` in pixels.
 pub const W: u32 = 1560;
+/// Height of `curves.png` in pixels.
 pub const H: u32 = 560;
 /// Top of the panels (the title sits above).
 const PANELS_TOP: i64 = 70;
+/// The training figures (per epoch).
 pub const TRAIN: Rgb<u8> = Rgb([31, 119, 180]);
 /// The per-step training loss: light, so the noisy line stays behind the epoch means.
 pub const TRAIN_STEPS: Rgb<u8> = Rgb([170, 199, 228]);
+/// The test figures.
 pub const TEST: Rgb<u8> = Rgb([214, 39, 40]);
+/// The learning rate.
 pub const LR: Rgb<u8> = Rgb([44, 160, 44]);
 
 /// One line of a panel. Points with a non-finite coordinate are gaps: not drawn, not joined.

@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 pub struct MisclassifiedImage {
     /// `size` x `size` pixels, row-major, 3 bytes (R, G, B; 0-255) per pixel.
     pub rgb: Vec<u8>,
+    /// Side of the square image in pixels.
     pub size: usize,
     /// The true class: an index into the class names.
     pub label: usize,

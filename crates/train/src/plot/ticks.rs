@@ -8,6 +8,12 @@ const MANTISSAS: [f64; 4] = [1.0, 2.0, 2.5, 5.0];
 /// so an axis from the first to the last tick shows the whole range. The step is the smallest
 /// round one that needs no more than `max_ticks` ticks. A degenerate range (equal ends) is
 /// widened around its value; a non-finite one becomes 0..1.
+///
+/// ```
+/// use senet_train::plot::nice_ticks;
+/// assert_eq!(nice_ticks(0.0, 0.93, 6), [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
+/// assert_eq!(nice_ticks(61.7, 78.6, 6), [60.0, 65.0, 70.0, 75.0, 80.0]);
+/// ```
 pub fn nice_ticks(lo: f64, hi: f64, max_ticks: usize) -> Vec<f64> {
     let (lo, hi) = widen(lo, hi);
     let max_ticks = max_ticks.max(2) as f64;
