@@ -9,6 +9,8 @@
 use flate2::read::GzDecoder;
 use senet::models::{Family, ModelConfig, Preset};
 use senet::train::{train, DataOptions, DatasetSpec, StopHandle, TrainOptions};
+// The class names, in label order: the folder names inside the archive.
+use senet::commands::CIFAR10_CLASSES as CLASSES;
 use std::path::{Path, PathBuf};
 
 /// The real CIFAR-10 images as JPEG files, relative to the repository (see
@@ -17,18 +19,6 @@ const ARCHIVE: &str = "../shared/data/cifar10-jpeg.tar.gz";
 /// Images per class: 40 x 10 classes to train on, 20 x 10 to test on.
 const TRAIN_PER_CLASS: usize = 40;
 const TEST_PER_CLASS: usize = 20;
-const CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
 
 fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("senet-train-tiny-{}", std::process::id()));
