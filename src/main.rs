@@ -604,15 +604,18 @@ fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
         }
     }
     let note = match (study_kind, classes) {
-        (Study::Cifar10, 10) | (Study::Cifar100, 20) => "",
-        (Study::Cifar100, _) => {
-            "The paper's CIFAR-100 figures are for its 20 coarse labels: with these labels they \
-             are not comparable and are left out."
-        }
-        _ => "",
+        (Study::Cifar10, 10) | (Study::Cifar100, 20) | (Study::Ablation, _) => String::new(),
+        (Study::Cifar100, n) => format!(
+            "The paper's CIFAR-100 figures are for its 20 coarse labels (`--dataset cifar100 \
+             --labels coarse`): with {n} classes they are not comparable and are left out."
+        ),
+        (Study::Cifar10, n) => format!(
+            "The paper's CIFAR-10 figures are for its 10 classes: with {n} they are not \
+             comparable and are left out."
+        ),
     };
     let facts = study::facts(&options, &cells, a.data.image_size)?;
-    study::write_report(&a.out, &title, note, &cells, &facts, &runs, a.epochs)?;
+    study::write_report(&a.out, &title, &note, &cells, &facts, &runs, a.epochs)?;
     senet::train::say(format!(
         "report: {} and {}",
         a.out.join("report.md").display(),

@@ -88,3 +88,28 @@ pub fn checkpoint_bits(path: &Path) -> Vec<(String, Vec<u8>)> {
     v.sort();
     v
 }
+
+/// Writes `cifar-100-binary/` under `dir` in the official layout (a coarse and a fine label byte
+/// before each image): `train` and `test` images whose coarse label is `i % 20` and fine label
+/// `(i * 7) % 100`, with pixels that depend on both, and the two label-name files.
+pub fn write_cifar100(dir: &Path, train: usize, test: usize) {
+    let bin = dir.join("cifar-100-binary");
+    std::fs::create_dir_all(&bin).unwrap();
+    let split = |n: usize| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                let (coarse, fine) = ((i % 20) as u8, ((i * 7) % 100) as u8);
+                let pixels = (0..3072)
+                    .map(move |j| ((j * (coarse as usize + 1) + fine as usize) % 256) as u8);
+                [coarse, fine].into_iter().chain(pixels)
+            })
+            .collect()
+    };
+    std::fs::write(bin.join("train.bin"), split(train)).unwrap();
+    std::fs::write(bin.join("test.bin"), split(test)).unwrap();
+    let names = |prefix: &str, n: usize| -> String {
+        (0..n).map(|i| format!("{prefix}{i:02}\n")).collect()
+    };
+    std::fs::write(bin.join("coarse_label_names.txt"), names("coarse", 20)).unwrap();
+    std::fs::write(bin.join("fine_label_names.txt"), names("fine", 100)).unwrap();
+}

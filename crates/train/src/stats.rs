@@ -227,9 +227,11 @@ pub fn paired(a: &[f64], b: &[f64], level: f64) -> Option<Interval> {
 /// `senetv2 - resnet: +0.30 points, 95% CI [-0.80, +1.40]: not shown at 3 seeds`.
 pub fn verdict(a: &str, b: &str, interval: Option<&Interval>, seeds: usize) -> String {
     match interval {
-        None => {
-            format!("{a} - {b}: no interval at {seeds} seed(s) (needs two or more, with spread)")
-        }
+        None if seeds < 2 => format!("{a} - {b}: no interval at {seeds} seed (needs two or more)"),
+        None => format!(
+            "{a} - {b}: no interval at {seeds} seeds (each model's top-1 is the same at every \
+             seed: no spread to estimate from)"
+        ),
         Some(i) => {
             let said = if !i.excludes_zero() {
                 format!("not shown at {seeds} seeds")
@@ -333,7 +335,8 @@ mod tests {
         let w = welch(&[70.0, 70.5, 71.0], &[80.0, 80.5, 81.0], 0.95).unwrap();
         let v = verdict("resnet", "senetv2", Some(&w), 3);
         assert!(v.ends_with("senetv2 above resnet at 3 seeds"), "{v}");
-        assert!(verdict("a", "b", None, 1).contains("no interval at 1 seed"));
+        assert!(verdict("a", "b", None, 1).contains("no interval at 1 seed (needs two"));
+        assert!(verdict("a", "b", None, 2).contains("no interval at 2 seeds (each model"));
     }
 
     #[test]
