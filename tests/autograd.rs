@@ -334,3 +334,14 @@ fn into_relu_works_in_place_only_when_nobody_else_sees_the_buffer() {
     let g = y.sum_all().unwrap().backward().unwrap();
     assert_eq!(vals(g.get(&x).unwrap()), vec![0.0, 1.0, 0.0, 1.0]);
 }
+
+#[test]
+fn an_elementwise_op_is_named_as_in_the_spec_with_its_scalar() {
+    use senet::spec::elementwise::{BinaryOp, UnaryOp};
+    let x = Tensor::ones(&[2]).requires_grad();
+    let name = |t: Tensor| t.op().unwrap().name();
+    assert_eq!(name(x.relu().unwrap()), UnaryOp::Relu.name());
+    assert_eq!(name(x.mul_scalar(0.5).unwrap()), "scale(0.5)");
+    assert_eq!(name(x.add_scalar(1.0).unwrap()), "add_scalar(1.0)");
+    assert_eq!(name(x.mul(&x).unwrap()), BinaryOp::Mul.name());
+}

@@ -1,5 +1,5 @@
 //! Layers: convolution, batch norm, dense (plain and grouped), pooling, activations, sequences.
-use crate::{join, Module, Result, Slot};
+use crate::{join, Error, Module, Result, Slot};
 use senet_tensor::{BatchNormOptions, Conv2dOptions, Pool2dOptions, RunningStats, Tensor};
 
 /// 2-D convolution, weight `[out, in/groups, kh, kw]`, optional bias `[out]`.
@@ -167,8 +167,8 @@ pub struct GroupedLinear {
 }
 
 impl GroupedLinear {
-    /// Groups `branches`, which must have the same shapes; the biases are used only when
-    /// every branch has one.
+    /// Groups `branches`, which must have the same shapes and either all have a bias or none
+    /// (forward refuses a mix rather than drop some).
     pub fn new(branches: Vec<Linear>) -> Self {
         GroupedLinear { branches }
     }
@@ -184,6 +184,13 @@ impl Module for GroupedLinear {
             Ok(Tensor::concat(&rows.iter().collect::<Vec<_>>(), 0)?)
         };
         let w = stack(self.branches.iter().map(|b| b.weight.clone()).collect())?;
+        let with_bias = self.branches.iter().filter(|b| b.bias.is_some()).count();
+        if with_bias != 0 && with_bias != self.branches.len() {
+            return Err(Error::Config(format!(
+                "GroupedLinear: {with_bias} of its {} branches have a bias; all or none must",
+                self.branches.len()
+            )));
+        }
         let biases: Option<Vec<Tensor>> = self.branches.iter().map(|b| b.bias.clone()).collect();
         let b = biases.map(stack).transpose()?;
         Ok(x.grouped_linear(&w, b.as_ref())?)
@@ -295,5 +302,40 @@ impl Module for Sequential {
         for (i, layer) in self.layers.iter_mut().enumerate() {
             layer.visit(&join(prefix, &i.to_string()), f);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linear(seed: f32, bias: bool) -> Linear {
+        let w: Vec<f32> = (0..6).map(|i| seed + i as f32 * 0.5).collect();
+        let b = bias.then(|| Tensor::from_vec(vec![seed, -seed], &[2]).unwrap());
+        Linear::new(Tensor::from_vec(w, &[2, 3]).unwrap(), b)
+    }
+
+    #[test]
+    fn grouped_linear_is_its_branches_side_by_side() {
+        let x = Tensor::from_vec((0..6).map(|i| i as f32 - 2.5).collect(), &[2, 3]).unwrap();
+        let mut g = GroupedLinear::new(vec![linear(1.0, true), linear(-2.0, true)]);
+        let got = g.forward(&x, false).unwrap().to_vec::<f32>().unwrap();
+        let a = linear(1.0, true).forward(&x, false).unwrap();
+        let b = linear(-2.0, true).forward(&x, false).unwrap();
+        let want = Tensor::concat(&[&a, &b], 1)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn grouped_linear_refuses_a_mix_of_biased_and_unbiased_branches() {
+        let x = Tensor::ones(&[2, 3]);
+        let mut g = GroupedLinear::new(vec![linear(1.0, true), linear(-2.0, false)]);
+        let err = g.forward(&x, false).unwrap_err().to_string();
+        assert!(err.contains("1 of its 2 branches have a bias"), "{err}");
+        let mut none = GroupedLinear::new(vec![linear(1.0, false), linear(-2.0, false)]);
+        assert_eq!(none.forward(&x, false).unwrap().shape(), &[2, 4]);
     }
 }

@@ -84,7 +84,7 @@ impl UnaryOp {
         }
     }
 
-    /// The lowercase name, as in `Op::name` and the self-test.
+    /// The lowercase name, as in `Op::name` (which adds the scalar) and the self-test.
     pub fn name(self) -> &'static str {
         match self {
             UnaryOp::Neg => "neg",

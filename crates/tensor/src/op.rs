@@ -204,12 +204,17 @@ impl Op {
         self.inputs().into_iter().cloned().collect()
     }
 
-    /// A short lowercase name (`"conv2d"`, `"mul"`, a custom op's own), for messages,
-    /// `Debug` output and graph dumps.
+    /// A short lowercase name (`"conv2d"`, `"mul"`, `"scale(0.5)"`, a custom op's own), for
+    /// messages, `Debug` output and graph dumps; an elementwise op's is its spec name
+    /// ([`UnaryOp::name`], [`BinaryOp::name`]), with the scalar where it takes one.
     pub fn name(&self) -> String {
         match self {
-            Op::Binary(op, ..) => format!("{op:?}").to_lowercase(),
-            Op::Unary(op, _) => format!("{op:?}").to_lowercase(),
+            Op::Binary(op, ..) => op.name().into(),
+            // The scalar too where there is one ("scale(0.5)"): graph dumps tell them apart.
+            Op::Unary(op @ (UnaryOp::Powf(c) | UnaryOp::Scale(c) | UnaryOp::AddScalar(c)), _) => {
+                format!("{}({c:?})", op.name())
+            }
+            Op::Unary(op, _) => op.name().into(),
             Op::Sum { .. } => "sum".into(),
             Op::Max { .. } => "max".into(),
             Op::Reshape(_) => "reshape".into(),
