@@ -551,6 +551,19 @@ fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
         (DatasetKind::Cifar100, LabelKind::Fine) => 100,
         _ => 10,
     };
+    // The dataset is a flag of its own (default cifar10), so a cifar100 study on other data is
+    // allowed but most likely a forgotten `--dataset cifar100`: say so before hours of training.
+    let mismatch = match (study_kind, a.data.dataset) {
+        (Study::Cifar10, DatasetKind::Cifar100) => Some(("cifar100", "cifar10")),
+        (Study::Cifar100, DatasetKind::Cifar10) => Some(("cifar10", "cifar100 --labels coarse")),
+        _ => None,
+    };
+    if let Some((data, flags)) = mismatch {
+        senet::train::say(format!(
+            "warning: study {name} on {data} data; the paper's {name} networks were trained with \
+             --dataset {flags}"
+        ));
+    }
     let options = StudyOptions {
         study: study_kind,
         families: a.families,
@@ -570,6 +583,13 @@ fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
         a.data.data.display()
     );
     let mut code = ExitCode::SUCCESS;
+    if a.report_only && !a.out.is_dir() {
+        bail!(
+            "--report-only: {} is not a folder; nothing to report (run the study without \
+             --report-only first)",
+            a.out.display()
+        );
+    }
     if !a.report_only {
         std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
         let (stop, received) = stop_on_signals()?;

@@ -245,5 +245,27 @@ fn the_cifar100_study_runs_on_binary_files_with_coarse_or_fine_labels() {
     assert!(md.contains("not comparable"), "{md}");
     assert!(!md.contains("63.52"), "{md}");
     assert!(json["cells"][2]["paper_top1"].is_null(), "{json}");
+
+    // A cifar100 study left on the default --dataset cifar10 is warned about; a report of a
+    // study that never ran is refused by name.
+    let never = root.join("never");
+    let o = support::senet([
+        "reproduce",
+        "--study",
+        "cifar100",
+        "--report-only",
+        "--out",
+        &never.display().to_string(),
+    ]);
+    let err = support::failure(&o);
+    assert!(
+        err.contains("warning: study cifar100 on cifar10 data")
+            && err.contains("--dataset cifar100 --labels coarse"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--report-only") && err.contains("is not a folder; nothing to report"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
