@@ -574,12 +574,16 @@ fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
     let cells = study::cells(&options)?;
     let runs = study::plan(&cells, a.seeds as u64, &a.out);
     let title = format!(
-        "senet reproduce --study {name}: {} models x {} seeds, {} epochs, width {}, {:?} data {}",
+        "senet reproduce --study {name}: {} models x {} seeds, {} epochs, width {}, {} data {}",
         cells.len(),
         a.seeds,
         a.epochs,
         a.width,
-        a.data.dataset,
+        match a.data.dataset {
+            DatasetKind::Cifar100 =>
+                format!("cifar100 ({:?} labels)", a.data.labels).to_lowercase(),
+            d => format!("{d:?}").to_lowercase(),
+        },
         a.data.data.display()
     );
     let mut code = ExitCode::SUCCESS;

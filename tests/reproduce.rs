@@ -222,6 +222,7 @@ fn the_cifar100_study_runs_on_binary_files_with_coarse_or_fine_labels() {
 
     let (out, md, json) = run("coarse", "2");
     assert!(md.contains("6 of 6 runs finished (1 epochs each)"), "{md}");
+    assert!(md.contains(", cifar100 (coarse labels) data "), "{md}");
     for (i, (cell, paper)) in [("resnet", 61.72), ("se-resnet", 62.26), ("senetv2", 63.52)]
         .into_iter()
         .enumerate()

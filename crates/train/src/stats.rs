@@ -223,14 +223,16 @@ pub fn paired(a: &[f64], b: &[f64], level: f64) -> Option<Interval> {
     Some(Interval::new(mean(&d), se, (d.len() - 1) as f64, level))
 }
 
-/// One line on a pairwise difference of mean top-1 (in points), for example
+/// One line on a pairwise difference `diff` of mean top-1 (in points), for example
 /// `senetv2 - resnet: +0.30 points, 95% CI [-0.80, +1.40]: not shown at 3 seeds`.
-pub fn verdict(a: &str, b: &str, interval: Option<&Interval>, seeds: usize) -> String {
+pub fn verdict(a: &str, b: &str, diff: f64, interval: Option<&Interval>, seeds: usize) -> String {
     match interval {
-        None if seeds < 2 => format!("{a} - {b}: no interval at {seeds} seed (needs two or more)"),
+        None if seeds < 2 => {
+            format!("{a} - {b}: {diff:+.2} points; no interval at {seeds} seed (needs two or more)")
+        }
         None => format!(
-            "{a} - {b}: no interval at {seeds} seeds (each model's top-1 is the same at every \
-             seed: no spread to estimate from)"
+            "{a} - {b}: {diff:+.2} points; no interval at {seeds} seeds (each model's top-1 is \
+             the same at every seed: no spread to estimate from)"
         ),
         Some(i) => {
             let said = if !i.excludes_zero() {
@@ -326,17 +328,22 @@ mod tests {
     #[test]
     fn verdicts_say_what_the_interval_shows() {
         let w = welch(&[81.0, 81.5, 82.0], &[80.5, 81.5, 81.8], 0.95).unwrap();
-        let v = verdict("senetv2", "resnet", Some(&w), 3);
+        let v = verdict("senetv2", "resnet", w.diff, Some(&w), 3);
         assert!(
             v.starts_with("senetv2 - resnet: +0.23 points, 95% CI [-"),
             "{v}"
         );
         assert!(v.ends_with(": not shown at 3 seeds"), "{v}");
         let w = welch(&[70.0, 70.5, 71.0], &[80.0, 80.5, 81.0], 0.95).unwrap();
-        let v = verdict("resnet", "senetv2", Some(&w), 3);
+        let v = verdict("resnet", "senetv2", w.diff, Some(&w), 3);
         assert!(v.ends_with("senetv2 above resnet at 3 seeds"), "{v}");
-        assert!(verdict("a", "b", None, 1).contains("no interval at 1 seed (needs two"));
-        assert!(verdict("a", "b", None, 2).contains("no interval at 2 seeds (each model"));
+        let v = verdict("a", "b", -0.5, None, 1);
+        assert!(
+            v.contains("a - b: -0.50 points; no interval at 1 seed (needs two"),
+            "{v}"
+        );
+        let v = verdict("a", "b", 0.0, None, 2);
+        assert!(v.contains("no interval at 2 seeds (each model"), "{v}");
     }
 
     #[test]

@@ -268,7 +268,9 @@ pub fn write_report(
     let found = results(runs, epochs)?;
     let (summary, pairs) = study_report::summarize(&order, &found);
     let md = format!(
-        "# {title}\n\n{note}{}{} of {} runs finished ({epochs} epochs each).\n\n{}",
+        "# {title}\n\n{note}{}{} of {} runs finished ({epochs} epochs each). Accuracies are \
+         each run's test accuracy after its last epoch (not its best epoch, which would pick \
+         on the test set); a difference is later row minus earlier row, in points.\n\n{}",
         if note.is_empty() { "" } else { "\n\n" },
         found.len(),
         runs.len(),

@@ -83,6 +83,8 @@ pub struct Comparison {
     pub a: String,
     /// The earlier cell, subtracted from `a`.
     pub b: String,
+    /// Mean top-1 of `a` minus mean top-1 of `b`, over all seeds of each.
+    pub diff: f64,
     /// Welch's 95% interval over all seeds of each (`None` below two seeds or without spread).
     pub welch: Option<Interval>,
     /// Over the seeds both cells have.
@@ -138,10 +140,12 @@ pub fn summarize(order: &[String], runs: &[RunResult]) -> (Vec<CellSummary>, Vec
             }
             let paired = stats::paired(&pa, &pb, 0.95);
             let seeds = ra.len().min(rb.len());
+            let diff = a.top1_mean - b.top1_mean;
             pairs.push(Comparison {
                 a: a.name.clone(),
                 b: b.name.clone(),
-                verdict: stats::verdict(&a.name, &b.name, welch.as_ref(), seeds),
+                diff,
+                verdict: stats::verdict(&a.name, &b.name, diff, welch.as_ref(), seeds),
                 welch,
                 paired,
             });
@@ -176,7 +180,7 @@ pub fn to_json(cells: &[CellSummary], facts: &[CellFacts], pairs: &[Comparison])
             })
         }).collect::<Vec<_>>(),
         "comparisons": pairs.iter().map(|p| json!({
-            "a": p.a, "b": p.b, "welch": interval_json(&p.welch),
+            "a": p.a, "b": p.b, "diff": num(p.diff), "welch": interval_json(&p.welch),
             "paired": interval_json(&p.paired), "verdict": p.verdict,
         })).collect::<Vec<_>>(),
     })
@@ -224,16 +228,12 @@ pub fn to_markdown(cells: &[CellSummary], facts: &[CellFacts], pairs: &[Comparis
         None => "—".to_string(),
     };
     for p in pairs {
-        let diff = p
-            .welch
-            .map(|w| w.diff)
-            .or(p.paired.map(|w| w.diff))
-            .map_or("—".to_string(), |d| format!("{d:+.2}"));
         let _ = writeln!(
             md,
-            "| {} - {}: {diff} | {} | {} | {} |",
+            "| {} - {}: {:+.2} | {} | {} | {} |",
             p.a,
             p.b,
+            p.diff,
             ci(&p.welch),
             ci(&p.paired),
             p.verdict
@@ -327,6 +327,7 @@ mod tests {
         assert!(pairs[0].verdict.contains("no interval at 1 seed"));
         let j = to_json(&cells, &[], &pairs);
         assert!(j["cells"][0]["top1_std"].is_null());
-        assert!(to_markdown(&cells, &[], &pairs).contains("| b - a: — | — | — |"));
+        assert_eq!(j["comparisons"][0]["diff"], 5.0);
+        assert!(to_markdown(&cells, &[], &pairs).contains("| b - a: +5.00 | — | — |"));
     }
 }
