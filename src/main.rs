@@ -603,16 +603,24 @@ fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
         template.batch = a.batch;
         template.device = a.device.clone();
         template.progress = std::io::stderr().is_terminal();
+        // Time left from this invocation's pace in epochs (a run resumed half-way, or runs
+        // finished before it, are not counted as if this invocation had trained them).
         let started = std::time::Instant::now();
-        let mut first_done = None;
+        let total_epochs = runs.len() * a.epochs;
+        let epochs_done = || -> usize {
+            runs.iter()
+                .map(|r| study::epochs_done(&r.folder, a.epochs).unwrap_or(0))
+                .sum()
+        };
+        let at_start = epochs_done();
         let outcome = study::run_all(&template, &cells, &runs, &stop, |done, total| {
-            // Time left from this invocation's pace (runs finished before it are not timed).
-            let first = *first_done.get_or_insert(done);
-            let left = match done - first {
+            let now = epochs_done();
+            let left = match now.saturating_sub(at_start) {
                 0 => String::new(),
                 n => {
                     let per = started.elapsed().as_secs_f64() / n as f64;
-                    format!(", about {:.1} h left", per * (total - done) as f64 / 3600.0)
+                    let hours = per * (total_epochs - now) as f64 / 3600.0;
+                    format!(", about {hours:.1} h left")
                 }
             };
             senet::train::say(format!("study {name}: {done} of {total} runs done{left}"));

@@ -74,6 +74,9 @@ fn a_stopped_study_resumes_to_the_same_report() {
     let first = study::run_all(&limited, &cells, &runs, &stop, |_, _| {}).unwrap();
     assert_eq!(first, StudyOutcome::Stopped);
     assert!(!study::finished(&runs[0].folder, 2).unwrap());
+    // 3 steps an epoch: the limit of 4 fell in the second epoch.
+    assert_eq!(study::epochs_done(&runs[0].folder, 2).unwrap(), 1);
+    assert_eq!(study::epochs_done(&runs[1].folder, 2).unwrap(), 0);
     study::write_report(&stopped, "tiny", "", &cells, &[], &runs, 2).unwrap();
     assert_eq!(report_without_timing(&stopped)["runs_finished"], 0);
     // The first run finishes now (its 6 steps pass the limit of 4 only once resumed without

@@ -152,8 +152,18 @@ pub fn plan(cells: &[Cell], seeds: u64, dir: &Path) -> Vec<PlannedRun> {
 
 /// Whether the run in `folder` has all `epochs` epochs in its `metrics.csv`.
 pub fn finished(folder: &Path, epochs: usize) -> Result<bool> {
+    Ok(epochs_done(folder, epochs)? >= epochs)
+}
+
+/// How many of its `epochs` epochs the run in `folder` has in its `metrics.csv` (0 when it has
+/// not started).
+pub fn epochs_done(folder: &Path, epochs: usize) -> Result<usize> {
     let rows = crate::run_dir::read_metrics(folder)?;
-    Ok(rows.iter().filter(|r| r.epoch <= epochs).count() >= epochs)
+    Ok(rows
+        .iter()
+        .filter(|r| r.epoch <= epochs)
+        .count()
+        .min(epochs))
 }
 
 /// How an invocation of a study ended.
