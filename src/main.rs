@@ -616,6 +616,7 @@ fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
         let outcome = study::run_all(&template, &cells, &runs, &stop, |done, total| {
             let now = epochs_done();
             let left = match now.saturating_sub(at_start) {
+                _ if now >= total_epochs => String::new(),
                 0 => String::new(),
                 n => {
                     let per = started.elapsed().as_secs_f64() / n as f64;
@@ -642,8 +643,8 @@ fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
              --labels coarse`): with {n} classes they are not comparable and are left out."
         ),
         (Study::Cifar10, n) => format!(
-            "The paper's CIFAR-10 figures are for its 10 classes: with {n} they are not \
-             comparable and are left out."
+            "The paper's CIFAR-10 figures are for its 10 classes: with {n} classes they are \
+             not comparable and are left out."
         ),
     };
     let facts = study::facts(&options, &cells, a.data.image_size)?;

@@ -1,6 +1,7 @@
-//! `senet reproduce`'s study runner on a generated CIFAR-10 folder: two tiny models x two
-//! seeds run to a report, and a study stopped in the middle and started again gives the same
-//! report as one that never stopped (all but the timing fields).
+//! `senet reproduce`'s study runner on generated data: two tiny models x two seeds run to a
+//! report, and a study stopped in the middle and started again gives the same report as one
+//! that never stopped (all but the timing fields); the command end to end on CIFAR-10 files,
+//! and the CIFAR-100 study on files in its binary layout with coarse or fine labels.
 use senet::train::study::{self, Study, StudyOptions, StudyOutcome};
 use senet::train::StopHandle;
 use serde_json::Value;
@@ -134,7 +135,9 @@ fn senet_reproduce_runs_a_study_and_rebuilds_its_report() {
     support::success(&o);
     let err = support::stderr(&o);
     assert!(err.contains("study cifar10: 0 of 6 runs done"), "{err}");
-    assert!(err.contains("study cifar10: 6 of 6 runs done"), "{err}");
+    assert!(err.contains("study cifar10: 6 of 6 runs done\n"), "{err}");
+    // Paced once an epoch has been trained in this invocation; no estimate once all are done.
+    assert!(err.contains("study cifar10: 1 of 6 runs done, about "), "{err}");
     for cell in ["resnet", "se-resnet", "senetv2"] {
         for seed in 0..2 {
             let run = out.join(cell).join(format!("seed-{seed}"));
@@ -216,6 +219,9 @@ fn the_cifar100_study_runs_on_binary_files_with_coarse_or_fine_labels() {
             &out.display().to_string(),
         ]);
         support::success(&o);
+        // The paper's own data: nothing to warn about.
+        let err = support::stderr(&o);
+        assert!(!err.contains("warning"), "{err}");
         let md = std::fs::read_to_string(out.join("report.md")).unwrap();
         let json: Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
@@ -269,6 +275,25 @@ fn the_cifar100_study_runs_on_binary_files_with_coarse_or_fine_labels() {
     );
     assert!(
         err.contains("--report-only") && err.contains("is not a folder; nothing to report"),
+        "{err}"
+    );
+    // And the other way round.
+    let o = support::senet([
+        "reproduce",
+        "--study",
+        "cifar10",
+        "--dataset",
+        "cifar100",
+        "--report-only",
+        "--out",
+        &never.display().to_string(),
+    ]);
+    let err = support::failure(&o);
+    assert!(
+        err.contains(
+            "warning: study cifar10 on cifar100 data; the paper's cifar10 networks were \
+                      trained with --dataset cifar10"
+        ),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&root);

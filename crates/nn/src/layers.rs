@@ -176,6 +176,13 @@ impl GroupedLinear {
 
 impl Module for GroupedLinear {
     fn forward(&mut self, x: &Tensor, _train: bool) -> Result<Tensor> {
+        let with_bias = self.branches.iter().filter(|b| b.bias.is_some()).count();
+        if with_bias != 0 && with_bias != self.branches.len() {
+            return Err(Error::Config(format!(
+                "GroupedLinear: {with_bias} of its {} branches have a bias; all or none must",
+                self.branches.len()
+            )));
+        }
         let stack = |ts: Vec<Tensor>| -> Result<Tensor> {
             let rows: Vec<Tensor> = ts
                 .iter()
@@ -184,13 +191,6 @@ impl Module for GroupedLinear {
             Ok(Tensor::concat(&rows.iter().collect::<Vec<_>>(), 0)?)
         };
         let w = stack(self.branches.iter().map(|b| b.weight.clone()).collect())?;
-        let with_bias = self.branches.iter().filter(|b| b.bias.is_some()).count();
-        if with_bias != 0 && with_bias != self.branches.len() {
-            return Err(Error::Config(format!(
-                "GroupedLinear: {with_bias} of its {} branches have a bias; all or none must",
-                self.branches.len()
-            )));
-        }
         let biases: Option<Vec<Tensor>> = self.branches.iter().map(|b| b.bias.clone()).collect();
         let b = biases.map(stack).transpose()?;
         Ok(x.grouped_linear(&w, b.as_ref())?)
