@@ -137,7 +137,10 @@ fn senet_reproduce_runs_a_study_and_rebuilds_its_report() {
     assert!(err.contains("study cifar10: 0 of 6 runs done"), "{err}");
     assert!(err.contains("study cifar10: 6 of 6 runs done\n"), "{err}");
     // Paced once an epoch has been trained in this invocation; no estimate once all are done.
-    assert!(err.contains("study cifar10: 1 of 6 runs done, about "), "{err}");
+    assert!(
+        err.contains("study cifar10: 1 of 6 runs done, about "),
+        "{err}"
+    );
     for cell in ["resnet", "se-resnet", "senetv2"] {
         for seed in 0..2 {
             let run = out.join(cell).join(format!("seed-{seed}"));
