@@ -537,9 +537,7 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
 
 fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
     use senet::train::args::{DatasetKind, LabelKind};
-    use senet::train::study::{self, Study, StudyOptions, StudyOutcome};
-    use std::io::IsTerminal;
-    use std::sync::atomic::Ordering;
+    use senet::train::study::{self, Study, StudyOptions};
     let (study_kind, name) = match a.study {
         StudyName::Cifar10 => (Study::Cifar10, "cifar10"),
         StudyName::Cifar100 => (Study::Cifar100, "cifar100"),
@@ -586,7 +584,6 @@ fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
         },
         a.data.data.display()
     );
-    let mut code = ExitCode::SUCCESS;
     if a.report_only && !a.out.is_dir() {
         bail!(
             "--report-only: {} is not a folder; nothing to report (run the study without \
@@ -594,48 +591,25 @@ fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
             a.out.display()
         );
     }
-    if !a.report_only {
-        std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-        let (stop, received) = stop_on_signals()?;
-        let mut template =
-            senet::train::TrainOptions::new(cells[0].model.clone(), a.data.options(), &a.out);
-        template.epochs = a.epochs;
-        template.batch = a.batch;
-        template.device = a.device.clone();
-        template.progress = std::io::stderr().is_terminal();
-        // Time left from this invocation's pace in epochs (a run resumed half-way, or runs
-        // finished before it, are not counted as if this invocation had trained them).
-        let started = std::time::Instant::now();
-        let total_epochs = runs.len() * a.epochs;
-        let epochs_done = || -> usize {
-            runs.iter()
-                .map(|r| study::epochs_done(&r.folder, a.epochs).unwrap_or(0))
-                .sum()
-        };
-        let at_start = epochs_done();
-        let outcome = study::run_all(&template, &cells, &runs, &stop, |done, total| {
-            let now = epochs_done();
-            let left = match now.saturating_sub(at_start) {
-                _ if now >= total_epochs => String::new(),
-                0 => String::new(),
-                n => {
-                    let per = started.elapsed().as_secs_f64() / n as f64;
-                    let hours = per * (total_epochs - now) as f64 / 3600.0;
-                    format!(", about {hours:.1} h left")
-                }
+    let code = if a.report_only {
+        ExitCode::SUCCESS
+    } else {
+        train_study(a, name, &cells, &runs)?
+    };
+    // What the runs trained decides what the report describes: an image folder has as many
+    // classes as class folders, which only the trainer counts.
+    let (options, cells) = match study::trained_classes(&runs)? {
+        Some(trained) if trained != classes => {
+            let options = StudyOptions {
+                classes: trained,
+                ..options
             };
-            senet::train::say(format!("study {name}: {done} of {total} runs done{left}"));
-        })?;
-        let signal = received.load(Ordering::SeqCst);
-        if outcome == StudyOutcome::Stopped {
-            senet::train::say(format!(
-                "study {name} stopped; the same command carries it on from where it stopped"
-            ));
-            if signal > 0 {
-                code = ExitCode::from(u8::try_from(128 + signal).unwrap_or(1));
-            }
+            let cells = study::cells(&options)?;
+            (options, cells)
         }
-    }
+        _ => (options, cells),
+    };
+    let classes = options.classes;
     let note = match (study_kind, classes) {
         (Study::Cifar10, 10) | (Study::Cifar100, 20) | (Study::Ablation, _) => String::new(),
         (Study::Cifar100, n) => format!(
@@ -655,6 +629,60 @@ fn reproduce(a: &ReproduceArgs) -> Result<ExitCode> {
         a.out.join("report.json").display()
     ));
     Ok(code)
+}
+
+/// Trains every unfinished run of a study, with a progress line across the whole study; a
+/// signal stops it cleanly (the same command carries it on), and the exit code says which.
+fn train_study(
+    a: &ReproduceArgs,
+    name: &str,
+    cells: &[senet::train::study::Cell],
+    runs: &[senet::train::study::PlannedRun],
+) -> Result<ExitCode> {
+    use senet::train::study::{self, StudyOutcome};
+    use std::io::IsTerminal;
+    use std::sync::atomic::Ordering;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let (stop, received) = stop_on_signals()?;
+    let mut template =
+        senet::train::TrainOptions::new(cells[0].model.clone(), a.data.options(), &a.out);
+    template.epochs = a.epochs;
+    template.batch = a.batch;
+    template.device = a.device.clone();
+    template.progress = std::io::stderr().is_terminal();
+    // Time left from this invocation's pace in epochs (a run resumed half-way, or runs
+    // finished before it, are not counted as if this invocation had trained them).
+    let started = std::time::Instant::now();
+    let total_epochs = runs.len() * a.epochs;
+    let epochs_done = || -> usize {
+        runs.iter()
+            .map(|r| study::epochs_done(&r.folder, a.epochs).unwrap_or(0))
+            .sum()
+    };
+    let at_start = epochs_done();
+    let outcome = study::run_all(&template, cells, runs, &stop, |done, total| {
+        let now = epochs_done();
+        let left = match now.saturating_sub(at_start) {
+            _ if now >= total_epochs => String::new(),
+            0 => String::new(),
+            n => {
+                let per = started.elapsed().as_secs_f64() / n as f64;
+                let hours = per * (total_epochs - now) as f64 / 3600.0;
+                format!(", about {hours:.1} h left")
+            }
+        };
+        senet::train::say(format!("study {name}: {done} of {total} runs done{left}"));
+    })?;
+    let signal = received.load(Ordering::SeqCst);
+    if outcome == StudyOutcome::Stopped {
+        senet::train::say(format!(
+            "study {name} stopped; the same command carries it on from where it stopped"
+        ));
+        if signal > 0 {
+            return Ok(ExitCode::from(u8::try_from(128 + signal).unwrap_or(1)));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn selftest(device: &str, cases: usize, seed: u64) -> Result<ExitCode> {

@@ -261,16 +261,17 @@ fn the_cifar100_study_runs_on_binary_files_with_coarse_or_fine_labels() {
 
     // A cifar100 study left on the default --dataset cifar10 is warned about; a report of a
     // study that never ran is refused by name.
-    let never = root.join("never");
-    let o = support::senet([
-        "reproduce",
-        "--study",
-        "cifar100",
-        "--report-only",
-        "--out",
-        &never.display().to_string(),
-    ]);
-    let err = support::failure(&o);
+    let never = root.join("never").display().to_string();
+    let report_of_nothing = |flags: &[&str]| {
+        let args = [
+            &["reproduce"][..],
+            flags,
+            &["--report-only", "--out", &never],
+        ]
+        .concat();
+        support::failure(&support::senet(args))
+    };
+    let err = report_of_nothing(&["--study", "cifar100"]);
     assert!(
         err.contains("warning: study cifar100 on cifar10 data")
             && err.contains("--dataset cifar100 --labels coarse"),
@@ -281,17 +282,7 @@ fn the_cifar100_study_runs_on_binary_files_with_coarse_or_fine_labels() {
         "{err}"
     );
     // And the other way round.
-    let o = support::senet([
-        "reproduce",
-        "--study",
-        "cifar10",
-        "--dataset",
-        "cifar100",
-        "--report-only",
-        "--out",
-        &never.display().to_string(),
-    ]);
-    let err = support::failure(&o);
+    let err = report_of_nothing(&["--study", "cifar10", "--dataset", "cifar100"]);
     assert!(
         err.contains(
             "warning: study cifar10 on cifar100 data; the paper's cifar10 networks were \
@@ -299,5 +290,74 @@ fn the_cifar100_study_runs_on_binary_files_with_coarse_or_fine_labels() {
         ),
         "{err}"
     );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// An image folder has as many classes as class folders, which only the trainer counts: the
+/// report describes the networks the runs trained (3 outputs here, so fewer parameters than
+/// the 10-class networks) and leaves the paper's 10-class figures out, saying why.
+#[test]
+fn an_image_folder_study_reports_the_classes_it_trained() {
+    let root = support::scratch("reproduce-folder");
+    let data = root.join("data");
+    for (split, images) in [("train", 4u8), ("test", 2)] {
+        for (c, class) in ["cat", "dog", "ship"].into_iter().enumerate() {
+            let dir = data.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..images {
+                let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                    image::Rgb([(x * 8) as u8, (y * 8) as u8, i * 40 + c as u8 * 70])
+                });
+                img.save(dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+    let out = root.join("study");
+    let (data_arg, out_arg) = (data.display().to_string(), out.display().to_string());
+    let o = support::senet([
+        "reproduce",
+        "--study",
+        "cifar10",
+        "--dataset",
+        "imagefolder",
+        "--data",
+        &data_arg,
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--width",
+        "4",
+        "--batch",
+        "6",
+        "--device",
+        "cpu",
+        "--out",
+        &out_arg,
+    ]);
+    support::success(&o);
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let note = json["note"].as_str().unwrap();
+    assert!(
+        note.contains("with 3 classes they are not comparable"),
+        "{json}"
+    );
+    let sized = |classes| {
+        let o = StudyOptions {
+            study: Study::Cifar10,
+            families: false,
+            grid: false,
+            width: 4,
+            classes,
+        };
+        study::facts(&o, &study::cells(&o).unwrap(), 32).unwrap()
+    };
+    let (three, ten) = (sized(3), sized(10));
+    for (i, cell) in json["cells"].as_array().unwrap().iter().enumerate() {
+        assert!(cell["paper_top1"].is_null(), "{cell}");
+        assert_eq!(cell["params"], three[i].params, "{cell}");
+        assert!(three[i].params < ten[i].params);
+    }
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -230,6 +230,34 @@ pub fn results(runs: &[PlannedRun], epochs: usize) -> Result<Vec<RunResult>> {
     Ok(out)
 }
 
+/// The classes the study's runs trained, as the first run folder with a `config.json` records
+/// them (`resolved.model.classes`); `None` before any run has started. An image-folder dataset
+/// has as many classes as it has class folders, which only the trainer reads.
+pub fn trained_classes(runs: &[PlannedRun]) -> Result<Option<usize>> {
+    for run in runs {
+        let path = run.folder.join("config.json");
+        if !path.is_file() {
+            continue;
+        }
+        let config = crate::config_file::read(&path)?;
+        let recorded =
+            &config.get("resolved").unwrap_or(&serde_json::Value::Null)["model"]["classes"];
+        let classes = recorded
+            .as_str()
+            .and_then(|c| c.parse::<usize>().ok())
+            .or_else(|| recorded.as_u64().and_then(|c| usize::try_from(c).ok()))
+            .filter(|&c| c > 0)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: resolved.model.classes is {recorded}, not a number of classes",
+                    path.display()
+                )
+            })?;
+        return Ok(Some(classes));
+    }
+    Ok(None)
+}
+
 /// The paper's published top-1 for a cell (MODELS.md), where our study trains the same
 /// network on the same task: CIFAR-10 with 10 classes, CIFAR-100 with its 20 coarse labels.
 pub fn paper_top1(o: &StudyOptions, cell: &str) -> Option<f64> {
