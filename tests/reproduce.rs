@@ -306,7 +306,7 @@ fn an_image_folder_study_reports_the_classes_it_trained() {
             std::fs::create_dir_all(&dir).unwrap();
             for i in 0..images {
                 let img = image::RgbImage::from_fn(32, 32, |x, y| {
-                    image::Rgb([(x * 8) as u8, (y * 8) as u8, i * 40 + c as u8 * 70])
+                    image::Rgb([(x * 8) as u8, (y * 8) as u8, i * 30 + c as u8 * 60])
                 });
                 img.save(dir.join(format!("{i}.png"))).unwrap();
             }
