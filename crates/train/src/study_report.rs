@@ -1,7 +1,8 @@
 //! A study's figures from its finished runs: per cell the mean and standard deviation of the
-//! final test top-1 and top-5 over seeds, the runs' own training throughput and wall time;
-//! per pair of cells the difference of mean top-1 with Welch's 95% interval, the interval of
-//! the per-seed paired differences (same seed = same data order), and a verdict line.
+//! final test top-1 and top-5 over seeds, the runs' own training throughput and their training
+//! time (all seeds together); per pair of cells the difference of mean top-1 with Welch's 95%
+//! interval, the interval of the per-seed paired differences (same seed = same data order),
+//! and a verdict line.
 use crate::metrics::EpochMetrics;
 use crate::stats::{self, Interval};
 use serde_json::{json, Value};
@@ -196,7 +197,7 @@ pub fn to_markdown(cells: &[CellSummary], facts: &[CellFacts], pairs: &[Comparis
         }
     };
     let mut md = String::from(
-        "| model | seeds | test top-1 % (mean ± sd) | paper's top-1 % | test top-5 % | parameters (PyTorch / Keras) | MFLOPs | training images/s (the runs' own) | wall time |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| model | seeds | test top-1 % (mean ± sd) | paper's top-1 % | test top-5 % | parameters (PyTorch / Keras) | MFLOPs | training images/s (the runs' own) | training time, all seeds |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for c in cells {
         let f = facts.iter().find(|f| f.name == c.name);
