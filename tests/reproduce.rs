@@ -90,6 +90,29 @@ fn a_stopped_study_resumes_to_the_same_report() {
     assert_eq!(last, StudyOutcome::Complete);
     study::write_report(&stopped, "tiny", "", &cells, &[], &runs, 2).unwrap();
     assert_eq!(report_without_timing(&stopped), want);
+
+    // Killed for good (no checkpoint written since) in the first run's second epoch: with a
+    // finished epoch in metrics.csv the study refuses to replace it; once that row is gone too
+    // (what a kill in the first epoch leaves: config, step log, lock) it starts the run afresh.
+    let killed = root.join("killed");
+    let (cells, runs) = tiny_study(&killed);
+    let first = study::run_all(&limited, &cells, &runs, &stop, |_, _| {}).unwrap();
+    assert_eq!(first, StudyOutcome::Stopped);
+    for name in ["last.safetensors", "last.optim.safetensors"] {
+        std::fs::remove_file(runs[0].folder.join(name)).unwrap();
+    }
+    let err = study::run_all(&template, &cells, &runs, &stop, |_, _| {}).unwrap_err();
+    let err = format!("{err:#}");
+    for part in ["resnet seed 0", "1 of its 2 epochs", "no last.safetensors"] {
+        assert!(err.contains(part), "{part:?} not in: {err}");
+    }
+    std::fs::remove_file(runs[0].folder.join("metrics.csv")).unwrap();
+    assert!(runs[0].folder.join("config.json").is_file());
+    let restarted = study::run_all(&template, &cells, &runs, &stop, |_, _| {}).unwrap();
+    assert_eq!(restarted, StudyOutcome::Complete);
+    study::write_report(&killed, "tiny", "", &cells, &[], &runs, 2).unwrap();
+    assert_eq!(report_without_timing(&killed), want);
+
     // Not only the accuracies: every run ends with the same weights, bit for bit.
     for (a, b) in tiny_study(&straight).1.iter().zip(&runs) {
         assert_eq!(

@@ -177,9 +177,10 @@ pub enum StudyOutcome {
 }
 
 /// Trains, in plan order, every run of `runs` that has not finished: a fresh one, or with
-/// `--resume` one that has a checkpoint. `template` gives the data, recipe and device; each
-/// run gets its cell's model, its seed and its folder. `progress(done, total)` is called
-/// before each run and at the end. Stops at the first run that ends early.
+/// `--resume` one that has a checkpoint (one killed before its first checkpoint starts
+/// afresh). `template` gives the data, recipe and device; each run gets its cell's model, its
+/// seed and its folder. `progress(done, total)` is called before each run and at the end.
+/// Stops at the first run that ends early.
 pub fn run_all(
     template: &TrainOptions,
     cells: &[Cell],
@@ -206,7 +207,29 @@ pub fn run_all(
         o.seed = run.seed;
         o.out = run.folder.clone();
         o.resume = run.folder.join("last.safetensors").is_file();
+        // A run killed before its first checkpoint left only its config and step log: there
+        // is nothing to resume, so it starts afresh (the trainer's overwrite removes only its
+        // own files, under the folder's lock). One with finished epochs but no checkpoint has
+        // lost something, and is not replaced silently.
         o.overwrite = false;
+        if !o.resume && run.folder.join("config.json").is_file() {
+            let done = epochs_done(&run.folder, template.epochs)?;
+            if done > 0 {
+                bail!(
+                    "study run {} seed {}: {} has {done} of its {} epochs in metrics.csv but \
+                     no last.safetensors to resume from; move the folder away to train it again",
+                    run.cell,
+                    run.seed,
+                    run.folder.display(),
+                    template.epochs
+                );
+            }
+            crate::say(format!(
+                "study run {} seed {}: stopped before its first checkpoint, so it starts afresh",
+                run.cell, run.seed
+            ));
+            o.overwrite = true;
+        }
         let (_, outcome) = crate::train(&o, stop)
             .with_context(|| format!("study run {} seed {}", run.cell, run.seed))?;
         if outcome != Outcome::Finished {
