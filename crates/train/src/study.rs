@@ -190,7 +190,8 @@ pub fn run_all(
 ) -> Result<StudyOutcome> {
     let total = runs.len();
     for (i, run) in runs.iter().enumerate() {
-        if finished(&run.folder, template.epochs)? {
+        let done = epochs_done(&run.folder, template.epochs)?;
+        if done >= template.epochs {
             continue;
         }
         progress(i, total);
@@ -213,7 +214,6 @@ pub fn run_all(
         // lost something, and is not replaced silently.
         o.overwrite = false;
         if !o.resume && run.folder.join("config.json").is_file() {
-            let done = epochs_done(&run.folder, template.epochs)?;
             if done > 0 {
                 bail!(
                     "study run {} seed {}: {} has {done} of its {} epochs in metrics.csv but \
